@@ -1,0 +1,134 @@
+//! The shared error vocabulary.
+//!
+//! Every rampart rejection (an open circuit, a full bulkhead, an exhausted retry budget, …) is a
+//! small typed value that callers find with [`find`], whatever layers wrapped it. Every
+//! configuration mistake is a [`ConfigError`] that names the field and the allowed range.
+
+use std::{borrow::Cow, error::Error, fmt, time::Duration};
+
+/// A type-erased error, the error type of most tower stacks.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// A configuration value was out of range or inconsistent.
+///
+/// Returned by every rampart builder's `build()`; the message names the field and what it
+/// allows, e.g. `invalid circuit breaker config: failure_rate_threshold must be in 0..=100 %, got 150`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    component: &'static str,
+    field: &'static str,
+    reason: Cow<'static, str>,
+}
+
+impl ConfigError {
+    /// A new error for `field` of `component` (e.g. `"circuit breaker"`), with a reason that says
+    /// what is allowed and what was given.
+    pub fn new(
+        component: &'static str,
+        field: &'static str,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            component,
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The name of the offending configuration field.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The component that was being configured.
+    pub fn component(&self) -> &'static str {
+        self.component
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} config: {} {}",
+            self.component, self.field, self.reason
+        )
+    }
+}
+
+impl Error for ConfigError {}
+
+/// A rejection made by a resilience policy rather than by the inner service.
+///
+/// Implemented by every rampart rejection type so that adapters (axum responses, tonic
+/// `Status`, retry decisions) can treat them uniformly.
+pub trait Rejection: Error + Send + Sync + 'static {
+    /// How long the caller should wait before trying again, if the policy knows.
+    fn retry_after(&self) -> Option<Duration>;
+}
+
+/// Finds an error of type `T` in `err` or anywhere in its [`source`](Error::source) chain.
+///
+/// ```
+/// use rampart_core::error::{find, BoxError, ConfigError};
+///
+/// let err: BoxError = Box::new(ConfigError::new("demo", "field", "must be > 0"));
+/// assert_eq!(find::<ConfigError>(&*err).unwrap().field(), "field");
+/// assert!(find::<std::io::Error>(&*err).is_none());
+/// ```
+pub fn find<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Like [`find`], for a `Send + Sync` error such as a [`BoxError`].
+pub fn find_in<'a, T: Error + 'static>(err: &'a (dyn Error + Send + Sync + 'static)) -> Option<&'a T> {
+    find::<T>(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("outer")
+        }
+    }
+    impl Error for Outer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn find_walks_the_source_chain() {
+        let err: BoxError = Box::new(Outer(std::io::Error::other("inner")));
+        let io = find_in::<std::io::Error>(&*err).expect("io error in chain");
+        assert_eq!(io.to_string(), "inner");
+        assert!(find_in::<ConfigError>(&*err).is_none());
+    }
+
+    #[test]
+    fn config_error_names_field_and_range() {
+        let e = ConfigError::new("circuit breaker", "failure_rate_threshold", "must be in 0..=100 %, got 150");
+        assert_eq!(
+            e.to_string(),
+            "invalid circuit breaker config: failure_rate_threshold must be in 0..=100 %, got 150"
+        );
+        assert_eq!(e.field(), "failure_rate_threshold");
+    }
+}

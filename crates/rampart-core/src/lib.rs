@@ -1,0 +1,26 @@
+//! Shared pieces of the rampart resilience middleware.
+//!
+//! Every rampart pattern (circuit breaker, retry, bulkhead, dead letters, …) needs the same few
+//! things, and this crate writes them once:
+//!
+//! - [`classify`]: turning a call's result into an [`Outcome`](classify::Outcome) — success,
+//!   failure (transient or fatal) or ignored — with classifiers for plain `Result`s, HTTP
+//!   responses and gRPC responses (whose status may only arrive in the trailers).
+//! - [`clock`]: the [`Clock`](clock::Clock) seam, so every time-based decision can be tested with a
+//!   manual clock or tokio's paused time.
+//! - [`key`]: key extraction for per-host / per-tenant / per-route instances.
+//! - [`error`]: the shared error vocabulary.
+//!
+//! ```
+//! use rampart_core::classify::{Classify, HttpClassifier, Outcome, FailureKind};
+//!
+//! let classifier = HttpClassifier::default();
+//! let response = http::Response::builder().status(503).body(()).unwrap();
+//! let outcome = classifier.outcome_of(Ok::<_, &std::io::Error>(&response));
+//! assert_eq!(outcome, Some(Outcome::Failure(FailureKind::Transient)));
+//! ```
+
+pub mod classify;
+pub mod clock;
+pub mod error;
+pub mod key;
