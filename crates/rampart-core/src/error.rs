@@ -93,7 +93,9 @@ pub fn find<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'
 }
 
 /// Like [`find`], for a `Send + Sync` error such as a [`BoxError`].
-pub fn find_in<'a, T: Error + 'static>(err: &'a (dyn Error + Send + Sync + 'static)) -> Option<&'a T> {
+pub fn find_in<'a, T: Error + 'static>(
+    err: &'a (dyn Error + Send + Sync + 'static),
+) -> Option<&'a T> {
     find::<T>(err)
 }
 
@@ -124,7 +126,11 @@ mod tests {
 
     #[test]
     fn config_error_names_field_and_range() {
-        let e = ConfigError::new("circuit breaker", "failure_rate_threshold", "must be in 0..=100 %, got 150");
+        let e = ConfigError::new(
+            "circuit breaker",
+            "failure_rate_threshold",
+            "must be in 0..=100 %, got 150",
+        );
         assert_eq!(
             e.to_string(),
             "invalid circuit breaker config: failure_rate_threshold must be in 0..=100 %, got 150"

@@ -102,7 +102,10 @@ pub fn key_fn<F, Req, K>(f: F) -> KeyFn<F, K>
 where
     F: Fn(&Req) -> Option<K>,
 {
-    KeyFn { f, _key: PhantomData }
+    KeyFn {
+        f,
+        _key: PhantomData,
+    }
 }
 
 impl<F: Clone, K> Clone for KeyFn<F, K> {
@@ -138,20 +141,34 @@ mod tests {
 
     #[test]
     fn authority_from_uri_or_host_header() {
-        let req = http::Request::get("http://a.example:81/x").body(()).unwrap();
+        let req = http::Request::get("http://a.example:81/x")
+            .body(())
+            .unwrap();
         assert_eq!(ByAuthority.extract(&req).unwrap(), "A.EXAMPLE:81");
-        let req = http::Request::get("/x").header("host", "b.example").body(()).unwrap();
+        let req = http::Request::get("/x")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
         assert_eq!(ByAuthority.extract(&req).unwrap(), "b.example");
         let req = http::Request::get("/x").body(()).unwrap();
         assert!(ByAuthority.extract(&req).is_none());
-        let req = http::Request::get("/x").header("host", "bad host").body(()).unwrap();
-        assert!(ByAuthority.extract(&req).is_none(), "a malformed Host is no key, not a panic");
+        let req = http::Request::get("/x")
+            .header("host", "bad host")
+            .body(())
+            .unwrap();
+        assert!(
+            ByAuthority.extract(&req).is_none(),
+            "a malformed Host is no key, not a panic"
+        );
     }
 
     #[test]
     fn header_key() {
         let k = ByHeader::new(http::HeaderName::from_static("x-tenant"));
-        let req = http::Request::get("/").header("x-tenant", "t1").body(()).unwrap();
+        let req = http::Request::get("/")
+            .header("x-tenant", "t1")
+            .body(())
+            .unwrap();
         assert_eq!(k.extract(&req).unwrap(), "t1");
         let req = http::Request::get("/").body(()).unwrap();
         assert!(k.extract(&req).is_none());

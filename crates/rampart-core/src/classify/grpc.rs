@@ -261,7 +261,11 @@ impl GrpcClassifierBuilder {
         let failures = self.failures.unwrap_or(DEFAULT_FAILURES);
         let transient = self.transient.unwrap_or(DEFAULT_TRANSIENT & failures);
         if failures & GrpcCode::Ok.bit() != 0 {
-            return Err(ConfigError::new("grpc classifier", "failure_codes", "must not contain OK"));
+            return Err(ConfigError::new(
+                "grpc classifier",
+                "failure_codes",
+                "must not contain OK",
+            ));
         }
         if transient & !failures != 0 {
             return Err(ConfigError::new(
@@ -270,7 +274,10 @@ impl GrpcClassifierBuilder {
                 "must be a subset of failure_codes",
             ));
         }
-        Ok(GrpcClassifier { failures, transient })
+        Ok(GrpcClassifier {
+            failures,
+            transient,
+        })
     }
 }
 
@@ -319,7 +326,9 @@ where
         let frame = ready!(this.inner.poll_frame(cx));
         if this.recorder.is_some() {
             let outcome = match &frame {
-                Some(Ok(f)) => f.trailers_ref().map(|t| this.classifier.trailers_outcome(t)),
+                Some(Ok(f)) => f
+                    .trailers_ref()
+                    .map(|t| this.classifier.trailers_outcome(t)),
                 Some(Err(_)) => Some(Outcome::TRANSIENT),
                 None => Some(this.classifier.outcome_of_code(GrpcCode::Unknown)),
             };
@@ -369,11 +378,21 @@ mod tests {
     #[tokio::test]
     async fn trailers_only_response_is_classified_from_headers() {
         let log = Log::default();
-        let res = Response::builder().header("grpc-status", "14").body(Empty::<Bytes>::new()).unwrap();
+        let res = Response::builder()
+            .header("grpc-status", "14")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
         let c = GrpcClassifier::new();
-        assert_eq!(Classify::<_, ()>::outcome_of(&c, Ok(&res)), Some(Outcome::TRANSIENT));
+        assert_eq!(
+            Classify::<_, ()>::outcome_of(&c, Ok(&res)),
+            Some(Outcome::TRANSIENT)
+        );
         let res = Classify::<_, ()>::classify(&c, Ok(res), recorder(&log)).unwrap();
-        assert_eq!(*log.lock().unwrap(), vec![Outcome::TRANSIENT], "recorded before the body is read");
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![Outcome::TRANSIENT],
+            "recorded before the body is read"
+        );
         res.into_body().collect().await.unwrap();
         assert_eq!(log.lock().unwrap().len(), 1, "recorded exactly once");
     }
@@ -398,13 +417,25 @@ mod tests {
 
     #[tokio::test]
     async fn status_in_trailers_is_recorded_at_end_of_stream() {
-        for (code, expected) in [("0", Outcome::Success), ("14", Outcome::TRANSIENT), ("13", Outcome::FATAL), ("5", Outcome::Ignored)] {
+        for (code, expected) in [
+            ("0", Outcome::Success),
+            ("14", Outcome::TRANSIENT),
+            ("13", Outcome::FATAL),
+            ("5", Outcome::Ignored),
+        ] {
             let log = Log::default();
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", code.parse().unwrap());
-            let res = streaming(vec![Frame::data(Bytes::from_static(b"msg")), Frame::trailers(trailers)]);
-            let res = Classify::<_, ()>::classify(&GrpcClassifier::new(), Ok(res), recorder(&log)).unwrap();
-            assert!(log.lock().unwrap().is_empty(), "nothing known before the body ends");
+            let res = streaming(vec![
+                Frame::data(Bytes::from_static(b"msg")),
+                Frame::trailers(trailers),
+            ]);
+            let res = Classify::<_, ()>::classify(&GrpcClassifier::new(), Ok(res), recorder(&log))
+                .unwrap();
+            assert!(
+                log.lock().unwrap().is_empty(),
+                "nothing known before the body ends"
+            );
             res.into_body().collect().await.unwrap();
             assert_eq!(*log.lock().unwrap(), vec![expected], "grpc-status {code}");
         }
@@ -414,29 +445,49 @@ mod tests {
     async fn stream_ending_without_status_is_a_failure_and_drop_records_nothing() {
         let log = Log::default();
         let res = streaming(vec![Frame::data(Bytes::from_static(b"msg"))]);
-        let res = Classify::<_, ()>::classify(&GrpcClassifier::new(), Ok(res), recorder(&log)).unwrap();
+        let res =
+            Classify::<_, ()>::classify(&GrpcClassifier::new(), Ok(res), recorder(&log)).unwrap();
         res.into_body().collect().await.unwrap();
         assert_eq!(*log.lock().unwrap(), vec![Outcome::FATAL]);
 
         let log = Log::default();
         let res = streaming(vec![Frame::data(Bytes::from_static(b"msg"))]);
-        let res = Classify::<_, ()>::classify(&GrpcClassifier::new(), Ok(res), recorder(&log)).unwrap();
+        let res =
+            Classify::<_, ()>::classify(&GrpcClassifier::new(), Ok(res), recorder(&log)).unwrap();
         drop(res);
-        assert!(log.lock().unwrap().is_empty(), "a dropped body is a cancellation, not an outcome");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "a dropped body is a cancellation, not an outcome"
+        );
     }
 
     #[test]
     fn non_200_http_status_maps_to_grpc_code() {
         let c = GrpcClassifier::new();
-        let res = Response::builder().status(503).body(Empty::<Bytes>::new()).unwrap();
-        assert_eq!(Classify::<_, ()>::outcome_of(&c, Ok(&res)), Some(Outcome::TRANSIENT));
-        let res = Response::builder().status(404).body(Empty::<Bytes>::new()).unwrap();
-        assert_eq!(Classify::<_, ()>::outcome_of(&c, Ok(&res)), Some(Outcome::Ignored));
+        let res = Response::builder()
+            .status(503)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(
+            Classify::<_, ()>::outcome_of(&c, Ok(&res)),
+            Some(Outcome::TRANSIENT)
+        );
+        let res = Response::builder()
+            .status(404)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(
+            Classify::<_, ()>::outcome_of(&c, Ok(&res)),
+            Some(Outcome::Ignored)
+        );
     }
 
     #[test]
     fn builder_validates() {
-        let err = GrpcClassifier::builder().failure_codes([GrpcCode::Ok]).build().unwrap_err();
+        let err = GrpcClassifier::builder()
+            .failure_codes([GrpcCode::Ok])
+            .build()
+            .unwrap_err();
         assert_eq!(err.field(), "failure_codes");
         let err = GrpcClassifier::builder()
             .failure_codes([GrpcCode::Internal])
@@ -444,7 +495,10 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.field(), "transient_codes");
-        let c = GrpcClassifier::builder().failure_codes([GrpcCode::NotFound]).build().unwrap();
+        let c = GrpcClassifier::builder()
+            .failure_codes([GrpcCode::NotFound])
+            .build()
+            .unwrap();
         assert_eq!(c.outcome_of_code(GrpcCode::NotFound), Outcome::FATAL);
         assert_eq!(c.outcome_of_code(GrpcCode::Unavailable), Outcome::Ignored);
     }

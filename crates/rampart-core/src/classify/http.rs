@@ -28,12 +28,13 @@ impl StatusSet {
     pub(crate) const fn contains(&self, status: u16) -> bool {
         status < 1024 && self.0[(status / 64) as usize] & (1u64 << (status % 64)) != 0
     }
-
 }
 
 impl std::fmt::Debug for StatusSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries((100u16..1000).filter(|s| self.contains(*s))).finish()
+        f.debug_set()
+            .entries((100u16..1000).filter(|s| self.contains(*s)))
+            .finish()
     }
 }
 
@@ -141,7 +142,11 @@ where
     }
 
     #[inline]
-    fn classify<R: Record>(&self, result: Result<Response<B>, E>, recorder: R) -> Result<Response<B>, E> {
+    fn classify<R: Record>(
+        &self,
+        result: Result<Response<B>, E>,
+        recorder: R,
+    ) -> Result<Response<B>, E> {
         recorder.record(match &result {
             Ok(res) => self.outcome_of_status(res.status()),
             Err(_) => Outcome::TRANSIENT,
@@ -163,7 +168,10 @@ pub struct HttpClassifierBuilder {
 
 impl HttpClassifierBuilder {
     /// Replaces the statuses that count as failures (default: 408, 429, 500–599).
-    pub fn failure_statuses(mut self, ranges: impl IntoIterator<Item = RangeInclusive<u16>>) -> Self {
+    pub fn failure_statuses(
+        mut self,
+        ranges: impl IntoIterator<Item = RangeInclusive<u16>>,
+    ) -> Self {
         self.failures = ranges.into_iter().collect();
         self.set_failures = true;
         self
@@ -171,14 +179,20 @@ impl HttpClassifierBuilder {
 
     /// Replaces which failure statuses are transient, i.e. worth retrying
     /// (default: 408, 429, 502–504).
-    pub fn transient_statuses(mut self, ranges: impl IntoIterator<Item = RangeInclusive<u16>>) -> Self {
+    pub fn transient_statuses(
+        mut self,
+        ranges: impl IntoIterator<Item = RangeInclusive<u16>>,
+    ) -> Self {
         self.transient = ranges.into_iter().collect();
         self.set_transient = true;
         self
     }
 
     /// Replaces the statuses that are ignored, neither success nor failure (default: 400–499).
-    pub fn ignored_statuses(mut self, ranges: impl IntoIterator<Item = RangeInclusive<u16>>) -> Self {
+    pub fn ignored_statuses(
+        mut self,
+        ranges: impl IntoIterator<Item = RangeInclusive<u16>>,
+    ) -> Self {
         self.ignored = ranges.into_iter().collect();
         self.set_ignored = true;
         self
@@ -203,16 +217,33 @@ impl HttpClassifierBuilder {
                     return Err(ConfigError::new(
                         "http classifier",
                         field,
-                        format!("ranges must lie within 100..=999 with start <= end, got {a}..={b}"),
+                        format!(
+                            "ranges must lie within 100..=999 with start <= end, got {a}..={b}"
+                        ),
                     ));
                 }
                 s = s.with_range(a, b);
             }
             Ok(s)
         }
-        let failures = set("failure_statuses", &self.failures, self.set_failures, DEFAULT_FAILURES)?;
-        let transient = set("transient_statuses", &self.transient, self.set_transient, DEFAULT_TRANSIENT)?;
-        let ignored = set("ignored_statuses", &self.ignored, self.set_ignored, DEFAULT_IGNORED)?;
+        let failures = set(
+            "failure_statuses",
+            &self.failures,
+            self.set_failures,
+            DEFAULT_FAILURES,
+        )?;
+        let transient = set(
+            "transient_statuses",
+            &self.transient,
+            self.set_transient,
+            DEFAULT_TRANSIENT,
+        )?;
+        let ignored = set(
+            "ignored_statuses",
+            &self.ignored,
+            self.set_ignored,
+            DEFAULT_IGNORED,
+        )?;
         // A transient status outside the failure set would be unreachable: say so.
         let mut stray = transient;
         for (s, f) in stray.0.iter_mut().zip(failures.0.iter()) {
@@ -278,9 +309,15 @@ mod tests {
 
     #[test]
     fn bad_ranges_name_the_field() {
-        let err = HttpClassifier::builder().failure_statuses([600..=50]).build().unwrap_err();
+        let err = HttpClassifier::builder()
+            .failure_statuses([600..=50])
+            .build()
+            .unwrap_err();
         assert_eq!(err.field(), "failure_statuses");
-        let err = HttpClassifier::builder().ignored_statuses([0..=99]).build().unwrap_err();
+        let err = HttpClassifier::builder()
+            .ignored_statuses([0..=99])
+            .build()
+            .unwrap_err();
         assert_eq!(err.field(), "ignored_statuses");
         let err = HttpClassifier::builder()
             .failure_statuses([500..=599])

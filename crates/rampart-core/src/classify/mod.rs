@@ -117,7 +117,11 @@ pub trait Classify<Res, E>: Clone + Send + Sync + 'static {
 
     /// Classifies `result` and hands the outcome to `recorder`, now or when the response stream
     /// ends.
-    fn classify<R: Record>(&self, result: Result<Res, E>, recorder: R) -> Result<Self::Response<R>, E>;
+    fn classify<R: Record>(
+        &self,
+        result: Result<Res, E>,
+        recorder: R,
+    ) -> Result<Self::Response<R>, E>;
 }
 
 /// Classifies `Ok` as success and every `Err` as a transient failure.
@@ -218,12 +222,16 @@ mod tests {
     fn result_classifier_records_once_and_passes_result_through() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let out = ResultClassifier.classify(Err::<u8, &str>("boom"), move |o| s.lock().unwrap().push(o));
+        let out =
+            ResultClassifier.classify(Err::<u8, &str>("boom"), move |o| s.lock().unwrap().push(o));
         assert_eq!(out, Err("boom"));
         let s = seen.clone();
         let out = ResultClassifier.classify(Ok::<u8, &str>(7), move |o| s.lock().unwrap().push(o));
         assert_eq!(out, Ok(7));
-        assert_eq!(*seen.lock().unwrap(), vec![Outcome::TRANSIENT, Outcome::Success]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Outcome::TRANSIENT, Outcome::Success]
+        );
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! Errors: the [`CircuitOpen`] rejection and the service's [`BreakerError`].
+
+use std::{error::Error, fmt, time::Duration};
+
+use rampart_core::error::{BoxError, Rejection};
+
+/// Why a call was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectedBy {
+    /// The breaker is open.
+    Open,
+    /// The breaker is half-open and every probe slot is taken.
+    HalfOpenFull,
+    /// The breaker was forced open through its handle.
+    ForcedOpen,
+}
+
+/// A call rejected by an open (or saturated half-open) circuit breaker.
+///
+/// Small and `Copy`: making one never allocates. [`retry_after`](Self::retry_after) tells how long
+/// until the breaker lets probes through; it is `None` when nobody knows (forced open, or
+/// half-open with all probe slots taken).
+///
+/// # Mapping to protocols
+///
+/// - HTTP: `503 Service Unavailable` with `Retry-After: ceil(retry_after)` seconds.
+/// - gRPC: `Status::unavailable`, with the retry delay in `grpc-retry-pushback-ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitOpen {
+    retry_after: Option<Duration>,
+    by: RejectedBy,
+}
+
+impl CircuitOpen {
+    /// A rejection.
+    pub const fn new(by: RejectedBy, retry_after: Option<Duration>) -> Self {
+        Self { retry_after, by }
+    }
+
+    /// How long until the breaker will let a probe through, if known.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// What rejected the call.
+    pub const fn rejected_by(&self) -> RejectedBy {
+        self.by
+    }
+
+    /// `Retry-After` in whole seconds, rounded up (at least 1), for an HTTP response.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| {
+            let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            s.max(1)
+        })
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.by {
+            RejectedBy::Open => f.write_str("circuit breaker is open")?,
+            RejectedBy::HalfOpenFull => {
+                f.write_str("circuit breaker is half-open and all probe slots are taken")?
+            }
+            RejectedBy::ForcedOpen => f.write_str("circuit breaker is forced open")?,
+        }
+        if let Some(d) = self.retry_after {
+            write!(f, "; retry after {d:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for CircuitOpen {}
+
+impl Rejection for CircuitOpen {
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+/// The error of a [`CircuitBreaker`](crate::CircuitBreaker) service: its own rejection, or the
+/// inner service's error untouched.
+///
+/// An enum rather than a `BoxError` so that a rejection never allocates. It is transparent for
+/// inner errors (same `Display`, same `source`), and a rejection's `source` is the
+/// [`CircuitOpen`], so [`rampart_core::error::find`] finds it through any number of boxes.
+/// To join a `BoxError` stack, map with [`BreakerError::into_box`].
+#[derive(Debug)]
+pub enum BreakerError<E> {
+    /// The breaker rejected the call; the inner service was not called.
+    Rejected(CircuitOpen),
+    /// The inner service failed.
+    Inner(E),
+}
+
+impl<E> BreakerError<E> {
+    /// The rejection, if this is one.
+    pub fn rejection(&self) -> Option<&CircuitOpen> {
+        match self {
+            BreakerError::Rejected(r) => Some(r),
+            BreakerError::Inner(_) => None,
+        }
+    }
+
+    /// The inner error, if this is one.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            BreakerError::Inner(e) => Some(e),
+            BreakerError::Rejected(_) => None,
+        }
+    }
+
+    /// A `BoxError`: the [`CircuitOpen`] itself for a rejection (downcastable), the inner error
+    /// otherwise. Allocates only for the box, as every `BoxError` stack does.
+    pub fn into_box(self) -> BoxError
+    where
+        E: Into<BoxError>,
+    {
+        match self {
+            BreakerError::Rejected(r) => Box::new(r),
+            BreakerError::Inner(e) => e.into(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BreakerError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakerError::Rejected(_) => f.write_str("request rejected by circuit breaker"),
+            BreakerError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for BreakerError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            BreakerError::Rejected(r) => Some(r),
+            BreakerError::Inner(e) => e.source(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_core::error::find;
+
+    #[test]
+    fn rejection_is_found_through_a_box() {
+        let e: BoxError = Box::new(BreakerError::<std::io::Error>::Rejected(CircuitOpen::new(
+            RejectedBy::Open,
+            Some(Duration::from_millis(1500)),
+        )));
+        let open = find::<CircuitOpen>(&*e).expect("rejection in chain");
+        assert_eq!(open.retry_after_secs(), Some(2));
+        assert_eq!(open.rejected_by(), RejectedBy::Open);
+    }
+
+    #[test]
+    fn inner_error_is_transparent() {
+        let e = BreakerError::Inner(std::io::Error::other("boom"));
+        assert_eq!(e.to_string(), "boom");
+        let boxed = e.into_box();
+        assert!(boxed.downcast_ref::<std::io::Error>().is_some());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let r = |ms| {
+            CircuitOpen::new(RejectedBy::Open, Some(Duration::from_millis(ms))).retry_after_secs()
+        };
+        assert_eq!(r(1), Some(1));
+        assert_eq!(r(1000), Some(1));
+        assert_eq!(r(1001), Some(2));
+        assert_eq!(r(0), Some(1));
+        assert_eq!(
+            CircuitOpen::new(RejectedBy::ForcedOpen, None).retry_after_secs(),
+            None
+        );
+    }
+}

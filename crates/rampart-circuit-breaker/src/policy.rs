@@ -1,0 +1,1108 @@
+//! The breaker's decisions: plain synchronous code over atomics and short locks, with an
+//! injected [`Clock`](rampart_core::clock::Clock). No tower types live here.
+//!
+//! # Cost model
+//!
+//! - **Admission** in the closed state is one atomic load of the packed state word.
+//! - **Recording** goes to the calling thread's *shard* (one cache line per CPU): lifetime
+//!   counters are relaxed atomic adds, and a time-window bucket update holds the shard's own lock
+//!   for a few instructions. Nothing on the success path writes memory that another CPU's shard
+//!   writes, so threads don't contend.
+//! - Only a **failure or slow call** reads the whole window (summing the shards) to judge the
+//!   rates, and only a **trip** takes the state-machine lock.
+//! - The count window is one exact ring behind a lock shared by all threads: exact, but
+//!   contended under many threads (see [`SlidingWindow::Count`]).
+//! - Half-open admission and probe completion take the state-machine lock: probes are few, and
+//!   the lock is what makes the probe limit strict.
+//!
+//! # Generations
+//!
+//! Every transition bumps a generation. A call remembers the generation it was admitted in;
+//! an outcome from an older generation (a call admitted while closed that finishes after the
+//! breaker opened) is not recorded into the new state's window, and a stale probe can't free a
+//! slot of a newer half-open period.
+
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use rampart_core::{
+    classify::{Outcome, Record},
+    clock::{Instant, SharedClock},
+};
+use tokio::sync::broadcast;
+
+use crate::{
+    config::{CircuitBreakerConfig, ClosePolicy, SlidingWindow},
+    error::{CircuitOpen, RejectedBy},
+    events::{Reason, State, Transition},
+};
+
+/// How the breaker is being operated, set through its handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The state machine decides.
+    Normal,
+    /// Every call is rejected.
+    ForcedOpen,
+    /// Every call is let through and nothing is recorded.
+    ForcedClosed,
+    /// Every call is let through; outcomes are still counted (stats, window) but never trip.
+    Disabled,
+    /// Shadow mode: the state machine runs (transitions, events, metrics) but never rejects;
+    /// calls it would have rejected are counted as rejections and let through.
+    MetricsOnly,
+}
+
+impl Mode {
+    const fn to_bits(self) -> u64 {
+        match self {
+            Mode::Normal => 0,
+            Mode::ForcedOpen => 1,
+            Mode::ForcedClosed => 2,
+            Mode::Disabled => 3,
+            Mode::MetricsOnly => 4,
+        }
+    }
+
+    const fn from_bits(b: u64) -> Mode {
+        match b {
+            1 => Mode::ForcedOpen,
+            2 => Mode::ForcedClosed,
+            3 => Mode::Disabled,
+            4 => Mode::MetricsOnly,
+            _ => Mode::Normal,
+        }
+    }
+
+    /// A lowercase name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Normal => "normal",
+            Mode::ForcedOpen => "forced_open",
+            Mode::ForcedClosed => "forced_closed",
+            Mode::Disabled => "disabled",
+            Mode::MetricsOnly => "metrics_only",
+        }
+    }
+}
+
+const fn state_bits(s: State) -> u64 {
+    match s {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+    }
+}
+
+const fn pack(state: State, mode: Mode, generation: u64) -> u64 {
+    (generation << 8) | (mode.to_bits() << 2) | state_bits(state)
+}
+
+const fn unpack(word: u64) -> (State, Mode, u64) {
+    let state = match word & 0b11 {
+        1 => State::Open,
+        2 => State::HalfOpen,
+        _ => State::Closed,
+    };
+    (state, Mode::from_bits((word >> 2) & 0b111), word >> 8)
+}
+
+/// Pads and aligns to two cache lines, so neighbouring shards never share one (adjacent-line
+/// prefetching pulls pairs of lines on x86).
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The number of shards per breaker: the CPU count rounded up to a power of two, at most 64.
+pub(crate) fn shard_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 64)
+            .next_power_of_two()
+    })
+}
+
+/// The calling thread's shard.
+#[inline]
+pub(crate) fn current_shard() -> usize {
+    THREAD_SLOT.with(|s| *s) & (shard_count() - 1)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) total: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+impl Counts {
+    fn add(&mut self, failure: bool, slow: bool) {
+        self.total += 1;
+        self.failures += u64::from(failure);
+        self.slow += u64::from(slow);
+    }
+}
+
+/// One shard's part of a time window: `buckets` rolling buckets, each tagged with the absolute
+/// bucket number it holds so a stale bucket is recognised and reset on its next use.
+#[derive(Debug, Default)]
+struct TimeBuckets {
+    epochs: Vec<u64>,
+    counts: Vec<Counts>,
+}
+
+/// The exact count window: a ring of the last `size` outcomes.
+#[derive(Debug)]
+struct CountRing {
+    /// bit 0: failure, bit 1: slow.
+    slots: Vec<u8>,
+    next: usize,
+    len: usize,
+    counts: Counts,
+}
+
+impl CountRing {
+    fn push(&mut self, failure: bool, slow: bool) {
+        let size = self.slots.len();
+        if self.len == size {
+            let old = self.slots[self.next];
+            self.counts.total -= 1;
+            self.counts.failures -= u64::from(old & 1);
+            self.counts.slow -= u64::from(old >> 1);
+        } else {
+            self.len += 1;
+        }
+        self.slots[self.next] = u8::from(failure) | (u8::from(slow) << 1);
+        self.next = (self.next + 1) % size;
+        self.counts.add(failure, slow);
+    }
+
+    fn clear(&mut self) {
+        self.next = 0;
+        self.len = 0;
+        self.counts = Counts::default();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    window: Mutex<TimeBuckets>,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    slow: AtomicU64,
+    ignored: AtomicU64,
+    rejected: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Machine {
+    state: State,
+    mode: Mode,
+    generation: u64,
+    entered: Instant,
+    reopens: u32,
+    probes_in_flight: u32,
+    probes_admitted: u32,
+    probe_ok: u32,
+    probe_bad: u32,
+}
+
+#[derive(Debug)]
+struct Metrics {
+    success: metrics::Counter,
+    failure: metrics::Counter,
+    ignored: metrics::Counter,
+    rejected: metrics::Counter,
+    slow: metrics::Counter,
+    state: metrics::Gauge,
+}
+
+impl Metrics {
+    fn new(name: &Arc<str>) -> Self {
+        let n = name.to_string();
+        let calls = |outcome: &'static str| metrics::counter!("rampart_circuit_breaker_calls_total", "breaker" => n.clone(), "outcome" => outcome);
+        Self {
+            success: calls("success"),
+            failure: calls("failure"),
+            ignored: calls("ignored"),
+            rejected: calls("rejected"),
+            slow: metrics::counter!("rampart_circuit_breaker_slow_calls_total", "breaker" => n.clone()),
+            state: metrics::gauge!("rampart_circuit_breaker_state", "breaker" => n),
+        }
+    }
+}
+
+/// What kind of admission a call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitKind {
+    /// A normal call: recorded and judged.
+    Counted,
+    /// A half-open probe: holds a probe slot until it completes or is dropped.
+    Probe,
+    /// Forced closed: let through, only lifetime stats.
+    Uncounted,
+    /// Metrics-only mode, a call the breaker would have rejected.
+    Shadow,
+}
+
+/// The ticket of an admitted call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Permit {
+    generation: u64,
+    pub(crate) kind: PermitKind,
+    start: Option<Instant>,
+}
+
+/// A point-in-time view of one breaker.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The breaker's state.
+    pub state: State,
+    /// The mode set through the handle.
+    pub mode: Mode,
+    /// Calls completed since the breaker was built: successes + failures + ignored.
+    pub calls: u64,
+    /// Successful calls.
+    pub successes: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Calls slower than the slow-call threshold (successful or not).
+    pub slow_calls: u64,
+    /// Calls whose outcome was ignored, cancelled calls included.
+    pub ignored: u64,
+    /// Calls rejected (in metrics-only mode: that would have been rejected).
+    pub rejections: u64,
+    /// Calls in the current window.
+    pub window_calls: u64,
+    /// Failure rate over the current window, in percent (0 when the window is empty).
+    pub failure_rate: f64,
+    /// Slow-call rate over the current window, in percent.
+    pub slow_call_rate: f64,
+    /// Failures in a row right now.
+    pub consecutive_failures: u32,
+    /// How long the breaker has been in its state.
+    pub time_in_state: Duration,
+    /// While open: how long until probes are let through.
+    pub open_remaining: Option<Duration>,
+    /// While half-open: probes in flight.
+    pub probes_in_flight: u32,
+}
+
+/// The shared state of one breaker.
+pub(crate) struct Core {
+    pub(crate) name: Arc<str>,
+    cfg: CircuitBreakerConfig,
+    clock: SharedClock,
+    epoch: Instant,
+    bucket_nanos: u64,
+    state: AtomicU64,
+    open_until: AtomicU64,
+    consecutive: AtomicU32,
+    shards: Box<[Padded<Shard>]>,
+    ring: Option<Mutex<CountRing>>,
+    machine: Mutex<Machine>,
+    events: broadcast::Sender<Transition>,
+    metrics: Metrics,
+    needs_clock: bool,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &unpack(self.state.load(Ordering::Relaxed)).0)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks can't leave the data inconsistent in a way
+    // that matters more than stopping the breaker: keep going with the data as it is.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Core {
+    pub(crate) fn new(cfg: CircuitBreakerConfig, name: Arc<str>) -> Arc<Self> {
+        let clock = cfg.clock.clone();
+        let now = clock.now();
+        let (bucket_nanos, ring, buckets) = match cfg.window {
+            SlidingWindow::Count { size } => (
+                0,
+                Some(Mutex::new(CountRing {
+                    slots: vec![0; size as usize],
+                    next: 0,
+                    len: 0,
+                    counts: Counts::default(),
+                })),
+                0,
+            ),
+            SlidingWindow::Time { duration, buckets } => {
+                let per = (duration.as_nanos() / u128::from(buckets)).max(1);
+                (
+                    u64::try_from(per).unwrap_or(u64::MAX),
+                    None,
+                    buckets as usize,
+                )
+            }
+        };
+        let shards = (0..shard_count())
+            .map(|_| {
+                Padded(Shard {
+                    window: Mutex::new(TimeBuckets {
+                        epochs: vec![u64::MAX; buckets],
+                        counts: vec![Counts::default(); buckets],
+                    }),
+                    ..Shard::default()
+                })
+            })
+            .collect();
+        let needs_clock = matches!(cfg.window, SlidingWindow::Time { .. });
+        let metrics = Metrics::new(&name);
+        metrics.state.set(State::Closed.as_gauge());
+        let (events, _) = broadcast::channel(64);
+        Arc::new(Self {
+            name,
+            clock,
+            epoch: now,
+            bucket_nanos,
+            state: AtomicU64::new(pack(State::Closed, Mode::Normal, 0)),
+            open_until: AtomicU64::new(0),
+            consecutive: AtomicU32::new(0),
+            shards,
+            ring,
+            machine: Mutex::new(Machine {
+                state: State::Closed,
+                mode: Mode::Normal,
+                generation: 0,
+                entered: now,
+                reopens: 0,
+                probes_in_flight: 0,
+                probes_admitted: 0,
+                probe_ok: 0,
+                probe_bad: 0,
+            }),
+            events,
+            metrics,
+            needs_clock,
+            cfg,
+        })
+    }
+
+    #[inline]
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[inline]
+    fn shard(&self, i: usize) -> &Shard {
+        &self.shards[i & (self.shards.len() - 1)].0
+    }
+
+    #[inline]
+    fn start(&self) -> Option<Instant> {
+        self.cfg.slow_call_threshold.map(|_| self.clock.now())
+    }
+
+    /// Decides whether a call may go ahead.
+    #[inline]
+    pub(crate) fn acquire(self: &Arc<Self>, shard: usize) -> Result<Permit, CircuitOpen> {
+        let (state, mode, generation) = unpack(self.state.load(Ordering::Acquire));
+        match mode {
+            Mode::ForcedOpen => {
+                return self.reject(shard, Mode::Normal, RejectedBy::ForcedOpen, None);
+            }
+            Mode::ForcedClosed => {
+                return Ok(Permit {
+                    generation,
+                    kind: PermitKind::Uncounted,
+                    start: None,
+                });
+            }
+            Mode::Disabled => {
+                return Ok(Permit {
+                    generation,
+                    kind: PermitKind::Counted,
+                    start: self.start(),
+                });
+            }
+            Mode::Normal | Mode::MetricsOnly => {}
+        }
+        match state {
+            State::Closed => Ok(Permit {
+                generation,
+                kind: PermitKind::Counted,
+                start: self.start(),
+            }),
+            State::Open => {
+                let now = self.clock.now();
+                let n = self.nanos(now);
+                let until = self.open_until.load(Ordering::Acquire);
+                if n >= until {
+                    self.probe(now, shard)
+                } else {
+                    self.reject(
+                        shard,
+                        mode,
+                        RejectedBy::Open,
+                        Some(Duration::from_nanos(until - n)),
+                    )
+                }
+            }
+            State::HalfOpen => self.probe(self.clock.now(), shard),
+        }
+    }
+
+    #[cold]
+    fn reject(
+        &self,
+        shard: usize,
+        mode: Mode,
+        by: RejectedBy,
+        retry_after: Option<Duration>,
+    ) -> Result<Permit, CircuitOpen> {
+        self.shard(shard).rejected.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejected.increment(1);
+        if mode == Mode::MetricsOnly {
+            return Ok(Permit {
+                generation: 0,
+                kind: PermitKind::Shadow,
+                start: None,
+            });
+        }
+        tracing::trace!(target: "rampart::circuit_breaker", breaker = %self.name, ?by, ?retry_after, "call rejected");
+        Err(CircuitOpen::new(by, retry_after))
+    }
+
+    /// Half-open admission (and the lazy open → half-open move), under the machine lock.
+    fn probe(self: &Arc<Self>, now: Instant, shard: usize) -> Result<Permit, CircuitOpen> {
+        let mut events = Vec::new();
+        let result = {
+            let mut m = lock(&self.machine);
+            if m.state == State::Open {
+                let until = self.open_until.load(Ordering::Acquire);
+                let n = self.nanos(now);
+                if n < until {
+                    let mode = m.mode;
+                    drop(m);
+                    return self.reject(
+                        shard,
+                        mode,
+                        RejectedBy::Open,
+                        Some(Duration::from_nanos(until - n)),
+                    );
+                }
+                events.push(self.transition(&mut m, State::HalfOpen, Reason::OpenTimeElapsed, now));
+            }
+            match m.state {
+                State::Closed => Ok(Permit {
+                    generation: m.generation,
+                    kind: PermitKind::Counted,
+                    start: self.start(),
+                }),
+                State::Open => Err(None),
+                State::HalfOpen => {
+                    if let Some(max) = self.cfg.half_open_max_wait {
+                        if now.saturating_duration_since(m.entered) >= max {
+                            let t =
+                                self.transition(&mut m, State::Open, Reason::HalfOpenTimeout, now);
+                            let wait = t.open_for;
+                            events.push(t);
+                            Err(wait)
+                        } else {
+                            self.admit_probe(&mut m)
+                        }
+                    } else {
+                        self.admit_probe(&mut m)
+                    }
+                }
+            }
+        };
+        for t in events {
+            self.emit(t);
+        }
+        match result {
+            Ok(p) => Ok(p),
+            Err(Some(wait)) => {
+                let mode = unpack(self.state.load(Ordering::Acquire)).1;
+                self.reject(shard, mode, RejectedBy::Open, Some(wait))
+            }
+            Err(None) => {
+                let mode = unpack(self.state.load(Ordering::Acquire)).1;
+                self.reject(shard, mode, RejectedBy::HalfOpenFull, None)
+            }
+        }
+    }
+
+    fn admit_probe(&self, m: &mut Machine) -> Result<Permit, Option<Duration>> {
+        let budget_left = match self.cfg.close_policy {
+            ClosePolicy::SuccessRate { probes, .. } => m.probes_admitted < probes,
+            ClosePolicy::Successes(_) => true,
+        };
+        if m.probes_in_flight < self.cfg.half_open_max_probes && budget_left {
+            m.probes_in_flight += 1;
+            m.probes_admitted += 1;
+            Ok(Permit {
+                generation: m.generation,
+                kind: PermitKind::Probe,
+                start: self.start(),
+            })
+        } else {
+            Err(None)
+        }
+    }
+
+    /// Records the outcome of an admitted call.
+    pub(crate) fn complete(self: &Arc<Self>, shard: usize, permit: Permit, outcome: Outcome) {
+        let now = if self.needs_clock || permit.start.is_some() || permit.kind == PermitKind::Probe
+        {
+            Some(self.clock.now())
+        } else {
+            None
+        };
+        let slow = match (permit.start, self.cfg.slow_call_threshold, now) {
+            (Some(start), Some(threshold), Some(now)) => {
+                now.saturating_duration_since(start) > threshold
+            }
+            _ => false,
+        };
+        let s = self.shard(shard);
+        match outcome {
+            Outcome::Success => {
+                s.successes.fetch_add(1, Ordering::Relaxed);
+                self.metrics.success.increment(1);
+            }
+            Outcome::Failure(_) => {
+                s.failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.failure.increment(1);
+            }
+            Outcome::Ignored => {
+                s.ignored.fetch_add(1, Ordering::Relaxed);
+                self.metrics.ignored.increment(1);
+            }
+        }
+        if slow {
+            s.slow.fetch_add(1, Ordering::Relaxed);
+            self.metrics.slow.increment(1);
+        }
+        match permit.kind {
+            PermitKind::Uncounted | PermitKind::Shadow => return,
+            PermitKind::Probe => {
+                let now = now.unwrap_or_else(|| self.clock.now());
+                return self.complete_probe(permit, outcome, slow, now);
+            }
+            PermitKind::Counted => {}
+        }
+        if outcome == Outcome::Ignored {
+            return;
+        }
+        let failure = outcome.is_failure();
+        let mut trip = None;
+        if let Some(limit) = self.cfg.consecutive_failures {
+            if failure {
+                let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+                if n >= limit {
+                    trip = Some(Reason::ConsecutiveFailures);
+                }
+            } else if self.consecutive.load(Ordering::Relaxed) != 0 {
+                // Only written after a failure, so a healthy breaker never writes this line.
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+        }
+        if !self.record_window(shard, permit.generation, failure, slow, now) {
+            return;
+        }
+        if trip.is_none() && (failure || slow) {
+            trip = self.judge(now);
+        }
+        if let Some(reason) = trip {
+            let (state, mode, generation) = unpack(self.state.load(Ordering::Acquire));
+            if state == State::Closed && generation == permit.generation && mode != Mode::Disabled {
+                self.trip(
+                    permit.generation,
+                    reason,
+                    now.unwrap_or_else(|| self.clock.now()),
+                );
+            }
+        }
+    }
+
+    /// Records into the window; `false` if the call belongs to an older generation.
+    fn record_window(
+        &self,
+        shard: usize,
+        generation: u64,
+        failure: bool,
+        slow: bool,
+        now: Option<Instant>,
+    ) -> bool {
+        let current = |core: &Self| unpack(core.state.load(Ordering::Acquire)).2 == generation;
+        if let Some(ring) = &self.ring {
+            let mut ring = lock(ring);
+            if !current(self) {
+                return false;
+            }
+            ring.push(failure, slow);
+            return true;
+        }
+        let Some(now) = now else { return false };
+        let bucket = self.nanos(now) / self.bucket_nanos;
+        let mut w = lock(&self.shard(shard).window);
+        if !current(self) {
+            return false;
+        }
+        let slot = (bucket % w.epochs.len() as u64) as usize;
+        if w.epochs[slot] != bucket {
+            w.epochs[slot] = bucket;
+            w.counts[slot] = Counts::default();
+        }
+        w.counts[slot].add(failure, slow);
+        true
+    }
+
+    /// The counts in the current window.
+    pub(crate) fn window_counts(&self, now: Option<Instant>) -> Counts {
+        if let Some(ring) = &self.ring {
+            return lock(ring).counts;
+        }
+        let now = now.unwrap_or_else(|| self.clock.now());
+        let current = self.nanos(now) / self.bucket_nanos;
+        let mut sum = Counts::default();
+        for shard in self.shards.iter() {
+            let w = lock(&shard.0.window);
+            let n = w.epochs.len() as u64;
+            for (epoch, c) in w.epochs.iter().zip(w.counts.iter()) {
+                if *epoch != u64::MAX && *epoch <= current && current - *epoch < n {
+                    sum.total += c.total;
+                    sum.failures += c.failures;
+                    sum.slow += c.slow;
+                }
+            }
+        }
+        sum
+    }
+
+    fn judge(&self, now: Option<Instant>) -> Option<Reason> {
+        let c = self.window_counts(now);
+        if c.total < u64::from(self.cfg.minimum_calls) {
+            return None;
+        }
+        if let Some(ppm) = self.cfg.failure_rate_ppm {
+            if c.failures * 1_000_000 >= ppm * c.total {
+                return Some(Reason::FailureRate);
+            }
+        }
+        if self.cfg.slow_call_threshold.is_some()
+            && c.slow * 1_000_000 >= self.cfg.slow_call_rate_ppm * c.total
+        {
+            return Some(Reason::SlowCallRate);
+        }
+        None
+    }
+
+    #[cold]
+    fn trip(self: &Arc<Self>, generation: u64, reason: Reason, now: Instant) {
+        let t = {
+            let mut m = lock(&self.machine);
+            if m.generation != generation || m.state != State::Closed || m.mode == Mode::Disabled {
+                return;
+            }
+            self.transition(&mut m, State::Open, reason, now)
+        };
+        self.emit(t);
+    }
+
+    fn complete_probe(
+        self: &Arc<Self>,
+        permit: Permit,
+        outcome: Outcome,
+        slow: bool,
+        now: Instant,
+    ) {
+        let t = {
+            let mut m = lock(&self.machine);
+            if m.generation != permit.generation || m.state != State::HalfOpen {
+                return;
+            }
+            m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
+            if outcome == Outcome::Ignored {
+                m.probes_admitted = m.probes_admitted.saturating_sub(1);
+                return;
+            }
+            let good = outcome.is_success() && !slow;
+            if good {
+                m.probe_ok += 1;
+            } else {
+                m.probe_bad += 1;
+            }
+            let to = match self.cfg.close_policy {
+                ClosePolicy::Successes(n) => {
+                    if !good {
+                        Some((State::Open, Reason::ProbeFailed))
+                    } else if m.probe_ok >= n {
+                        Some((State::Closed, Reason::ProbesSucceeded))
+                    } else {
+                        None
+                    }
+                }
+                ClosePolicy::SuccessRate { probes, .. } => {
+                    let done = m.probe_ok + m.probe_bad;
+                    if done >= probes {
+                        let ppm = self.close_rate_ppm();
+                        if u64::from(m.probe_ok) * 1_000_000 >= ppm * u64::from(done) {
+                            Some((State::Closed, Reason::ProbesSucceeded))
+                        } else {
+                            Some((State::Open, Reason::ProbeFailed))
+                        }
+                    } else {
+                        None
+                    }
+                }
+            };
+            match to {
+                Some((to, reason)) => self.transition(&mut m, to, reason, now),
+                None => return,
+            }
+        };
+        self.emit(t);
+    }
+
+    fn close_rate_ppm(&self) -> u64 {
+        match self.cfg.close_policy {
+            ClosePolicy::SuccessRate {
+                min_success_rate, ..
+            } => (min_success_rate * 10_000.0).round() as u64,
+            ClosePolicy::Successes(_) => 1_000_000,
+        }
+    }
+
+    /// A call's future or response body was dropped before it completed.
+    pub(crate) fn cancel(&self, shard: usize, permit: Permit) {
+        self.shard(shard).ignored.fetch_add(1, Ordering::Relaxed);
+        self.metrics.ignored.increment(1);
+        if permit.kind == PermitKind::Probe {
+            let mut m = lock(&self.machine);
+            if m.generation == permit.generation && m.state == State::HalfOpen {
+                m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
+                m.probes_admitted = m.probes_admitted.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Moves the machine to `to`. Called with the machine lock held; returns the event to emit
+    /// once the lock is released.
+    fn transition(&self, m: &mut Machine, to: State, reason: Reason, now: Instant) -> Transition {
+        let from = m.state;
+        m.generation += 1;
+        m.state = to;
+        m.entered = now;
+        m.probes_in_flight = 0;
+        m.probes_admitted = 0;
+        m.probe_ok = 0;
+        m.probe_bad = 0;
+        let mut open_for = None;
+        if to == State::Open {
+            if from == State::HalfOpen {
+                m.reopens = m.reopens.saturating_add(1);
+            } else {
+                m.reopens = 0;
+            }
+            let d = self
+                .cfg
+                .open_duration
+                .with_jitter(m.reopens, fastrand::f64());
+            self.open_until.store(
+                self.nanos(now)
+                    .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+                Ordering::Release,
+            );
+            open_for = Some(d);
+        }
+        if to == State::Closed {
+            m.reopens = 0;
+        }
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.state
+            .store(pack(to, m.mode, m.generation), Ordering::Release);
+        if to == State::Closed {
+            self.clear_window();
+        }
+        Transition {
+            breaker: self.name.clone(),
+            from,
+            to,
+            reason,
+            at: now,
+            open_for,
+        }
+    }
+
+    /// Empties the window. The generation was bumped before, so a record racing with this
+    /// either lands before the clear (and is cleared) or sees the new generation (and is dropped).
+    fn clear_window(&self) {
+        if let Some(ring) = &self.ring {
+            lock(ring).clear();
+        }
+        for shard in self.shards.iter() {
+            let mut w = lock(&shard.0.window);
+            w.epochs.fill(u64::MAX);
+        }
+    }
+
+    fn emit(self: &Arc<Self>, t: Transition) {
+        if t.to == State::Open {
+            tracing::warn!(
+                target: "rampart::circuit_breaker",
+                breaker = %t.breaker, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason.as_str(),
+                open_for = ?t.open_for, "circuit breaker opened"
+            );
+        } else {
+            tracing::info!(
+                target: "rampart::circuit_breaker",
+                breaker = %t.breaker, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason.as_str(),
+                "circuit breaker state changed"
+            );
+        }
+        metrics::counter!(
+            "rampart_circuit_breaker_transitions_total",
+            "breaker" => self.name.to_string(), "from" => t.from.as_str(), "to" => t.to.as_str()
+        )
+        .increment(1);
+        self.metrics.state.set(t.to.as_gauge());
+        for cb in &self.cfg.on_transition {
+            cb(&t);
+        }
+        if let (State::Open, true, Some(d)) = (t.to, self.cfg.half_open_on_timer, t.open_for) {
+            self.arm_timer(d);
+        }
+        let _ = self.events.send(t);
+    }
+
+    fn arm_timer(self: &Arc<Self>, d: Duration) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let generation = lock(&self.machine).generation;
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            tokio::time::sleep(d).await;
+            if let Some(core) = weak.upgrade() {
+                core.timer_fired(generation);
+            }
+        });
+    }
+
+    fn timer_fired(self: &Arc<Self>, generation: u64) {
+        let t = {
+            let mut m = lock(&self.machine);
+            if m.generation != generation || m.state != State::Open {
+                return;
+            }
+            let now = self.clock.now();
+            self.transition(&mut m, State::HalfOpen, Reason::OpenTimeElapsed, now)
+        };
+        self.emit(t);
+    }
+
+    // ---- handle operations ----
+
+    pub(crate) fn state(&self) -> State {
+        unpack(self.state.load(Ordering::Acquire)).0
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        unpack(self.state.load(Ordering::Acquire)).1
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        let mut m = lock(&self.machine);
+        let old = m.mode;
+        m.mode = mode;
+        self.state
+            .store(pack(m.state, mode, m.generation), Ordering::Release);
+        drop(m);
+        if old != mode {
+            tracing::info!(target: "rampart::circuit_breaker", breaker = %self.name, from = old.as_str(), to = mode.as_str(), "circuit breaker mode changed");
+        }
+    }
+
+    pub(crate) fn reset(self: &Arc<Self>) {
+        let now = self.clock.now();
+        let t = {
+            let mut m = lock(&self.machine);
+            m.mode = Mode::Normal;
+            let t = self.transition(&mut m, State::Closed, Reason::Manual, now);
+            m.reopens = 0;
+            t
+        };
+        self.emit(t);
+    }
+
+    /// Moves to `to` by hand (used by tests and operators: e.g. open a breaker ahead of a
+    /// planned outage while keeping normal mode, so it probes and closes by itself).
+    pub(crate) fn transition_to(self: &Arc<Self>, to: State) {
+        let now = self.clock.now();
+        let t = {
+            let mut m = lock(&self.machine);
+            if m.state == to {
+                return;
+            }
+            self.transition(&mut m, to, Reason::Manual, now)
+        };
+        self.emit(t);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let now = self.clock.now();
+        let (state, mode, entered, probes_in_flight) = {
+            let m = lock(&self.machine);
+            (m.state, m.mode, m.entered, m.probes_in_flight)
+        };
+        let sum = |f: fn(&Shard) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|s| f(&s.0).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        let successes = sum(|s| &s.successes);
+        let failures = sum(|s| &s.failures);
+        let ignored = sum(|s| &s.ignored);
+        let w = self.window_counts(Some(now));
+        let rate = |n: u64| {
+            if w.total == 0 {
+                0.0
+            } else {
+                n as f64 * 100.0 / w.total as f64
+            }
+        };
+        let open_remaining = (state == State::Open).then(|| {
+            let until = self.open_until.load(Ordering::Acquire);
+            Duration::from_nanos(until.saturating_sub(self.nanos(now)))
+        });
+        Stats {
+            state,
+            mode,
+            calls: successes + failures + ignored,
+            successes,
+            failures,
+            slow_calls: sum(|s| &s.slow),
+            ignored,
+            rejections: sum(|s| &s.rejected),
+            window_calls: w.total,
+            failure_rate: rate(w.failures),
+            slow_call_rate: rate(w.slow),
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            time_in_state: now.saturating_duration_since(entered),
+            open_remaining,
+            probes_in_flight,
+        }
+    }
+}
+
+/// One shard's entry point into a breaker: what a call clones (a thread-local reference count)
+/// instead of the breaker's shared `Arc`, plus the classifier the adapter judges responses with.
+#[derive(Debug)]
+pub(crate) struct Lane<C> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) shard: usize,
+    pub(crate) classifier: C,
+}
+
+/// The lanes of one breaker, one per shard.
+pub(crate) type Lanes<C> = Arc<[Arc<Padded<Lane<C>>>]>;
+
+pub(crate) fn lanes<C: Clone>(core: &Arc<Core>, classifier: &C) -> Lanes<C> {
+    (0..shard_count())
+        .map(|shard| {
+            Arc::new(Padded(Lane {
+                core: core.clone(),
+                shard,
+                classifier: classifier.clone(),
+            }))
+        })
+        .collect()
+}
+
+/// Holds an admitted call's place in the breaker until its outcome is known.
+///
+/// It is the [`Record`]er handed to the classifier: recording the outcome completes the call;
+/// dropping it unrecorded (the response future or the response body was dropped) counts the
+/// call as ignored and frees its half-open probe slot.
+pub struct CallGuard<C> {
+    lane: Arc<Padded<Lane<C>>>,
+    permit: Permit,
+    armed: bool,
+}
+
+impl<C> std::fmt::Debug for CallGuard<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallGuard")
+            .field("breaker", &self.lane.0.core.name)
+            .field("kind", &self.permit.kind)
+            .finish()
+    }
+}
+
+impl<C> CallGuard<C> {
+    /// Tries to admit a call through `lane`.
+    #[inline]
+    pub(crate) fn acquire(lane: &Arc<Padded<Lane<C>>>) -> Result<Self, CircuitOpen> {
+        let permit = lane.0.core.acquire(lane.0.shard)?;
+        Ok(Self {
+            lane: lane.clone(),
+            permit,
+            armed: true,
+        })
+    }
+
+    /// Like [`acquire`](Self::acquire), keeping the given reference.
+    #[inline]
+    pub(crate) fn acquire_owned(lane: Arc<Padded<Lane<C>>>) -> Result<Self, CircuitOpen> {
+        let permit = lane.0.core.acquire(lane.0.shard)?;
+        Ok(Self {
+            lane,
+            permit,
+            armed: true,
+        })
+    }
+
+    /// The lane (for its classifier).
+    pub(crate) fn lane(&self) -> &Arc<Padded<Lane<C>>> {
+        &self.lane
+    }
+}
+
+impl<C: Send + Sync + 'static> Record for CallGuard<C> {
+    #[inline]
+    fn record(mut self, outcome: Outcome) {
+        self.armed = false;
+        let lane = &self.lane.0;
+        lane.core.complete(lane.shard, self.permit, outcome);
+    }
+}
+
+impl<C> Drop for CallGuard<C> {
+    fn drop(&mut self) {
+        if self.armed {
+            let lane = &self.lane.0;
+            lane.core.cancel(lane.shard, self.permit);
+        }
+    }
+}
