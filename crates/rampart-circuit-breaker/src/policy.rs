@@ -609,6 +609,10 @@ impl Core {
         if outcome == Outcome::Ignored {
             return;
         }
+        if unpack(self.state.load(Ordering::Acquire)).2 != permit.generation {
+            // Admitted before the last transition: it says nothing about the current period.
+            return;
+        }
         let failure = outcome.is_failure();
         let mut trip = None;
         if let Some(limit) = self.cfg.consecutive_failures {
@@ -1106,3 +1110,6 @@ impl<C> Drop for CallGuard<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
