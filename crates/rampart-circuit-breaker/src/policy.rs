@@ -1112,4 +1112,6 @@ impl<C> Drop for CallGuard<C> {
 }
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;

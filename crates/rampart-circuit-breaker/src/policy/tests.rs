@@ -136,7 +136,10 @@ fn failure_rate_below_threshold_keeps_the_breaker_closed() {
     }
     assert_eq!(h.state(), State::Closed);
     let s = h.core.stats();
-    assert_eq!(s.window_calls, 10, "the count window holds the last 10 calls");
+    assert_eq!(
+        s.window_calls, 10,
+        "the count window holds the last 10 calls"
+    );
     assert!((s.failure_rate - 40.0).abs() < 1e-9, "{}", s.failure_rate);
     assert_eq!((s.successes, s.failures), (60, 40));
 }
@@ -194,11 +197,7 @@ fn time_window_rolls_bucket_by_bucket() {
 
 #[test]
 fn slow_call_rate_trips_even_when_every_call_succeeds() {
-    let h = Harness::new(
-        count(10, 4)
-            .no_failure_rate()
-            .slow_calls(ms(100), 50.0),
-    );
+    let h = Harness::new(count(10, 4).no_failure_rate().slow_calls(ms(100), 50.0));
     h.call_taking(ms(10), OK).unwrap();
     h.call_taking(ms(10), OK).unwrap();
     h.call_taking(ms(500), OK).unwrap();
@@ -311,7 +310,11 @@ fn successful_probes_close_and_clear_the_window() {
     assert_eq!(h.state(), State::HalfOpen);
     h.call(OK).unwrap();
     assert_eq!(h.state(), State::Closed);
-    assert_eq!(h.core.stats().window_calls, 0, "a closed breaker starts afresh");
+    assert_eq!(
+        h.core.stats().window_calls,
+        0,
+        "a closed breaker starts afresh"
+    );
     h.call(FAIL).unwrap();
     assert_eq!(
         h.state(),
@@ -388,14 +391,12 @@ fn success_rate_close_policy_judges_a_fixed_number_of_probes() {
 
 #[test]
 fn ignored_probes_give_their_place_back() {
-    let h = Harness::new(
-        count(10, 1)
-            .failure_rate_threshold(100.0)
-            .close_policy(ClosePolicy::SuccessRate {
-                probes: 2,
-                min_success_rate: 100.0,
-            }),
-    );
+    let h = Harness::new(count(10, 1).failure_rate_threshold(100.0).close_policy(
+        ClosePolicy::SuccessRate {
+            probes: 2,
+            min_success_rate: 100.0,
+        },
+    ));
     h.trip();
     h.advance(secs(30));
     h.calls(5, IGNORED);
@@ -495,7 +496,11 @@ fn metrics_only_runs_the_state_machine_but_never_rejects() {
     assert_eq!(h.state(), State::Open, "shadowed calls don't probe");
     h.advance(secs(30));
     h.calls(2, OK);
-    assert_eq!(h.state(), State::Closed, "and it probes and closes as usual");
+    assert_eq!(
+        h.state(),
+        State::Closed,
+        "and it probes and closes as usual"
+    );
 }
 
 #[test]
