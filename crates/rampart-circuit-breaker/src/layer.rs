@@ -239,8 +239,9 @@ where
         self.len() == 0
     }
 
-    /// Drops every breaker unused for longer than the idle timeout; returns how many.
-    /// (The registry also does this by itself when it is full.)
+    /// Drops every *closed* breaker unused for longer than the idle timeout; returns how many.
+    /// A breaker that is open or half-open is kept, so a failing host is not forgotten. (The
+    /// registry also does this by itself when it is full.)
     pub fn evict_idle(&self) -> usize {
         self.registry.evict_idle()
     }

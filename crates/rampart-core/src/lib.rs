@@ -8,7 +8,8 @@
 //!   responses and gRPC responses (whose status may only arrive in the trailers).
 //! - [`clock`]: the [`Clock`](clock::Clock) seam, so every time-based decision can be tested with a
 //!   manual clock or tokio's paused time.
-//! - [`key`]: key extraction for per-host / per-tenant / per-route instances.
+//! - [`key`]: key extraction for per-host / per-tenant / per-route instances, and
+//!   [`registry`]: the bounded map that holds those instances.
 //! - [`error`]: the shared error vocabulary.
 //!
 //! ```
@@ -24,3 +25,4 @@ pub mod classify;
 pub mod clock;
 pub mod error;
 pub mod key;
+pub mod registry;

@@ -1,0 +1,282 @@
+//! [`KeyedRegistry`]: one policy instance per key (per host, tenant, route), bounded.
+//!
+//! Every per-key pattern (a breaker per host, a bulkhead partition per tenant) needs the same
+//! map: find the instance of a key, make it on first use, and never let the map grow without
+//! limit. This one is bounded two ways:
+//!
+//! - **`max_keys`**: when a new key arrives and the map is full, idle entries are dropped first,
+//!   then the least recently used *unpinned* entry, and only if every entry is pinned the least
+//!   recently used pinned one.
+//! - **`idle_timeout`**: an entry unused that long is dropped at the next eviction pass (when the
+//!   map is full, or on [`evict_idle`](KeyedRegistry::evict_idle)), unless it is pinned.
+//!
+//! An entry is *pinned* when the pattern says it still matters: an open breaker (forgetting
+//! it would send traffic to a failing host), a partition with calls in flight (dropping it would
+//! let a fresh partition admit past the limit). The pattern passes that test as a function.
+//!
+//! Lookups of an existing key take a read lock and, at most once a second per key, a relaxed
+//! store of the last-use time. Only a new key takes the write lock.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::Hash,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::clock::{Instant, SharedClock};
+
+struct Entry<V> {
+    value: V,
+    /// Seconds since the registry's epoch.
+    last_used: AtomicU64,
+}
+
+/// A bounded map from key to a per-key policy instance. See the [module docs](self).
+pub struct KeyedRegistry<K, V> {
+    max_keys: usize,
+    idle_secs: u64,
+    clock: SharedClock,
+    epoch: Instant,
+    pinned: fn(&V) -> bool,
+    map: RwLock<HashMap<K, Arc<Entry<V>>>>,
+}
+
+impl<K: fmt::Debug, V> fmt::Debug for KeyedRegistry<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRegistry")
+            .field("max_keys", &self.max_keys)
+            .field("idle_secs", &self.idle_secs)
+            .field("keys", &self.map.read().map_or(0, |m| m.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> KeyedRegistry<K, V>
+where
+    K: Hash + Eq + Clone,
+{
+    /// A registry of at most `max_keys` (at least 1) entries, where an entry unused for
+    /// `idle_timeout` (rounded to whole seconds, at least 1 s) may be dropped unless `pinned`
+    /// says it must be kept.
+    pub fn new(
+        max_keys: usize,
+        idle_timeout: Duration,
+        clock: SharedClock,
+        pinned: fn(&V) -> bool,
+    ) -> Self {
+        let epoch = clock.now();
+        Self {
+            max_keys: max_keys.max(1),
+            idle_secs: idle_timeout.as_secs().max(1),
+            clock,
+            epoch,
+            pinned,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.clock
+            .now()
+            .saturating_duration_since(self.epoch)
+            .as_secs()
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, Arc<Entry<V>>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, Arc<Entry<V>>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `read` on the entry of `key`, making the entry with `make` if there is none.
+    pub fn with<R>(&self, key: K, make: impl FnOnce(&K) -> V, read: impl FnOnce(&V) -> R) -> R {
+        let now = self.now_secs();
+        {
+            let map = self.read_map();
+            if let Some(e) = map.get(&key) {
+                if e.last_used.load(Ordering::Relaxed) != now {
+                    e.last_used.store(now, Ordering::Relaxed);
+                }
+                return read(&e.value);
+            }
+        }
+        let mut map = self.write_map();
+        if let Some(e) = map.get(&key) {
+            return read(&e.value);
+        }
+        if map.len() >= self.max_keys {
+            self.make_room(&mut map, now);
+        }
+        let entry = Arc::new(Entry {
+            value: make(&key),
+            last_used: AtomicU64::new(now),
+        });
+        let out = read(&entry.value);
+        map.insert(key, entry);
+        out
+    }
+
+    fn make_room(&self, map: &mut HashMap<K, Arc<Entry<V>>>, now: u64) {
+        let idle = self.idle_secs;
+        let pinned = self.pinned;
+        map.retain(|_, e| {
+            pinned(&e.value) || now.saturating_sub(e.last_used.load(Ordering::Relaxed)) < idle
+        });
+        if map.len() < self.max_keys {
+            return;
+        }
+        let victim = map
+            .iter()
+            .min_by_key(|(_, e)| (pinned(&e.value), e.last_used.load(Ordering::Relaxed)))
+            .map(|(k, _)| k.clone());
+        if let Some(k) = victim {
+            tracing::debug!(
+                target: "rampart::registry",
+                max_keys = self.max_keys,
+                "per-key registry full: evicting the least recently used entry"
+            );
+            map.remove(&k);
+        }
+    }
+
+    /// Runs `read` on the entry of `key`, if there is one.
+    pub fn get<R>(&self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
+        self.read_map().get(key).map(|e| read(&e.value))
+    }
+
+    /// Maps every entry with `f`.
+    pub fn map_entries<R>(&self, mut f: impl FnMut(&K, &V) -> R) -> Vec<R> {
+        self.read_map()
+            .iter()
+            .map(|(k, e)| f(k, &e.value))
+            .collect()
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.read_map().len()
+    }
+
+    /// `true` if there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every unpinned entry unused for longer than the idle timeout; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.now_secs();
+        let pinned = self.pinned;
+        let idle = self.idle_secs;
+        let mut map = self.write_map();
+        let before = map.len();
+        map.retain(|_, e| {
+            pinned(&e.value) || now.saturating_sub(e.last_used.load(Ordering::Relaxed)) < idle
+        });
+        before - map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::atomic::AtomicBool;
+
+    struct V {
+        id: u32,
+        pinned: AtomicBool,
+    }
+
+    fn v(id: u32) -> V {
+        V {
+            id,
+            pinned: AtomicBool::new(false),
+        }
+    }
+
+    fn registry(clock: &ManualClock, max: usize) -> KeyedRegistry<&'static str, V> {
+        KeyedRegistry::new(max, Duration::from_secs(60), clock.shared(), |v| {
+            v.pinned.load(Ordering::Relaxed)
+        })
+    }
+
+    #[test]
+    fn makes_an_entry_once_per_key() {
+        let clock = ManualClock::new();
+        let r = registry(&clock, 8);
+        let mut made = 0;
+        for _ in 0..3 {
+            let id = r.with(
+                "a",
+                |_| {
+                    made += 1;
+                    v(7)
+                },
+                |v| v.id,
+            );
+            assert_eq!(id, 7);
+        }
+        assert_eq!((made, r.len()), (1, 1));
+        assert_eq!(r.get(&"a", |v| v.id), Some(7));
+        assert_eq!(r.get(&"b", |v| v.id), None);
+    }
+
+    #[test]
+    fn full_registry_evicts_the_least_recently_used_unpinned_entry() {
+        let clock = ManualClock::new();
+        let r = registry(&clock, 2);
+        r.with(
+            "old-pinned",
+            |_| v(1),
+            |v| v.pinned.store(true, Ordering::Relaxed),
+        );
+        clock.advance(Duration::from_secs(2));
+        r.with("newer", |_| v(2), |_| ());
+        clock.advance(Duration::from_secs(2));
+        r.with("newest", |_| v(3), |_| ());
+        let mut keys = r.map_entries(|k, _| *k);
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["newest", "old-pinned"],
+            "the pinned entry outlives a newer one"
+        );
+
+        // Every entry pinned: the least recently used goes all the same; the bound holds.
+        r.with(
+            "newest",
+            |_| v(3),
+            |v| v.pinned.store(true, Ordering::Relaxed),
+        );
+        r.with("another", |_| v(4), |_| ());
+        assert_eq!(r.len(), 2);
+        assert!(r.get(&"old-pinned", |_| ()).is_none());
+    }
+
+    #[test]
+    fn idle_entries_go_unless_pinned() {
+        let clock = ManualClock::new();
+        let r = registry(&clock, 8);
+        r.with("idle", |_| v(1), |_| ());
+        r.with(
+            "busy",
+            |_| v(2),
+            |v| v.pinned.store(true, Ordering::Relaxed),
+        );
+        r.with("used", |_| v(3), |_| ());
+        clock.advance(Duration::from_secs(59));
+        r.with("used", |_| v(3), |_| ());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(r.evict_idle(), 1);
+        let mut keys = r.map_entries(|k, _| *k);
+        keys.sort_unstable();
+        assert_eq!(keys, ["busy", "used"]);
+    }
+}
