@@ -2,7 +2,7 @@
 
 use std::{error::Error, fmt, time::Duration};
 
-use rampart_core::error::{BoxError, Rejection};
+use rampart_core::error::{PolicyError, Rejection};
 
 /// Why a call was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,73 +80,18 @@ impl Rejection for CircuitOpen {
     }
 }
 
-/// The error of a [`CircuitBreaker`](crate::CircuitBreaker) service: its own rejection, or the
-/// inner service's error untouched.
+/// The error of a [`CircuitBreaker`](crate::CircuitBreaker) service: its own rejection
+/// ([`CircuitOpen`]), or the inner service's error untouched.
 ///
-/// An enum rather than a `BoxError` so that a rejection never allocates. It is transparent for
-/// inner errors (same `Display`, same `source`), and a rejection's `source` is the
-/// [`CircuitOpen`], so [`rampart_core::error::find`] finds it through any number of boxes.
-/// To join a `BoxError` stack, map with [`BreakerError::into_box`].
-#[derive(Debug)]
-pub enum BreakerError<E> {
-    /// The breaker rejected the call; the inner service was not called.
-    Rejected(CircuitOpen),
-    /// The inner service failed.
-    Inner(E),
-}
-
-impl<E> BreakerError<E> {
-    /// The rejection, if this is one.
-    pub fn rejection(&self) -> Option<&CircuitOpen> {
-        match self {
-            BreakerError::Rejected(r) => Some(r),
-            BreakerError::Inner(_) => None,
-        }
-    }
-
-    /// The inner error, if this is one.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            BreakerError::Inner(e) => Some(e),
-            BreakerError::Rejected(_) => None,
-        }
-    }
-
-    /// A `BoxError`: the [`CircuitOpen`] itself for a rejection (downcastable), the inner error
-    /// otherwise. Allocates only for the box, as every `BoxError` stack does.
-    pub fn into_box(self) -> BoxError
-    where
-        E: Into<BoxError>,
-    {
-        match self {
-            BreakerError::Rejected(r) => Box::new(r),
-            BreakerError::Inner(e) => e.into(),
-        }
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for BreakerError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BreakerError::Rejected(_) => f.write_str("request rejected by circuit breaker"),
-            BreakerError::Inner(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<E: Error + 'static> Error for BreakerError<E> {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            BreakerError::Rejected(r) => Some(r),
-            BreakerError::Inner(e) => e.source(),
-        }
-    }
-}
+/// See [`PolicyError`] for its methods: `rejection()`, `into_inner()`, `into_box()`. A rejection
+/// never allocates, and [`rampart_core::error::find`] finds the [`CircuitOpen`] through any
+/// number of boxes.
+pub type BreakerError<E> = PolicyError<CircuitOpen, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rampart_core::error::find;
+    use rampart_core::error::{BoxError, find};
 
     #[test]
     fn rejection_is_found_through_a_box() {

@@ -99,6 +99,71 @@ pub fn find_in<'a, T: Error + 'static>(
     find::<T>(err)
 }
 
+/// The error of a rampart service: the policy's own rejection `R`, or the inner service's error
+/// `E` untouched.
+///
+/// Each pattern names it for its rejection (`BreakerError<E>` is `PolicyError<CircuitOpen, E>`).
+/// An enum rather than a `BoxError`, so that a rejection never allocates. It is transparent for
+/// inner errors (same `Display`, same `source`), and a rejection's `source` is the rejection
+/// itself, so [`find`] finds it through any number of layers and boxes. To join a `BoxError`
+/// stack, map with [`PolicyError::into_box`].
+#[derive(Debug)]
+pub enum PolicyError<R, E> {
+    /// The policy rejected the call; the inner service was not called (or not to completion).
+    Rejected(R),
+    /// The inner service failed.
+    Inner(E),
+}
+
+impl<R, E> PolicyError<R, E> {
+    /// The rejection, if this is one.
+    pub fn rejection(&self) -> Option<&R> {
+        match self {
+            PolicyError::Rejected(r) => Some(r),
+            PolicyError::Inner(_) => None,
+        }
+    }
+
+    /// The inner error, if this is one.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            PolicyError::Inner(e) => Some(e),
+            PolicyError::Rejected(_) => None,
+        }
+    }
+
+    /// A `BoxError`: the rejection itself (downcastable) or the inner error. Allocates only for
+    /// the box, as every `BoxError` stack does.
+    pub fn into_box(self) -> BoxError
+    where
+        R: Error + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        match self {
+            PolicyError::Rejected(r) => Box::new(r),
+            PolicyError::Inner(e) => e.into(),
+        }
+    }
+}
+
+impl<R: fmt::Display, E: fmt::Display> fmt::Display for PolicyError<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::Rejected(r) => r.fmt(f),
+            PolicyError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<R: Error + 'static, E: Error + 'static> Error for PolicyError<R, E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            PolicyError::Rejected(r) => Some(r),
+            PolicyError::Inner(e) => e.source(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
