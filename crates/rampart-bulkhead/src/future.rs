@@ -1,0 +1,191 @@
+//! [`ResponseFuture`].
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use crate::{
+    error::{BulkheadError, BulkheadFull},
+    policy::{Abandon, Acquire, Core, Permit, Waiter},
+};
+
+/// A queued call's place in line; gives it up (or releases the permit it was handed) when
+/// dropped before the call starts.
+#[derive(Debug)]
+struct WaitGuard {
+    core: Arc<Core>,
+    waiter: Arc<Waiter>,
+    armed: bool,
+}
+
+impl WaitGuard {
+    fn into_permit(&mut self) -> Permit {
+        self.armed = false;
+        Permit::new(self.core.clone(), Core::waiter_class(&self.waiter))
+    }
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        if self.armed && self.core.abandon(&self.waiter) == Abandon::WasGranted {
+            self.core.release(Core::waiter_class(&self.waiter));
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Bulkhead`](crate::Bulkhead): the inner call holding its permit,
+    /// a call waiting for a permit, or a ready rejection.
+    ///
+    /// The permit is released when this future completes or is dropped; a waiting call that is
+    /// dropped leaves the queue.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Called {
+            #[pin]
+            fut: S::Future,
+            permit: Option<Permit>,
+        },
+        Waiting {
+            #[pin]
+            sleep: Sleep,
+            svc: Option<S>,
+            req: Option<Req>,
+            wait: WaitGuard,
+        },
+        Rejected {
+            rejection: Option<BulkheadFull>,
+        },
+    }
+}
+
+impl<S, Req> ResponseFuture<S, Req>
+where
+    S: Service<Req> + Clone,
+{
+    /// Admits `req` of class `class` through `core`: calls `inner` at once if a permit is free,
+    /// otherwise queues (taking the ready `inner` along and leaving a clone in its place), or
+    /// rejects.
+    #[inline]
+    pub(crate) fn start(core: &Arc<Core>, inner: &mut S, class: usize, req: Req) -> Self {
+        let state = match core.acquire(class) {
+            Acquire::Now => State::Called {
+                fut: inner.call(req),
+                permit: Some(Permit::new(core.clone(), class)),
+            },
+            Acquire::Rejected(rejection) => State::Rejected {
+                rejection: Some(rejection),
+            },
+            Acquire::Wait(waiter) => {
+                let fresh = inner.clone();
+                let ready = std::mem::replace(inner, fresh);
+                State::Waiting {
+                    sleep: tokio::time::sleep(core.max_wait),
+                    svc: Some(ready),
+                    req: Some(req),
+                    wait: WaitGuard {
+                        core: core.clone(),
+                        waiter,
+                        armed: true,
+                    },
+                }
+            }
+        };
+        Self { state }
+    }
+}
+
+impl<S, Req> std::fmt::Debug for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, Req> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    type Output = Result<S::Response, BulkheadError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Called { fut, permit } => {
+                    let out = ready!(fut.poll(cx));
+                    drop(permit.take());
+                    return Poll::Ready(out.map_err(BulkheadError::Inner));
+                }
+                StateProj::Rejected { rejection } => {
+                    let r = rejection
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Err(BulkheadError::Rejected(r)));
+                }
+                StateProj::Waiting {
+                    sleep,
+                    svc,
+                    req,
+                    wait,
+                } => {
+                    let mut granted = wait.waiter.is_granted();
+                    if !granted {
+                        wait.waiter.register(cx.waker());
+                        granted = wait.waiter.is_granted();
+                    }
+                    if !granted {
+                        ready!(sleep.poll(cx));
+                        match wait.core.abandon(&wait.waiter) {
+                            // Granted just as the wait ran out: use the permit.
+                            Abandon::WasGranted => {}
+                            Abandon::Removed => {
+                                wait.armed = false;
+                                let r = wait.core.wait_elapsed(&wait.waiter);
+                                state.set(State::Rejected { rejection: None });
+                                return Poll::Ready(Err(BulkheadError::Rejected(r)));
+                            }
+                        }
+                    }
+                    let permit = wait.into_permit();
+                    let mut svc = svc.take().expect("ResponseFuture polled after completion");
+                    let req = req.take().expect("ResponseFuture polled after completion");
+                    let fut = svc.call(req);
+                    state.set(State::Called {
+                        fut,
+                        permit: Some(permit),
+                    });
+                }
+            }
+        }
+    }
+}

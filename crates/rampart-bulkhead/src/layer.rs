@@ -1,0 +1,254 @@
+//! [`BulkheadLayer`] (one bulkhead) and [`KeyedBulkheadLayer`] (one partition per key).
+
+use std::{fmt, hash::Hash, marker::PhantomData, sync::Arc};
+
+use rampart_core::{error::ConfigError, registry::KeyedRegistry};
+use tower_layer::Layer;
+
+use crate::{
+    config::{BulkheadConfig, BulkheadConfigBuilder},
+    handle::BulkheadHandle,
+    policy::Core,
+    priority::DefaultClass,
+    service::{Bulkhead, KeyedBulkhead},
+};
+
+/// Puts a service behind a bulkhead.
+///
+/// The bulkhead lives in the layer behind an `Arc`: every service the layer makes, and every
+/// clone of those, shares its permits. Apply one layer per downstream dependency and reuse it
+/// wherever that dependency is called (several routes, several clients): they then share one
+/// limit.
+///
+/// `P` names each request's priority class ([`Prioritize`](crate::Prioritize)); the default,
+/// [`DefaultClass`], puts every request in the default class.
+pub struct BulkheadLayer<P = DefaultClass> {
+    core: Arc<Core>,
+    prioritize: P,
+}
+
+impl<P: Clone> Clone for BulkheadLayer<P> {
+    fn clone(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+            prioritize: self.prioritize.clone(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for BulkheadLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadLayer")
+            .field("bulkhead", &self.core.name)
+            .finish()
+    }
+}
+
+impl BulkheadLayer {
+    /// A layer with a bulkhead built from `config`.
+    pub fn new(config: &BulkheadConfig) -> Self {
+        Self {
+            core: Core::new(config, Arc::from(config.name())),
+            prioritize: DefaultClass,
+        }
+    }
+
+    /// A configuration builder; finish it with [`layer`](BulkheadConfigBuilder::layer).
+    pub fn builder() -> BulkheadConfigBuilder {
+        BulkheadConfig::builder()
+    }
+}
+
+impl<P> BulkheadLayer<P> {
+    /// Names each request's class with `prioritize`. The bulkhead (and its handle) is kept.
+    pub fn prioritize<P2>(self, prioritize: P2) -> BulkheadLayer<P2> {
+        BulkheadLayer {
+            core: self.core,
+            prioritize,
+        }
+    }
+
+    /// A handle on the bulkhead.
+    pub fn handle(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<S, P: Clone> Layer<S> for BulkheadLayer<P> {
+    type Service = Bulkhead<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead::from_parts(inner, self.core.clone(), self.prioritize.clone())
+    }
+}
+
+impl BulkheadConfigBuilder {
+    /// Validates the configuration and builds a [`BulkheadLayer`].
+    pub fn layer(self) -> Result<BulkheadLayer, ConfigError> {
+        Ok(BulkheadLayer::new(&self.build()?))
+    }
+
+    /// Validates the configuration and builds a [`KeyedBulkheadLayer`] that keeps one
+    /// partition, with this configuration, per key extracted by `extractor`.
+    pub fn keyed<X, K>(self, extractor: X) -> Result<KeyedBulkheadLayer<X, K>, ConfigError>
+    where
+        K: Hash + Eq + Clone + fmt::Debug,
+    {
+        Ok(KeyedBulkheadLayer::new(self.build()?, extractor))
+    }
+}
+
+/// The partitions of a keyed bulkhead.
+pub(crate) struct Partitions<K> {
+    config: BulkheadConfig,
+    keyed: KeyedRegistry<K, Arc<Core>>,
+    fallback: Arc<Core>,
+}
+
+impl<K: fmt::Debug> fmt::Debug for Partitions<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partitions")
+            .field("name", &self.config.name())
+            .field("keys", &self.keyed)
+            .finish()
+    }
+}
+
+impl<K> Partitions<K>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+{
+    fn new(config: BulkheadConfig) -> Self {
+        let fallback = Core::new(&config, format!("{}/_", config.name()).into());
+        // A partition with calls in flight or waiting is never evicted: a fresh partition for
+        // the same key would admit past the limit.
+        let keyed = KeyedRegistry::new(
+            config.max_keys,
+            config.idle_timeout,
+            config.clock.clone(),
+            |core: &Arc<Core>| !core.is_idle(),
+        );
+        Self {
+            config,
+            keyed,
+            fallback,
+        }
+    }
+
+    /// The partition of `key` (made on first use); requests without a key share the fallback.
+    pub(crate) fn core(&self, key: Option<K>) -> Arc<Core> {
+        match key {
+            None => self.fallback.clone(),
+            Some(key) => self.keyed.with(
+                key,
+                |key| {
+                    Core::new(
+                        &self.config,
+                        format!("{}/{key:?}", self.config.name()).into(),
+                    )
+                },
+                Arc::clone,
+            ),
+        }
+    }
+}
+
+/// Keeps one bulkhead partition per key: per tenant, per host, per route.
+///
+/// Each partition has the full configuration (capacity, classes, queue) to itself. The key comes
+/// from a [`KeyExtractor`](rampart_core::key::KeyExtractor); requests without one share a
+/// fallback partition. The registry is bounded by
+/// [`max_keys`](BulkheadConfigBuilder::max_keys) and
+/// [`idle_timeout`](BulkheadConfigBuilder::idle_timeout); a partition with calls in flight is
+/// never evicted.
+pub struct KeyedBulkheadLayer<X, K, P = DefaultClass> {
+    partitions: Arc<Partitions<K>>,
+    extractor: X,
+    prioritize: P,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<X: Clone, K, P: Clone> Clone for KeyedBulkheadLayer<X, K, P> {
+    fn clone(&self) -> Self {
+        Self {
+            partitions: self.partitions.clone(),
+            extractor: self.extractor.clone(),
+            prioritize: self.prioritize.clone(),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<X, K: fmt::Debug, P> fmt::Debug for KeyedBulkheadLayer<X, K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkheadLayer")
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<X, K> KeyedBulkheadLayer<X, K>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+{
+    /// One partition per key extracted by `extractor`, each built from `config`.
+    pub fn new(config: BulkheadConfig, extractor: X) -> Self {
+        Self {
+            partitions: Arc::new(Partitions::new(config)),
+            extractor,
+            prioritize: DefaultClass,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<X, K, P> KeyedBulkheadLayer<X, K, P>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+{
+    /// Names each request's class with `prioritize`.
+    pub fn prioritize<P2>(self, prioritize: P2) -> KeyedBulkheadLayer<X, K, P2> {
+        KeyedBulkheadLayer {
+            partitions: self.partitions,
+            extractor: self.extractor,
+            prioritize,
+            _key: PhantomData,
+        }
+    }
+
+    /// The partition of `key`, if it exists.
+    pub fn partition(&self, key: &K) -> Option<BulkheadHandle> {
+        self.partitions
+            .keyed
+            .get(key, |core| BulkheadHandle { core: core.clone() })
+    }
+
+    /// The partition for requests without a key.
+    pub fn fallback(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            core: self.partitions.fallback.clone(),
+        }
+    }
+
+    /// Every key and its partition.
+    pub fn partitions(&self) -> Vec<(K, BulkheadHandle)> {
+        self.partitions
+            .keyed
+            .map_entries(|k, core| (k.clone(), BulkheadHandle { core: core.clone() }))
+    }
+}
+
+impl<S, X: Clone, K, P: Clone> Layer<S> for KeyedBulkheadLayer<X, K, P> {
+    type Service = KeyedBulkhead<S, X, K, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedBulkhead::from_parts(
+            inner,
+            self.partitions.clone(),
+            self.extractor.clone(),
+            self.prioritize.clone(),
+        )
+    }
+}

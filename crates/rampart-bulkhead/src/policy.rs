@@ -1,0 +1,607 @@
+//! The bulkhead's decisions: permits, priority classes and the wait queue. Plain synchronous
+//! code over atomics and one short lock; no tower types.
+//!
+//! # Cost model
+//!
+//! The live count of every class is packed into one `AtomicU64` (with `n` classes, `64 / n`
+//! bits each). Admission while nobody waits is one load of the waiter count and one
+//! compare-and-swap of that word; release is one atomic subtraction and one load. The lock
+//! guarding the wait queues is taken only when the bulkhead is full: to queue, to hand a freed
+//! permit to a waiter, and to give up waiting.
+//!
+//! # Who gets a permit
+//!
+//! A call of class `c` may be admitted when the total is below the capacity and either
+//!
+//! 1. `c` is below its reservation (it uses its own capacity), or
+//! 2. `c` may borrow, and after admitting it the free capacity still covers the idle
+//!    reservations of every class *above* `c`.
+//!
+//! So a borrower never eats into the reservation of a more important class, while a more
+//! important class that may borrow can use the idle reservation of a less important one (and
+//! the shared pool above the sum of the reservations). Such a loan is returned at the next
+//! release: a class below its reservation takes any free permit.
+//!
+//! When a permit is released and calls are waiting, the permit goes first to the oldest waiter
+//! of the highest-priority class that is *below its reservation* (it reclaims its own slot), and
+//! only then to borrowers, by priority, oldest first. Hence the starvation bound: a waiter whose
+//! class is below its reservation is admitted after at most (the waiters ahead of it in its own
+//! class) + (the reservation shortfall of the classes above it) releases. Borrowing beyond a
+//! reservation is best effort, by priority, and bounded by `max_wait`.
+//!
+//! Newcomers don't overtake waiters: while any call waits, admission goes through the queue.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    },
+    task::Waker,
+    time::Duration,
+};
+
+use rampart_core::{
+    clock::{Instant, SharedClock},
+    error::ConfigError,
+};
+
+use crate::{
+    config::{BulkheadConfig, max_capacity},
+    error::{BulkheadFull, FullReason},
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const WAITING: u8 = 0;
+const GRANTED: u8 = 1;
+const GONE: u8 = 2;
+
+/// A call waiting for a permit.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    class: usize,
+    since: Instant,
+    state: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Waiter {
+    pub(crate) fn is_granted(&self) -> bool {
+        self.state.load(Ordering::Acquire) == GRANTED
+    }
+
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut w = lock(&self.waker);
+        match &*w {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *w = Some(waker.clone()),
+        }
+    }
+
+    fn grant(&self) {
+        self.state.store(GRANTED, Ordering::Release);
+        if let Some(w) = lock(&self.waker).take() {
+            w.wake();
+        }
+    }
+}
+
+/// The outcome of [`Core::acquire`].
+#[derive(Debug)]
+pub(crate) enum Acquire {
+    /// A permit, now.
+    Now,
+    /// Wait for this waiter to be granted (or give up after `max_wait`).
+    Wait(Arc<Waiter>),
+    /// Rejected.
+    Rejected(BulkheadFull),
+}
+
+/// What [`Core::abandon`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Abandon {
+    /// The waiter was still queued; it is gone now.
+    Removed,
+    /// The waiter had been granted a permit meanwhile; the caller now holds it.
+    WasGranted,
+}
+
+#[derive(Debug)]
+struct Class {
+    name: Arc<str>,
+    reserved: AtomicU32,
+    borrow: bool,
+    queue_rejections: AtomicU64,
+    admitted: metrics::Counter,
+    rejected: metrics::Counter,
+    active: metrics::Gauge,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    no_capacity: AtomicU64,
+    queue_full: AtomicU64,
+    wait_elapsed: AtomicU64,
+    longest_wait_nanos: AtomicU64,
+}
+
+/// The shared state of one bulkhead (or one partition of a keyed bulkhead).
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) name: Arc<str>,
+    classes: Box<[Class]>,
+    default_class: usize,
+    bits: u32,
+    mask: u64,
+    capacity: AtomicU32,
+    /// Live counts, packed: class `c` in bits `c * bits ..`.
+    word: AtomicU64,
+    /// Waiters over all classes (read without the lock on every admission and release).
+    queued: AtomicUsize,
+    queues: Mutex<Vec<VecDeque<Arc<Waiter>>>>,
+    /// Serialises resizes.
+    resize: Mutex<()>,
+    max_queued: usize,
+    pub(crate) max_wait: Duration,
+    clock: SharedClock,
+    counters: Counters,
+}
+
+/// A live view of one class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClassStats {
+    /// The class name.
+    pub name: Arc<str>,
+    /// Capacity reserved for it.
+    pub reserved: u32,
+    /// Whether it may borrow beyond its reservation.
+    pub borrow: bool,
+    /// Calls of this class in flight.
+    pub active: u32,
+    /// Calls of this class waiting.
+    pub queued: usize,
+}
+
+/// A live view of a bulkhead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls in flight.
+    pub active: u32,
+    /// The total capacity.
+    pub capacity: u32,
+    /// Calls waiting for a permit.
+    pub queued: usize,
+    /// Calls rejected, for any reason.
+    pub rejected: u64,
+    /// Calls rejected because no permit was free and waiting was not allowed.
+    pub rejected_no_capacity: u64,
+    /// Calls rejected because the wait queue was full.
+    pub rejected_queue_full: u64,
+    /// Calls rejected because their wait ran out.
+    pub rejected_wait_elapsed: u64,
+    /// The longest time a call waited before it got a permit.
+    pub longest_wait: Duration,
+    /// Per class, highest priority first.
+    pub classes: Vec<ClassStats>,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: &BulkheadConfig, name: Arc<str>) -> Arc<Self> {
+        let n = cfg.classes.len();
+        let bits = 64 / n as u32;
+        let mask = if bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        let classes: Box<[Class]> = cfg
+            .classes
+            .iter()
+            .map(|c| {
+                let (b, cl) = (name.to_string(), c.name.to_string());
+                let calls = |outcome: &'static str| {
+                    metrics::counter!("rampart_bulkhead_calls_total",
+                        "bulkhead" => b.clone(), "class" => cl.clone(), "outcome" => outcome)
+                };
+                Class {
+                    name: Arc::from(&*c.name),
+                    reserved: AtomicU32::new(c.reserved),
+                    borrow: c.borrow,
+                    queue_rejections: AtomicU64::new(0),
+                    admitted: calls("admitted"),
+                    rejected: calls("rejected"),
+                    active: metrics::gauge!("rampart_bulkhead_active",
+                        "bulkhead" => b.clone(), "class" => cl.clone()),
+                }
+            })
+            .collect();
+        Arc::new(Self {
+            name,
+            default_class: cfg.default_class,
+            bits,
+            mask,
+            capacity: AtomicU32::new(cfg.capacity),
+            word: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            queues: Mutex::new((0..n).map(|_| VecDeque::new()).collect()),
+            resize: Mutex::new(()),
+            max_queued: cfg.max_queued,
+            max_wait: cfg.max_wait,
+            clock: cfg.clock.clone(),
+            counters: Counters::default(),
+            classes,
+        })
+    }
+
+    #[inline]
+    fn shift(&self, c: usize) -> u32 {
+        self.bits.wrapping_mul(c as u32) & 63
+    }
+
+    #[inline]
+    fn get(&self, word: u64, c: usize) -> u64 {
+        (word >> self.shift(c)) & self.mask
+    }
+
+    #[inline]
+    fn unit(&self, c: usize) -> u64 {
+        1u64 << self.shift(c)
+    }
+
+    #[inline]
+    fn total(&self, word: u64) -> u64 {
+        (0..self.classes.len()).map(|c| self.get(word, c)).sum()
+    }
+
+    /// The index of the class named `name` (`None` or unknown: the default class).
+    #[inline]
+    pub(crate) fn class_index(&self, name: Option<&str>) -> usize {
+        match name {
+            Some(name) if self.classes.len() > 1 => self
+                .classes
+                .iter()
+                .position(|c| &*c.name == name)
+                .unwrap_or(self.default_class),
+            _ => self.default_class,
+        }
+    }
+
+    pub(crate) fn has_classes(&self) -> bool {
+        self.classes.len() > 1
+    }
+
+    /// The word after admitting one call of class `c`, if the rules allow it.
+    #[inline]
+    fn admit_word(&self, word: u64, c: usize) -> Option<u64> {
+        let capacity = u64::from(self.capacity.load(Ordering::Relaxed));
+        let total = self.total(word);
+        if total >= capacity {
+            return None;
+        }
+        let class = &self.classes[c];
+        if self.get(word, c) < u64::from(class.reserved.load(Ordering::Relaxed)) {
+            // Within its own reservation.
+            return Some(word + self.unit(c));
+        }
+        if !class.borrow {
+            return None;
+        }
+        // Borrowing: the free capacity must still cover the idle reservations of every class
+        // above this one.
+        let owed: u64 = (0..c)
+            .map(|h| {
+                u64::from(self.classes[h].reserved.load(Ordering::Relaxed))
+                    .saturating_sub(self.get(word, h))
+            })
+            .sum();
+        if capacity - total - 1 < owed {
+            return None;
+        }
+        Some(word + self.unit(c))
+    }
+
+    /// One compare-and-swap loop: takes a permit of class `c` if the rules allow it.
+    #[inline]
+    fn try_take(&self, c: usize) -> bool {
+        let mut word = self.word.load(Ordering::SeqCst);
+        loop {
+            let Some(next) = self.admit_word(word, c) else {
+                return false;
+            };
+            match self
+                .word
+                .compare_exchange_weak(word, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Asks for a permit for a call of class `c`.
+    #[inline]
+    pub(crate) fn acquire(&self, c: usize) -> Acquire {
+        if self.queued.load(Ordering::SeqCst) == 0 && self.try_take(c) {
+            self.admitted(c);
+            return Acquire::Now;
+        }
+        self.acquire_slow(c)
+    }
+
+    #[inline]
+    fn admitted(&self, c: usize) {
+        let class = &self.classes[c];
+        class.admitted.increment(1);
+        class.active.increment(1.0);
+    }
+
+    #[cold]
+    fn acquire_slow(&self, c: usize) -> Acquire {
+        if self.max_wait.is_zero() {
+            // Fail fast: no queue at all.
+            return Acquire::Rejected(self.reject(c, FullReason::NoCapacity, Duration::ZERO));
+        }
+        let mut queues = lock(&self.queues);
+        if self.queued.load(Ordering::SeqCst) == 0 && self.try_take(c) {
+            drop(queues);
+            self.admitted(c);
+            return Acquire::Now;
+        }
+        if self.queued.load(Ordering::SeqCst) >= self.max_queued {
+            drop(queues);
+            self.classes[c]
+                .queue_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Acquire::Rejected(self.reject(c, FullReason::QueueFull, Duration::ZERO));
+        }
+        let waiter = Arc::new(Waiter {
+            class: c,
+            since: self.clock.now(),
+            state: AtomicU8::new(WAITING),
+            waker: Mutex::new(None),
+        });
+        queues[c].push_back(waiter.clone());
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.dispatch_locked(&mut queues);
+        drop(queues);
+        if waiter.is_granted() {
+            Acquire::Now
+        } else {
+            tracing::trace!(target: "rampart::bulkhead", bulkhead = %self.name, class = %self.classes[c].name, "waiting for a permit");
+            Acquire::Wait(waiter)
+        }
+    }
+
+    #[cold]
+    fn reject(&self, c: usize, reason: FullReason, waited: Duration) -> BulkheadFull {
+        let counter = match reason {
+            FullReason::NoCapacity => &self.counters.no_capacity,
+            FullReason::QueueFull => &self.counters.queue_full,
+            FullReason::WaitElapsed => &self.counters.wait_elapsed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let class = &self.classes[c];
+        class.rejected.increment(1);
+        tracing::debug!(target: "rampart::bulkhead", bulkhead = %self.name, class = %class.name, reason = reason.as_str(), ?waited, "call rejected");
+        BulkheadFull::new(reason, class.name.clone(), waited)
+    }
+
+    /// Releases a permit of class `c`.
+    #[inline]
+    pub(crate) fn release(&self, c: usize) {
+        self.word.fetch_sub(self.unit(c), Ordering::SeqCst);
+        self.classes[c].active.decrement(1.0);
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            self.dispatch();
+        }
+    }
+
+    #[cold]
+    fn dispatch(&self) {
+        let mut queues = lock(&self.queues);
+        self.dispatch_locked(&mut queues);
+    }
+
+    /// Hands free permits to waiters: first to classes below their reservation (by priority),
+    /// then to borrowers (by priority); oldest first within a class.
+    fn dispatch_locked(&self, queues: &mut [VecDeque<Arc<Waiter>>]) {
+        'grant: loop {
+            for own_only in [true, false] {
+                for c in 0..queues.len() {
+                    if queues[c].is_empty() {
+                        continue;
+                    }
+                    if own_only {
+                        let word = self.word.load(Ordering::SeqCst);
+                        let reserved = u64::from(self.classes[c].reserved.load(Ordering::Relaxed));
+                        if self.get(word, c) >= reserved {
+                            continue;
+                        }
+                    }
+                    if self.try_take(c) {
+                        if let Some(w) = queues[c].pop_front() {
+                            self.queued.fetch_sub(1, Ordering::SeqCst);
+                            let waited = self.clock.now().saturating_duration_since(w.since);
+                            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+                            self.counters
+                                .longest_wait_nanos
+                                .fetch_max(nanos, Ordering::Relaxed);
+                            self.admitted(c);
+                            w.grant();
+                        }
+                        continue 'grant;
+                    }
+                }
+            }
+            return;
+        }
+    }
+
+    /// A waiter gives up (its wait ran out, or its future was dropped).
+    pub(crate) fn abandon(&self, waiter: &Arc<Waiter>) -> Abandon {
+        let mut queues = lock(&self.queues);
+        if waiter.is_granted() {
+            return Abandon::WasGranted;
+        }
+        let q = &mut queues[waiter.class];
+        if let Some(i) = q.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            q.remove(i);
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        waiter.state.store(GONE, Ordering::Release);
+        // Removing a waiter can unblock those behind it (a borrower that was not first).
+        self.dispatch_locked(&mut queues);
+        Abandon::Removed
+    }
+
+    /// The rejection for a waiter whose wait ran out.
+    pub(crate) fn wait_elapsed(&self, waiter: &Waiter) -> BulkheadFull {
+        let waited = self.clock.now().saturating_duration_since(waiter.since);
+        self.reject(waiter.class, FullReason::WaitElapsed, waited)
+    }
+
+    pub(crate) fn waiter_class(waiter: &Waiter) -> usize {
+        waiter.class
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.word.load(Ordering::Relaxed) == 0 && self.queued.load(Ordering::Relaxed) == 0
+    }
+
+    // ---- handle operations ----
+
+    pub(crate) fn stats(&self) -> Stats {
+        let word = self.word.load(Ordering::SeqCst);
+        let queued: Vec<usize> = lock(&self.queues).iter().map(VecDeque::len).collect();
+        let c = &self.counters;
+        let (no_capacity, queue_full, wait_elapsed) = (
+            c.no_capacity.load(Ordering::Relaxed),
+            c.queue_full.load(Ordering::Relaxed),
+            c.wait_elapsed.load(Ordering::Relaxed),
+        );
+        Stats {
+            active: u32::try_from(self.total(word)).unwrap_or(u32::MAX),
+            capacity: self.capacity.load(Ordering::Relaxed),
+            queued: queued.iter().sum(),
+            rejected: no_capacity + queue_full + wait_elapsed,
+            rejected_no_capacity: no_capacity,
+            rejected_queue_full: queue_full,
+            rejected_wait_elapsed: wait_elapsed,
+            longest_wait: Duration::from_nanos(c.longest_wait_nanos.load(Ordering::Relaxed)),
+            classes: self
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(i, class)| ClassStats {
+                    name: class.name.clone(),
+                    reserved: class.reserved.load(Ordering::Relaxed),
+                    borrow: class.borrow,
+                    active: u32::try_from(self.get(word, i)).unwrap_or(u32::MAX),
+                    queued: queued[i],
+                })
+                .collect(),
+        }
+    }
+
+    /// Sets the total capacity. Calls in flight keep their permits; a smaller capacity applies
+    /// to calls admitted from now on, a larger one admits waiters at once.
+    pub(crate) fn set_capacity(&self, capacity: u32) -> Result<(), ConfigError> {
+        if self.classes.len() == 1 {
+            // Without classes, the one reservation is the capacity.
+            let name = self.classes[0].name.clone();
+            return self.set_reserved(&name, capacity);
+        }
+        let _g = lock(&self.resize);
+        let reserved: u64 = self
+            .classes
+            .iter()
+            .map(|c| u64::from(c.reserved.load(Ordering::Relaxed)))
+            .sum();
+        self.check_capacity(u64::from(capacity), reserved, capacity)?;
+        self.capacity.store(capacity, Ordering::SeqCst);
+        tracing::info!(target: "rampart::bulkhead", bulkhead = %self.name, capacity, "bulkhead resized");
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Sets the reservation of the class `name`; the capacity grows or shrinks by the same
+    /// amount.
+    pub(crate) fn set_reserved(&self, name: &str, reserved: u32) -> Result<(), ConfigError> {
+        let _g = lock(&self.resize);
+        let Some(class) = self.classes.iter().find(|c| &*c.name == name) else {
+            return Err(ConfigError::new(
+                "bulkhead",
+                "class",
+                format!("no class is named `{name}`"),
+            ));
+        };
+        let old = class.reserved.load(Ordering::Relaxed);
+        let capacity =
+            i64::from(self.capacity.load(Ordering::Relaxed)) + i64::from(reserved) - i64::from(old);
+        let capacity = u64::try_from(capacity).unwrap_or(0);
+        let total_reserved: u64 = self
+            .classes
+            .iter()
+            .map(|c| u64::from(c.reserved.load(Ordering::Relaxed)))
+            .sum::<u64>()
+            + u64::from(reserved)
+            - u64::from(old);
+        self.check_capacity(capacity, total_reserved, reserved)?;
+        // Grow the capacity before the reservation, shrink it after, so that the rules never
+        // see a reservation the capacity does not cover.
+        let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+        if reserved >= old {
+            self.capacity.store(capacity, Ordering::SeqCst);
+            class.reserved.store(reserved, Ordering::SeqCst);
+        } else {
+            class.reserved.store(reserved, Ordering::SeqCst);
+            self.capacity.store(capacity, Ordering::SeqCst);
+        }
+        tracing::info!(target: "rampart::bulkhead", bulkhead = %self.name, class = name, reserved, capacity, "bulkhead class resized");
+        self.dispatch();
+        Ok(())
+    }
+
+    fn check_capacity(&self, capacity: u64, reserved: u64, got: u32) -> Result<(), ConfigError> {
+        let limit = max_capacity(self.classes.len());
+        if capacity == 0 || capacity < reserved || capacity > limit {
+            return Err(ConfigError::new(
+                "bulkhead",
+                "capacity",
+                format!(
+                    "must be in {}..={limit} (at least the sum of the reservations), got {got} giving a capacity of {capacity}",
+                    reserved.max(1)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A held permit: released when dropped.
+#[derive(Debug)]
+pub struct Permit {
+    core: Arc<Core>,
+    class: usize,
+}
+
+impl Permit {
+    pub(crate) fn new(core: Arc<Core>, class: usize) -> Self {
+        Self { core, class }
+    }
+}
+
+impl Drop for Permit {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.release(self.class);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! [`Bulkhead`] and [`KeyedBulkhead`]: `poll_ready` and `call` only.
+
+use std::{
+    fmt,
+    marker::PhantomData,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use rampart_core::key::KeyExtractor;
+use tower_service::Service;
+
+use crate::{
+    error::BulkheadError, future::ResponseFuture, handle::BulkheadHandle, layer::Partitions,
+    policy::Core, priority::Prioritize,
+};
+
+/// A service behind a bulkhead. Made by [`BulkheadLayer`](crate::BulkheadLayer).
+///
+/// `poll_ready` is the inner service's; `call` takes a permit. With no permit free the call
+/// waits up to `max_wait` in its class's queue (the ready inner service goes along with it and
+/// a clone takes its place, hence `S: Clone`), or is rejected at once: the returned future
+/// resolves to [`BulkheadError::Rejected`] without calling the inner service. Failing in the
+/// future rather than holding back `poll_ready` is what makes it work under axum, which does
+/// not honour back-pressure.
+pub struct Bulkhead<S, P> {
+    inner: S,
+    core: Arc<Core>,
+    prioritize: P,
+}
+
+impl<S: Clone, P: Clone> Clone for Bulkhead<S, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            core: self.core.clone(),
+            prioritize: self.prioritize.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, P> fmt::Debug for Bulkhead<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("inner", &self.inner)
+            .field("bulkhead", &self.core.name)
+            .finish()
+    }
+}
+
+impl<S, P> Bulkhead<S, P> {
+    pub(crate) fn from_parts(inner: S, core: Arc<Core>, prioritize: P) -> Self {
+        Self {
+            inner,
+            core,
+            prioritize,
+        }
+    }
+
+    /// A handle on the bulkhead.
+    pub fn handle(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            core: self.core.clone(),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the bulkhead, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, P, Req> Service<Req> for Bulkhead<S, P>
+where
+    S: Service<Req> + Clone,
+    P: Prioritize<Req>,
+{
+    type Response = S::Response;
+    type Error = BulkheadError<S::Error>;
+    type Future = ResponseFuture<S, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(BulkheadError::Inner)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let class = if self.core.has_classes() {
+            self.core.class_index(self.prioritize.class_of(&req))
+        } else {
+            0
+        };
+        ResponseFuture::start(&self.core, &mut self.inner, class, req)
+    }
+}
+
+/// A service behind one bulkhead partition per key. Made by
+/// [`KeyedBulkheadLayer`](crate::KeyedBulkheadLayer).
+pub struct KeyedBulkhead<S, X, K, P> {
+    inner: S,
+    partitions: Arc<Partitions<K>>,
+    extractor: X,
+    prioritize: P,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<S: Clone, X: Clone, K, P: Clone> Clone for KeyedBulkhead<S, X, K, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            partitions: self.partitions.clone(),
+            extractor: self.extractor.clone(),
+            prioritize: self.prioritize.clone(),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, X, K: fmt::Debug, P> fmt::Debug for KeyedBulkhead<S, X, K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkhead")
+            .field("inner", &self.inner)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, X, K, P> KeyedBulkhead<S, X, K, P> {
+    pub(crate) fn from_parts(
+        inner: S,
+        partitions: Arc<Partitions<K>>,
+        extractor: X,
+        prioritize: P,
+    ) -> Self {
+        Self {
+            inner,
+            partitions,
+            extractor,
+            prioritize,
+            _key: PhantomData,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the bulkhead, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, X, K, P, Req> Service<Req> for KeyedBulkhead<S, X, K, P>
+where
+    S: Service<Req> + Clone,
+    X: KeyExtractor<Req, Key = K>,
+    K: std::hash::Hash + Eq + Clone + fmt::Debug,
+    P: Prioritize<Req>,
+{
+    type Response = S::Response;
+    type Error = BulkheadError<S::Error>;
+    type Future = ResponseFuture<S, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(BulkheadError::Inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let core = self.partitions.core(self.extractor.extract(&req));
+        let class = if core.has_classes() {
+            core.class_index(self.prioritize.class_of(&req))
+        } else {
+            0
+        };
+        ResponseFuture::start(&core, &mut self.inner, class, req)
+    }
+}
