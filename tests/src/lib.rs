@@ -1,1 +1,147 @@
-//! End-to-end tests live in `tests/`.
+//! Shared helpers of the end-to-end tests in `tests/`: real servers on loopback, a real HTTP
+//! client, and the URLs of the external services (Redis, NATS) some tests need.
+//!
+//! # External services
+//!
+//! Tests that need Redis or NATS read the URL from the environment ([`redis_url`],
+//! [`nats_url`]). When the service does not answer, the test prints a loud `SKIP` line and
+//! returns early, unless `RAMPART_REQUIRE_SERVICES=1` (CI sets it), in which case it fails.
+//!
+//! ```no_run
+//! #[tokio::test]
+//! async fn stores_in_redis() {
+//!     let Some(url) = rampart_tests::redis_url() else { return };
+//!     // … connect to `url` …
+//! # let _ = url;
+//! }
+//! ```
+
+use std::{
+    net::{SocketAddr, TcpStream, ToSocketAddrs},
+    time::Duration,
+};
+
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+/// Serves `router` on `127.0.0.1:0` in a background task; returns the address it listens on.
+///
+/// The server lives as long as the test's runtime.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("axum server");
+    });
+    addr
+}
+
+/// The HTTP/1 client the tests send requests with.
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A real HTTP/1 client (hyper-util's legacy client) that opens a new connection for every
+/// request, so that the server builds a fresh clone of its service stack each time.
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
+}
+
+/// The env variable that turns a missing external service from a skip into a failure.
+pub const REQUIRE_SERVICES: &str = "RAMPART_REQUIRE_SERVICES";
+
+/// The Redis URL (`REDIS_URL`, default `redis://127.0.0.1:6379`) if Redis answers; see
+/// [`service_url`].
+pub fn redis_url() -> Option<String> {
+    service_url("Redis", "REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// The NATS URL (`NATS_URL`, default `nats://127.0.0.1:4222`) if NATS answers; see
+/// [`service_url`].
+pub fn nats_url() -> Option<String> {
+    service_url("NATS", "NATS_URL", "nats://127.0.0.1:4222")
+}
+
+/// The URL of an external service, read from `env_var` (or `default`), if a TCP connection to
+/// its host and port succeeds within a second (a URL without a port gets `default`'s port).
+///
+/// If it does not, prints a loud `SKIP` line to stderr and returns `None`; with
+/// `RAMPART_REQUIRE_SERVICES=1` it panics instead, so CI can't pass by skipping.
+pub fn service_url(name: &str, env_var: &str, default: &str) -> Option<String> {
+    let url = std::env::var(env_var).unwrap_or_else(|_| default.to_owned());
+    // A URL without a port uses the default URL's port (`redis://localhost` → 6379).
+    let default_port = host_port(default)
+        .and_then(|hp| hp.rsplit_once(':'))
+        .map(|(_, p)| p);
+    let reachable = host_port(&url)
+        .map(|hp| match (hp.rsplit_once(':'), default_port) {
+            (Some((_, p)), _) if !p.ends_with(']') => hp.to_owned(),
+            (_, Some(port)) => format!("{hp}:{port}"),
+            _ => hp.to_owned(),
+        })
+        .and_then(|hp| hp.to_socket_addrs().ok())
+        .into_iter()
+        .flatten()
+        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok());
+    if reachable {
+        return Some(url);
+    }
+    let msg = format!("{name} is not reachable at {url} (set {env_var})");
+    if std::env::var(REQUIRE_SERVICES).is_ok_and(|v| v == "1") {
+        panic!("{msg}, and {REQUIRE_SERVICES}=1");
+    }
+    eprintln!("\n********** SKIP: {msg}; this test did not run **********\n");
+    None
+}
+
+/// `host:port` of a URL such as `redis://user:pw@127.0.0.1:6379/0`.
+fn host_port(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    (!host_port.is_empty()).then_some(host_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_of_urls() {
+        assert_eq!(host_port("redis://127.0.0.1:6379"), Some("127.0.0.1:6379"));
+        assert_eq!(
+            host_port("redis://user:pw@localhost:6380/2"),
+            Some("localhost:6380")
+        );
+        assert_eq!(
+            host_port("nats://127.0.0.1:4222?x=1"),
+            Some("127.0.0.1:4222")
+        );
+        assert_eq!(host_port("redis://"), None);
+    }
+
+    const ABSENT: &str = "a service absent on purpose (service_url's own test)";
+
+    #[test]
+    fn an_absent_service_is_skipped_unless_required() {
+        // Port 1 on loopback: nothing listens there.
+        if std::env::var(REQUIRE_SERVICES).is_ok_and(|v| v == "1") {
+            let r = std::panic::catch_unwind(|| {
+                service_url(ABSENT, "RAMPART_TESTS_UNSET_VAR", "tcp://127.0.0.1:1")
+            });
+            assert!(r.is_err(), "must fail when services are required");
+        } else {
+            assert_eq!(
+                service_url(ABSENT, "RAMPART_TESTS_UNSET_VAR", "tcp://127.0.0.1:1"),
+                None
+            );
+        }
+    }
+}

@@ -244,13 +244,13 @@ impl BulkheadConfigBuilder {
         }
         let reserved: u64 = classes.iter().map(|c| u64::from(c.reserved)).sum();
         let capacity = u64::from(self.capacity.unwrap_or(0)).max(reserved);
-        if let Some(n) = self.capacity {
-            if u64::from(n) < reserved {
-                return err(
-                    "capacity",
-                    format!("must be at least the sum of the reservations ({reserved}), got {n}"),
-                );
-            }
+        if let Some(n) = self.capacity
+            && u64::from(n) < reserved
+        {
+            return err(
+                "capacity",
+                format!("must be at least the sum of the reservations ({reserved}), got {n}"),
+            );
         }
         let field = if classes.len() == 1 && self.capacity.is_none() {
             "max_concurrent"

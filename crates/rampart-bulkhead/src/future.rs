@@ -26,7 +26,7 @@ struct WaitGuard {
 }
 
 impl WaitGuard {
-    fn into_permit(&mut self) -> Permit {
+    fn take_permit(&mut self) -> Permit {
         self.armed = false;
         Permit::new(self.core.clone(), Core::waiter_class(&self.waiter))
     }
@@ -176,7 +176,7 @@ where
                             }
                         }
                     }
-                    let permit = wait.into_permit();
+                    let permit = wait.take_permit();
                     let mut svc = svc.take().expect("ResponseFuture polled after completion");
                     let req = req.take().expect("ResponseFuture polled after completion");
                     let fut = svc.call(req);

@@ -412,8 +412,8 @@ impl Core {
     fn dispatch_locked(&self, queues: &mut [VecDeque<Arc<Waiter>>]) {
         'grant: loop {
             for own_only in [true, false] {
-                for c in 0..queues.len() {
-                    if queues[c].is_empty() {
+                for (c, queue) in queues.iter_mut().enumerate() {
+                    if queue.is_empty() {
                         continue;
                     }
                     if own_only {
@@ -424,7 +424,7 @@ impl Core {
                         }
                     }
                     if self.try_take(c) {
-                        if let Some(w) = queues[c].pop_front() {
+                        if let Some(w) = queue.pop_front() {
                             self.queued.fetch_sub(1, Ordering::SeqCst);
                             let waited = self.clock.now().saturating_duration_since(w.since);
                             let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);

@@ -2,7 +2,10 @@
 
 use std::{error::Error, fmt, time::Duration};
 
-use rampart_core::error::{PolicyError, Rejection};
+use rampart_core::{
+    clock::Instant,
+    error::{PolicyError, Rejection},
+};
 
 /// Why a call was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,9 +20,10 @@ pub enum RejectedBy {
 
 /// A call rejected by an open (or saturated half-open) circuit breaker.
 ///
-/// Small and `Copy`: making one never allocates. [`retry_after`](Self::retry_after) tells how long
-/// until the breaker lets probes through; it is `None` when nobody knows (forced open, or
-/// half-open with all probe slots taken).
+/// Small and `Copy`: making one never allocates, nor reads the clock.
+/// [`retry_after`](Self::retry_after) tells how long until the breaker lets probes through, as
+/// of when it is asked; it is `None` when nobody knows (forced open, or half-open with all probe
+/// slots taken).
 ///
 /// # Mapping to protocols
 ///
@@ -27,19 +31,43 @@ pub enum RejectedBy {
 /// - gRPC: `Status::unavailable`, with the retry delay in `grpc-retry-pushback-ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitOpen {
-    retry_after: Option<Duration>,
+    hint: Hint,
     by: RejectedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hint {
+    Unknown,
+    After(Duration),
+    /// The end of the open time on tokio's clock: the time left is worked out when asked.
+    Until(Instant),
 }
 
 impl CircuitOpen {
     /// A rejection.
     pub const fn new(by: RejectedBy, retry_after: Option<Duration>) -> Self {
-        Self { retry_after, by }
+        let hint = match retry_after {
+            Some(d) => Hint::After(d),
+            None => Hint::Unknown,
+        };
+        Self { hint, by }
+    }
+
+    /// A rejection by a breaker that opens until `until`, on tokio's clock.
+    pub(crate) const fn until(by: RejectedBy, until: Instant) -> Self {
+        Self {
+            hint: Hint::Until(until),
+            by,
+        }
     }
 
     /// How long until the breaker will let a probe through, if known.
-    pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.hint {
+            Hint::Unknown => None,
+            Hint::After(d) => Some(d),
+            Hint::Until(t) => Some(t.saturating_duration_since(Instant::now())),
+        }
     }
 
     /// What rejected the call.
@@ -49,7 +77,7 @@ impl CircuitOpen {
 
     /// `Retry-After` in whole seconds, rounded up (at least 1), for an HTTP response.
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after.map(|d| {
+        self.retry_after().map(|d| {
             let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
             s.max(1)
         })
@@ -65,7 +93,7 @@ impl fmt::Display for CircuitOpen {
             }
             RejectedBy::ForcedOpen => f.write_str("circuit breaker is forced open")?,
         }
-        if let Some(d) = self.retry_after {
+        if let Some(d) = self.retry_after() {
             write!(f, "; retry after {d:?}")?;
         }
         Ok(())
@@ -76,7 +104,7 @@ impl Error for CircuitOpen {}
 
 impl Rejection for CircuitOpen {
     fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        CircuitOpen::retry_after(self)
     }
 }
 

@@ -88,4 +88,6 @@ pub struct Transition {
     pub at: Instant,
     /// For a move to [`State::Open`]: how long it will stay open.
     pub open_for: Option<Duration>,
+    /// The generation the transition started (internal: timers armed for it).
+    pub(crate) generation: u64,
 }

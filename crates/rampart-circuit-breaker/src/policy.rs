@@ -32,7 +32,7 @@ use std::{
 
 use rampart_core::{
     classify::{Outcome, Record},
-    clock::{Instant, SharedClock},
+    clock::{Alarm, Instant, SharedClock},
 };
 use tokio::sync::broadcast;
 
@@ -162,6 +162,8 @@ impl Counts {
 struct TimeBuckets {
     epochs: Vec<u64>,
     counts: Vec<Counts>,
+    /// The last bucket recorded into and its slot, to skip the division while it lasts.
+    last: (u64, usize),
 }
 
 /// The exact count window: a ring of the last `size` outcomes.
@@ -311,13 +313,21 @@ pub(crate) struct Core {
     bucket_nanos: u64,
     state: AtomicU64,
     open_until: AtomicU64,
+    /// The clock is tokio's: timers keep time with it, so hot paths can rely on them.
+    timed: bool,
+    /// The current time-window bucket, valid until `tick_alarm` goes off: see [`TickWord`].
+    tick: AtomicU64,
+    tick_alarm: Alarm,
+    /// The generation (of an open state) whose end `open_alarm` will report in `elapsed_gen`.
+    armed_gen: AtomicU64,
+    elapsed_gen: AtomicU64,
+    open_alarm: Alarm,
     consecutive: AtomicU32,
     shards: Box<[Padded<Shard>]>,
     ring: Option<Mutex<CountRing>>,
     machine: Mutex<Machine>,
     events: broadcast::Sender<Transition>,
     metrics: Metrics,
-    needs_clock: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -365,12 +375,12 @@ impl Core {
                     window: Mutex::new(TimeBuckets {
                         epochs: vec![u64::MAX; buckets],
                         counts: vec![Counts::default(); buckets],
+                        last: (u64::MAX, 0),
                     }),
                     ..Shard::default()
                 })
             })
             .collect();
-        let needs_clock = matches!(cfg.window, SlidingWindow::Time { .. });
         let metrics = Metrics::new(&name);
         metrics.state.set(State::Closed.as_gauge());
         let (events, _) = broadcast::channel(64);
@@ -381,6 +391,12 @@ impl Core {
             bucket_nanos,
             state: AtomicU64::new(pack(State::Closed, Mode::Normal, 0)),
             open_until: AtomicU64::new(0),
+            timed: cfg.clock.is_tokio_time(),
+            tick: AtomicU64::new(0),
+            tick_alarm: Alarm::new(),
+            armed_gen: AtomicU64::new(u64::MAX),
+            elapsed_gen: AtomicU64::new(u64::MAX),
+            open_alarm: Alarm::new(),
             consecutive: AtomicU32::new(0),
             shards,
             ring,
@@ -397,7 +413,6 @@ impl Core {
             }),
             events,
             metrics,
-            needs_clock,
             cfg,
         })
     }
@@ -423,7 +438,11 @@ impl Core {
         let (state, mode, generation) = unpack(self.state.load(Ordering::Acquire));
         match mode {
             Mode::ForcedOpen => {
-                return self.reject(shard, Mode::Normal, RejectedBy::ForcedOpen, None);
+                return self.reject(
+                    shard,
+                    Mode::Normal,
+                    CircuitOpen::new(RejectedBy::ForcedOpen, None),
+                );
             }
             Mode::ForcedClosed => {
                 return Ok(Permit {
@@ -448,18 +467,27 @@ impl Core {
                 start: self.start(),
             }),
             State::Open => {
+                if self.armed_gen.load(Ordering::Acquire) == generation {
+                    // A timer reports the end of the open time: no clock read to reject.
+                    if self.elapsed_gen.load(Ordering::Acquire) != generation {
+                        let until = self.epoch
+                            + Duration::from_nanos(self.open_until.load(Ordering::Acquire));
+                        return self.reject(
+                            shard,
+                            mode,
+                            CircuitOpen::until(RejectedBy::Open, until),
+                        );
+                    }
+                    return self.probe(self.clock.now(), shard);
+                }
                 let now = self.clock.now();
                 let n = self.nanos(now);
                 let until = self.open_until.load(Ordering::Acquire);
                 if n >= until {
                     self.probe(now, shard)
                 } else {
-                    self.reject(
-                        shard,
-                        mode,
-                        RejectedBy::Open,
-                        Some(Duration::from_nanos(until - n)),
-                    )
+                    let left = Duration::from_nanos(until - n);
+                    self.reject(shard, mode, CircuitOpen::new(RejectedBy::Open, Some(left)))
                 }
             }
             State::HalfOpen => self.probe(self.clock.now(), shard),
@@ -471,8 +499,7 @@ impl Core {
         &self,
         shard: usize,
         mode: Mode,
-        by: RejectedBy,
-        retry_after: Option<Duration>,
+        rejection: CircuitOpen,
     ) -> Result<Permit, CircuitOpen> {
         self.shard(shard).rejected.fetch_add(1, Ordering::Relaxed);
         self.metrics.rejected.increment(1);
@@ -483,8 +510,8 @@ impl Core {
                 start: None,
             });
         }
-        tracing::trace!(target: "rampart::circuit_breaker", breaker = %self.name, ?by, ?retry_after, "call rejected");
-        Err(CircuitOpen::new(by, retry_after))
+        tracing::trace!(target: "rampart::circuit_breaker", breaker = %self.name, by = ?rejection.rejected_by(), "call rejected");
+        Err(rejection)
     }
 
     /// Half-open admission (and the lazy open → half-open move), under the machine lock.
@@ -498,11 +525,11 @@ impl Core {
                 if n < until {
                     let mode = m.mode;
                     drop(m);
+                    let left = Duration::from_nanos(until - n);
                     return self.reject(
                         shard,
                         mode,
-                        RejectedBy::Open,
-                        Some(Duration::from_nanos(until - n)),
+                        CircuitOpen::new(RejectedBy::Open, Some(left)),
                     );
                 }
                 events.push(self.transition(&mut m, State::HalfOpen, Reason::OpenTimeElapsed, now));
@@ -538,11 +565,15 @@ impl Core {
             Ok(p) => Ok(p),
             Err(Some(wait)) => {
                 let mode = unpack(self.state.load(Ordering::Acquire)).1;
-                self.reject(shard, mode, RejectedBy::Open, Some(wait))
+                self.reject(shard, mode, CircuitOpen::new(RejectedBy::Open, Some(wait)))
             }
             Err(None) => {
                 let mode = unpack(self.state.load(Ordering::Acquire)).1;
-                self.reject(shard, mode, RejectedBy::HalfOpenFull, None)
+                self.reject(
+                    shard,
+                    mode,
+                    CircuitOpen::new(RejectedBy::HalfOpenFull, None),
+                )
             }
         }
     }
@@ -567,8 +598,7 @@ impl Core {
 
     /// Records the outcome of an admitted call.
     pub(crate) fn complete(self: &Arc<Self>, shard: usize, permit: Permit, outcome: Outcome) {
-        let now = if self.needs_clock || permit.start.is_some() || permit.kind == PermitKind::Probe
-        {
+        let now = if permit.start.is_some() || permit.kind == PermitKind::Probe {
             Some(self.clock.now())
         } else {
             None
@@ -646,7 +676,7 @@ impl Core {
 
     /// Records into the window; `false` if the call belongs to an older generation.
     fn record_window(
-        &self,
+        self: &Arc<Self>,
         shard: usize,
         generation: u64,
         failure: bool,
@@ -662,13 +692,23 @@ impl Core {
             ring.push(failure, slow);
             return true;
         }
-        let Some(now) = now else { return false };
-        let bucket = self.nanos(now) / self.bucket_nanos;
+        let tick = self.tick.load(Ordering::Acquire);
+        let bucket = if TickWord::is_valid(tick) {
+            TickWord::bucket(tick)
+        } else {
+            self.refresh_tick(tick, now)
+        };
         let mut w = lock(&self.shard(shard).window);
         if !current(self) {
             return false;
         }
-        let slot = (bucket % w.epochs.len() as u64) as usize;
+        let slot = if w.last.0 == bucket {
+            w.last.1
+        } else {
+            let slot = (bucket % w.epochs.len() as u64) as usize;
+            w.last = (bucket, slot);
+            slot
+        };
         if w.epochs[slot] != bucket {
             w.epochs[slot] = bucket;
             w.counts[slot] = Counts::default();
@@ -704,10 +744,10 @@ impl Core {
         if c.total < u64::from(self.cfg.minimum_calls) {
             return None;
         }
-        if let Some(ppm) = self.cfg.failure_rate_ppm {
-            if c.failures * 1_000_000 >= ppm * c.total {
-                return Some(Reason::FailureRate);
-            }
+        if let Some(ppm) = self.cfg.failure_rate_ppm
+            && c.failures * 1_000_000 >= ppm * c.total
+        {
+            return Some(Reason::FailureRate);
         }
         if self.cfg.slow_call_threshold.is_some()
             && c.slow * 1_000_000 >= self.cfg.slow_call_rate_ppm * c.total
@@ -851,6 +891,7 @@ impl Core {
             reason,
             at: now,
             open_for,
+            generation: m.generation,
         }
     }
 
@@ -889,24 +930,87 @@ impl Core {
         for cb in &self.cfg.on_transition {
             cb(&t);
         }
-        if let (State::Open, true, Some(d)) = (t.to, self.cfg.half_open_on_timer, t.open_for) {
-            self.arm_timer(d);
+        if let (State::Open, Some(d)) = (t.to, t.open_for) {
+            self.arm_open_timer(t.generation, d);
         }
         let _ = self.events.send(t);
     }
 
-    fn arm_timer(self: &Arc<Self>, d: Duration) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let generation = lock(&self.machine).generation;
-        let weak = Arc::downgrade(self);
-        rt.spawn(async move {
-            tokio::time::sleep(d).await;
-            if let Some(core) = weak.upgrade() {
-                core.timer_fired(generation);
+    /// Arms the alarms for the end of the open state `generation`: with tokio's clock, an
+    /// alarm a little before the end sets `elapsed_gen`, so rejections need no clock read (calls
+    /// after it check the clock exactly); with `half_open_on_timer`, a task makes the move.
+    fn arm_open_timer(self: &Arc<Self>, generation: u64, d: Duration) {
+        if self.timed {
+            let early = self.clock.now() + d.saturating_sub(TIMER_LEAD.min(d / 2));
+            let weak = Arc::downgrade(self);
+            self.armed_gen.store(generation, Ordering::Release);
+            let armed = self.open_alarm.arm(early, move || {
+                if let Some(core) = weak.upgrade() {
+                    core.elapsed_gen.store(generation, Ordering::Release);
+                }
+            });
+            if !armed {
+                let _ = self.armed_gen.compare_exchange(
+                    generation,
+                    u64::MAX,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
-        });
+        }
+        if self.cfg.half_open_on_timer {
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let weak = Arc::downgrade(self);
+            rt.spawn(async move {
+                tokio::time::sleep(d).await;
+                if let Some(core) = weak.upgrade() {
+                    core.timer_fired(generation);
+                }
+            });
+        }
+    }
+
+    /// The current bucket from the clock; with tokio's clock also arms `tick_alarm` for a
+    /// little before the bucket ends and marks the bucket valid until then, so the calls in
+    /// between read no clock.
+    #[cold]
+    fn refresh_tick(self: &Arc<Self>, seen: u64, now: Option<Instant>) -> u64 {
+        let now = now.unwrap_or_else(|| self.clock.now());
+        let n = self.nanos(now);
+        let bucket = n / self.bucket_nanos;
+        if !self.timed {
+            return bucket;
+        }
+        let lead = u64::try_from(TIMER_LEAD.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(self.bucket_nanos / 2);
+        let end = (bucket + 1)
+            .saturating_mul(self.bucket_nanos)
+            .saturating_sub(lead);
+        if end <= n {
+            // In the last moments of the bucket: keep reading the clock until it is over.
+            return bucket;
+        }
+        let weak = Arc::downgrade(self);
+        let armed = self
+            .tick_alarm
+            .arm(self.epoch + Duration::from_nanos(end), move || {
+                if let Some(core) = weak.upgrade() {
+                    TickWord::invalidate(&core.tick);
+                }
+            });
+        if armed {
+            // Only if no alarm went off since `seen`: otherwise the next call tries again.
+            let _ = self.tick.compare_exchange(
+                seen,
+                TickWord::valid(seen, bucket),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        bucket
     }
 
     fn timer_fired(self: &Arc<Self>, generation: u64) {
@@ -1115,3 +1219,39 @@ impl<C> Drop for CallGuard<C> {
 mod model;
 #[cfg(test)]
 mod tests;
+
+/// How much earlier than the exact moment the alarms go off: more than tokio's millisecond of
+/// rounding. Calls in that last stretch read the clock, so nothing is decided early.
+const TIMER_LEAD: Duration = Duration::from_millis(5);
+
+/// The packing of [`Core::tick`]: bit 63 says the bucket is valid, bits 48..63 count the
+/// alarms that went off (so an arming that raced with one is not trusted), bits 0..48 hold the
+/// bucket number.
+struct TickWord;
+
+impl TickWord {
+    const VALID: u64 = 1 << 63;
+    const SEQ_SHIFT: u32 = 48;
+    const BUCKET: u64 = (1 << 48) - 1;
+
+    #[inline]
+    const fn is_valid(word: u64) -> bool {
+        word & Self::VALID != 0
+    }
+
+    #[inline]
+    const fn bucket(word: u64) -> u64 {
+        word & Self::BUCKET
+    }
+
+    const fn valid(seen: u64, bucket: u64) -> u64 {
+        Self::VALID | (seen & !Self::VALID & !Self::BUCKET) | (bucket & Self::BUCKET)
+    }
+
+    fn invalidate(tick: &AtomicU64) {
+        let _ = tick.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            let seq = ((w >> Self::SEQ_SHIFT) + 1) & 0x7fff;
+            Some((seq << Self::SEQ_SHIFT) | (w & Self::BUCKET))
+        });
+    }
+}

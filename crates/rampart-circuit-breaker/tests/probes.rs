@@ -2,6 +2,8 @@
 //! probe slots, complete, fail to complete (dropped futures) or get rejected; at no moment may
 //! more than `half_open_max_probes` calls be inside the inner service, and no slot may leak.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
 use std::{
     sync::{
         Arc,

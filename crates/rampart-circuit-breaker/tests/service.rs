@@ -1,5 +1,7 @@
 //! The tower adapter, with `tower-test`'s mock service and paused time.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
 use std::{
     sync::{
         Arc,
@@ -279,7 +281,7 @@ async fn success_rate_close_policy_through_the_service() {
         service_fn(move |_: ()| {
             let i = n.fetch_add(1, Ordering::SeqCst);
             async move {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     Err(std::io::Error::other("flaky"))
                 } else {
                     Ok(())
@@ -294,4 +296,80 @@ async fn success_rate_close_policy_through_the_service() {
         let _ = svc.clone().oneshot(()).await;
     }
     assert_eq!(handle.state(), State::Closed, "2 of 4 probes = 50 %");
+}
+
+/// On tokio's clock, the time window learns of bucket ends and the open state of its end from
+/// timers rather than clock reads; under paused time, jumps of any size must still land every
+/// call in the right bucket and end the open state exactly on time.
+#[tokio::test(start_paused = true)]
+async fn timers_keep_exact_time_under_paused_time() {
+    let layer = CircuitBreakerLayer::builder()
+        .time_window(Duration::from_secs(10), 10)
+        .minimum_calls(10)
+        .failure_rate_threshold(50.0)
+        .open_duration(Duration::from_secs(30))
+        .layer()
+        .unwrap();
+    let handle = layer.handle();
+    let n = Arc::new(AtomicUsize::new(0));
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let svc = layer.layer({
+        let (n, fail) = (n.clone(), fail.clone());
+        service_fn(move |_: ()| {
+            n.fetch_add(1, Ordering::SeqCst);
+            let bad = fail.load(Ordering::SeqCst);
+            async move {
+                if bad {
+                    Err(std::io::Error::other("down"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    });
+    let call = || svc.clone().oneshot(());
+
+    for _ in 0..9 {
+        let _ = call().await;
+    }
+    // Exactly one window later the nine failures are gone, to the nanosecond.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    fail.store(false, Ordering::SeqCst);
+    for _ in 0..9 {
+        call().await.unwrap();
+    }
+    assert_eq!(handle.stats().window_calls, 9, "only the fresh successes");
+    fail.store(true, Ordering::SeqCst);
+    let _ = call().await;
+    assert_eq!(handle.state(), State::Closed, "1 failure in 10 calls");
+
+    // A failure every half bucket: the ninth more makes 9 of 18, and trips.
+    let mut failures = 1;
+    while handle.state() == State::Closed {
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let _ = call().await;
+        failures += 1;
+    }
+    assert_eq!(failures, 9);
+
+    // The rejection's hint counts down on tokio's clock; the open state ends on time.
+    let rejected = call().await.unwrap_err();
+    assert_eq!(
+        rejected.rejection().unwrap().retry_after(),
+        Some(Duration::from_secs(30))
+    );
+    tokio::time::advance(Duration::from_millis(29_999)).await;
+    let rejected = call().await.unwrap_err();
+    assert_eq!(
+        rejected.rejection().unwrap().retry_after(),
+        Some(Duration::from_millis(1))
+    );
+    let before = n.load(Ordering::SeqCst);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    fail.store(false, Ordering::SeqCst);
+    call()
+        .await
+        .expect("exactly at the end of the open time: a probe");
+    assert_eq!(n.load(Ordering::SeqCst), before + 1);
+    assert_eq!(handle.state(), State::HalfOpen);
 }

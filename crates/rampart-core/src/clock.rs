@@ -6,6 +6,7 @@
 
 use std::{
     fmt,
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -19,6 +20,13 @@ pub use tokio::time::Instant;
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.
     fn now(&self) -> Instant;
+
+    /// `true` if this clock is tokio's time (`tokio::time::Instant::now()`), so that tokio
+    /// timers (`sleep`, `interval`) keep time with it, paused time included. Policies then
+    /// replace clock reads on their hot paths with timers. Default: `false`.
+    fn is_tokio_time(&self) -> bool {
+        false
+    }
 }
 
 /// A shared, type-erased clock.
@@ -35,6 +43,10 @@ impl Clock for TokioClock {
     #[inline]
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn is_tokio_time(&self) -> bool {
+        true
     }
 }
 
@@ -98,6 +110,80 @@ impl Clock for ManualClock {
     }
 }
 
+/// A one-shot timer that runs a callback from tokio's timer driver, with no task.
+///
+/// Hot paths use it to learn that a moment has passed without reading the clock: arm it for
+/// the moment, and let the callback flip a flag. The callback runs inside the timer driver as
+/// soon as the driver sees the deadline, before any task is polled (so also under
+/// `tokio::time::advance`), and once more if the runtime shuts down first. It must be quick and
+/// must not block. Timers round the deadline up to the next millisecond: arm a little early
+/// and check the clock exactly once the flag is set.
+///
+/// Arming needs a tokio runtime with its timer enabled; without one, [`arm`](Alarm::arm)
+/// returns `false` and the caller keeps reading the clock.
+pub struct Alarm {
+    sleep: std::sync::Mutex<Option<std::pin::Pin<Box<tokio::time::Sleep>>>>,
+    /// Set once arming has failed for lack of a timer, so that it is not tried on every call.
+    no_timer: std::sync::atomic::AtomicBool,
+}
+
+impl fmt::Debug for Alarm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alarm").finish_non_exhaustive()
+    }
+}
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Callback<F>(F);
+
+impl<F: Fn() + Send + Sync + 'static> std::task::Wake for Callback<F> {
+    fn wake(self: Arc<Self>) {
+        (self.0)();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        (self.0)();
+    }
+}
+
+impl Alarm {
+    /// An alarm that is not armed.
+    pub const fn new() -> Self {
+        Self {
+            sleep: std::sync::Mutex::new(None),
+            no_timer: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Arms the alarm for `deadline` on tokio's clock, replacing any earlier arming (whose
+    /// callback then never runs). `on_fire` runs at once if the deadline has passed. Returns
+    /// `false`, having armed nothing, outside a tokio runtime or in one without a timer.
+    pub fn arm(&self, deadline: Instant, on_fire: impl Fn() + Send + Sync + 'static) -> bool {
+        if self.no_timer.load(Ordering::Relaxed) || tokio::runtime::Handle::try_current().is_err() {
+            return false;
+        }
+        // `sleep_until` panics in a runtime built without `enable_time`; there is no way to ask
+        // first. Catch it once and stop trying.
+        let Ok(sleep) = std::panic::catch_unwind(|| tokio::time::sleep_until(deadline)) else {
+            self.no_timer.store(true, Ordering::Relaxed);
+            return false;
+        };
+        let mut sleep = Box::pin(sleep);
+        let waker = std::task::Waker::from(Arc::new(Callback(on_fire)));
+        let mut cx = std::task::Context::from_waker(&waker);
+        if sleep.as_mut().poll(&mut cx).is_ready() {
+            waker.wake_by_ref();
+        }
+        *self.sleep.lock().unwrap_or_else(|p| p.into_inner()) = Some(sleep);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +203,33 @@ mod tests {
         let t0 = clock.now();
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(clock.now() - t0, Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alarm_fires_from_the_driver_even_under_advance() {
+        use std::sync::atomic::AtomicBool;
+        let fired = Arc::new(AtomicBool::new(false));
+        let alarm = Alarm::new();
+        let f = fired.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(alarm.arm(deadline, move || f.store(true, Ordering::SeqCst)));
+        tokio::time::advance(Duration::from_millis(9_990)).await;
+        assert!(!fired.load(Ordering::SeqCst));
+        tokio::time::advance(Duration::from_millis(11)).await;
+        assert!(fired.load(Ordering::SeqCst), "no task needed to run");
+    }
+
+    #[test]
+    fn alarm_needs_a_runtime_with_a_timer() {
+        let alarm = Alarm::new();
+        assert!(!alarm.arm(Instant::now(), || {}));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _enter = rt.enter();
+        assert!(
+            !alarm.arm(Instant::now(), || {}),
+            "no timer: refused, no panic"
+        );
     }
 }

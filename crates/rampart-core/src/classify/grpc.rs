@@ -332,10 +332,10 @@ where
                 Some(Err(_)) => Some(Outcome::TRANSIENT),
                 None => Some(this.classifier.outcome_of_code(GrpcCode::Unknown)),
             };
-            if let Some(outcome) = outcome {
-                if let Some(r) = this.recorder.take() {
-                    r.record(outcome);
-                }
+            if let Some(outcome) = outcome
+                && let Some(r) = this.recorder.take()
+            {
+                r.record(outcome);
             }
         }
         Poll::Ready(frame)

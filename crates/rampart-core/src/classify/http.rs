@@ -308,6 +308,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::reversed_empty_ranges)] // an empty range is one of the mistakes tested
     fn bad_ranges_name_the_field() {
         let err = HttpClassifier::builder()
             .failure_statuses([600..=50])

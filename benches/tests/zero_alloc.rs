@@ -1,0 +1,127 @@
+//! The circuit breaker's hot paths allocate nothing (DESIGN.md, rule 4): a call through a closed
+//! breaker, and a call rejected by an open one (rule 3).
+//!
+//! Allocations are counted by [dhat](https://docs.rs/dhat)'s global allocator in testing mode.
+//! dhat counts every thread, so this file holds a single test: the test harness then runs it
+//! on its own and allocates nothing meanwhile. The futures are polled with a no-op waker, first
+//! outside any runtime and then inside an entered (not running) tokio runtime, where the breaker
+//! arms timers instead of reading the clock; no `tracing` subscriber or `metrics` recorder is
+//! installed, so whatever is counted is the breaker's own doing.
+//!
+//! On failure dhat saves a profile with a backtrace of every allocation it counted (only those
+//! of the measured calls: profiling starts after the warm-up) and the assertion names the file;
+//! open it in DHAT's viewer (`dh_view.html`) sorted by "Total (blocks)".
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    hint::black_box,
+    time::Duration,
+};
+
+use rampart_benches::ready_call;
+use rampart_circuit_breaker::{BreakerError, CircuitBreakerLayer, RejectedBy, State};
+use tower::{Layer, Service, service_fn};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// Calls measured per path.
+const CALLS: u64 = 1000;
+
+fn echo(req: u64) -> Ready<Result<u64, Infallible>> {
+    ready(Ok(req))
+}
+
+fn layer() -> CircuitBreakerLayer {
+    CircuitBreakerLayer::builder()
+        .name("zero-alloc")
+        .failure_rate_threshold(50.0)
+        .minimum_calls(10)
+        // 100 s buckets: a bucket boundary (which re-arms a timer, allocating) never falls
+        // inside the measured calls.
+        .time_window(Duration::from_secs(1000), 10)
+        .consecutive_failures(5)
+        .open_duration(Duration::from_secs(3600))
+        .layer()
+        .expect("a valid configuration")
+}
+
+/// Makes `CALLS` calls through `svc` under a fresh dhat profiler, checking each result with
+/// `ok`, and asserts that they allocated nothing.
+fn assert_no_allocation<S>(path: &str, svc: &mut S, ok: fn(&Result<S::Response, S::Error>) -> bool)
+where
+    S: Service<u64>,
+{
+    // Warm-up: first-use work (the thread's shard slot, `OnceLock`s, tracing's callsite
+    // registration) may allocate once; it is not per call.
+    for i in 0..10 {
+        let result = ready_call(svc, i);
+        assert!(ok(&result), "{path}: unexpected result during warm-up");
+    }
+
+    let profile = format!("{}/dhat-{path}.json", env!("CARGO_TARGET_TMPDIR"));
+    let _profiler = dhat::Profiler::builder()
+        .testing()
+        .trim_backtraces(None)
+        .file_name(&profile)
+        .build();
+    let mut all_ok = true;
+    for i in 0..CALLS {
+        let result = ready_call(svc, black_box(i));
+        all_ok &= ok(&result);
+        drop(black_box(result));
+    }
+    let stats = dhat::HeapStats::get();
+    assert!(all_ok, "{path}: unexpected result");
+    dhat::assert_eq!(
+        (stats.total_blocks, stats.total_bytes),
+        (0, 0),
+        "{path}: {CALLS} calls allocated {} blocks ({} bytes); backtraces in {profile}",
+        stats.total_blocks,
+        stats.total_bytes,
+    );
+}
+
+#[test]
+fn closed_calls_and_open_rejections_allocate_nothing() {
+    // Outside a runtime: every decision reads the clock.
+    all_paths("");
+    // Inside one (as in a server): timers stand in for clock reads. A current-thread runtime
+    // that is only entered runs no threads of its own, so nothing else allocates meanwhile.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _enter = rt.enter();
+    all_paths("runtime-");
+}
+
+fn all_paths(prefix: &str) {
+    let path = |p: &str| format!("{prefix}{p}");
+    // Closed: admitted, run, outcome recorded into the time window.
+    let mut closed = layer().layer(service_fn(echo));
+    assert_no_allocation(&path("closed"), &mut closed, |r| r.is_ok());
+    assert_eq!(closed.handle().stats().successes, 10 + CALLS);
+
+    // Open (tripped, normal mode): rejected with a retry-after hint read from the clock.
+    let tripped = layer();
+    tripped.handle().transition_to(State::Open);
+    let mut open = tripped.layer(service_fn(echo));
+    assert_no_allocation(
+        &path("open"),
+        &mut open,
+        |r| matches!(r, Err(BreakerError::Rejected(e)) if e.rejected_by() == RejectedBy::Open && e.retry_after().is_some()),
+    );
+
+    // Forced open through the handle.
+    let forced = layer();
+    forced.handle().force_open();
+    let mut forced_open = forced.layer(service_fn(echo));
+    assert_no_allocation(
+        &path("forced_open"),
+        &mut forced_open,
+        |r| matches!(r, Err(BreakerError::Rejected(e)) if e.rejected_by() == RejectedBy::ForcedOpen),
+    );
+    assert_eq!(forced.handle().stats().rejections, 10 + CALLS);
+}

@@ -1,0 +1,79 @@
+//! [`ServiceBuilderExt`]: rampart's layers as `ServiceBuilder` methods.
+
+use tower::ServiceBuilder;
+#[cfg(any(feature = "circuit-breaker", feature = "tonic"))]
+use tower::layer::util::Stack;
+
+#[cfg(feature = "circuit-breaker")]
+use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+
+mod sealed {
+    pub trait Sealed<L> {}
+    impl<L> Sealed<L> for tower::ServiceBuilder<L> {}
+}
+
+/// Adds rampart's layers to [`tower::ServiceBuilder`] as named methods, the way tower-http's
+/// `ServiceBuilderExt` does, so a stack reads as a list of policies.
+///
+/// Each method is `.layer(…)` with a name: the order of calls is the order of layers, the first
+/// being the outermost.
+///
+/// This trait is sealed: it is implemented for `ServiceBuilder` only.
+///
+/// ```
+/// use rampart::{ServiceBuilderExt, circuit_breaker::CircuitBreakerLayer};
+/// use tower::{ServiceBuilder, service_fn};
+///
+/// let breaker = CircuitBreakerLayer::builder().name("billing").layer().unwrap();
+/// let svc = ServiceBuilder::new()
+///     .circuit_breaker(breaker)
+///     .service(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+/// # let _ = svc;
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
+    /// Adds a circuit breaker. Every service built from this builder, and every clone of them,
+    /// shares the layer's one breaker.
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
+
+    /// Adds one circuit breaker per key (per host, tenant, route, …), from a
+    /// [`KeyedCircuitBreakerLayer`].
+    #[cfg(feature = "circuit-breaker")]
+    fn keyed_circuit_breaker<X, K, C>(
+        self,
+        layer: KeyedCircuitBreakerLayer<X, K, C>,
+    ) -> ServiceBuilder<Stack<KeyedCircuitBreakerLayer<X, K, C>, L>>;
+
+    /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
+    /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit), so tonic clients and
+    /// servers report them as such instead of `UNKNOWN`. Call it before (outside) the
+    /// rampart layers. See [`crate::tonic`].
+    #[cfg(feature = "tonic")]
+    fn rejections_as_status(self) -> ServiceBuilder<Stack<crate::tonic::MapRejectionLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn keyed_circuit_breaker<X, K, C>(
+        self,
+        layer: KeyedCircuitBreakerLayer<X, K, C>,
+    ) -> ServiceBuilder<Stack<KeyedCircuitBreakerLayer<X, K, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "tonic")]
+    fn rejections_as_status(self) -> ServiceBuilder<Stack<crate::tonic::MapRejectionLayer, L>> {
+        self.layer(crate::tonic::MapRejectionLayer::new())
+    }
+}

@@ -1,0 +1,231 @@
+//! Recognising rampart's rejections in any error, whatever wrapped them.
+//!
+//! Each pattern rejects calls with its own typed error (the circuit breaker with
+//! `CircuitOpen`), all implementing [`Rejection`], and returns it as
+//! `PolicyError::Rejected` (see [`PolicyError`](rampart_core::error::PolicyError)). [`Rejected::find`] walks an error's source chain, recognises
+//! any of them and returns a small, protocol-neutral summary: which [`RejectionKind`], when
+//! to retry, and a message. The `rampart::axum` and `rampart::tonic` modules map
+//! that summary to a response or a `Status`, so a new pattern only has to be taught here once.
+//!
+//! ```
+//! # #[cfg(feature = "circuit-breaker")] {
+//! use std::time::Duration;
+//! use rampart::circuit_breaker::{BreakerError, CircuitOpen, RejectedBy};
+//! use rampart::core::error::BoxError;
+//! use rampart::rejection::{Rejected, RejectionKind};
+//!
+//! let open = CircuitOpen::new(RejectedBy::Open, Some(Duration::from_millis(1200)));
+//! let err: BoxError = Box::new(BreakerError::<std::io::Error>::Rejected(open));
+//!
+//! let rejected = Rejected::find(&*err).unwrap();
+//! assert_eq!(rejected.kind(), RejectionKind::CircuitOpen);
+//! assert_eq!(rejected.retry_after_secs(), Some(2)); // rounded up
+//! assert_eq!(rejected.retry_after_millis(), Some(1200));
+//!
+//! // Any other error is not a rejection.
+//! let other: BoxError = Box::new(std::io::Error::other("connection reset"));
+//! assert!(Rejected::find(&*other).is_none());
+//! # }
+//! ```
+
+use std::{error::Error, fmt, time::Duration};
+
+pub use rampart_core::error::Rejection;
+
+/// Which policy rejected a call.
+///
+/// Non-exhaustive: a variant is added as each pattern lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// A circuit breaker is open (or half-open with every probe slot taken, or forced open).
+    CircuitOpen,
+}
+
+impl RejectionKind {
+    /// A lowercase, stable name, for logs and metric labels: `circuit_open`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectionKind::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+impl fmt::Display for RejectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rampart rejection found in an error: what rejected the call and when to try again.
+///
+/// Small and `Copy`; owns nothing, so it can outlive the error and be turned into a response
+/// (with the `axum` feature it implements `IntoResponse`; with `tonic`, `Into<tonic::Status>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    kind: RejectionKind,
+    retry_after: Option<Duration>,
+    message: &'static str,
+}
+
+impl Rejected {
+    /// Finds a rampart rejection in `err` or anywhere in its [`source`](Error::source) chain;
+    /// `None` if the error is something else (the inner service's own failure).
+    ///
+    /// Pass a `BoxError` as `&*err`.
+    pub fn find(err: &(dyn Error + 'static)) -> Option<Rejected> {
+        let mut current = Some(err);
+        while let Some(e) = current {
+            if let Some(found) = Self::downcast(e) {
+                return Some(found);
+            }
+            current = e.source();
+        }
+        None
+    }
+
+    /// Recognises one error (not its sources). Each pattern adds one arm here.
+    #[allow(unused_variables)] // with no pattern feature enabled, nothing is recognised
+    fn downcast(e: &(dyn Error + 'static)) -> Option<Rejected> {
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(open) = e.downcast_ref::<rampart_circuit_breaker::CircuitOpen>() {
+            use rampart_circuit_breaker::RejectedBy;
+            let message = match open.rejected_by() {
+                RejectedBy::Open => "circuit breaker is open",
+                RejectedBy::HalfOpenFull => {
+                    "circuit breaker is half-open and all probe slots are taken"
+                }
+                RejectedBy::ForcedOpen => "circuit breaker is forced open",
+            };
+            return Some(Rejected::new(
+                RejectionKind::CircuitOpen,
+                Rejection::retry_after(open),
+                message,
+            ));
+        }
+        None
+    }
+
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
+    const fn new(
+        kind: RejectionKind,
+        retry_after: Option<Duration>,
+        message: &'static str,
+    ) -> Self {
+        Self {
+            kind,
+            retry_after,
+            message,
+        }
+    }
+
+    /// Which policy rejected the call.
+    pub const fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// How long the caller should wait before trying again, if the policy knows.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// [`retry_after`](Self::retry_after) in whole seconds, rounded up and at least 1: the value
+    /// of an HTTP `Retry-After` header.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1))
+    }
+
+    /// [`retry_after`](Self::retry_after) in milliseconds, rounded up: the value of gRPC's
+    /// `grpc-retry-pushback-ms`.
+    pub fn retry_after_millis(&self) -> Option<u64> {
+        self.retry_after.map(|d| {
+            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 > 0);
+            u64::try_from(ms).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// A short lowercase description, e.g. `circuit breaker is open`.
+    pub const fn message(&self) -> &'static str {
+        self.message
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)?;
+        if let Some(d) = self.retry_after {
+            write!(f, "; retry after {d:?}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "circuit-breaker"))]
+mod tests {
+    use super::*;
+    use rampart_circuit_breaker::{BreakerError, CircuitOpen, RejectedBy};
+    use rampart_core::error::BoxError;
+
+    #[derive(Debug)]
+    struct Wrapper(BoxError);
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+    impl Error for Wrapper {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    fn open(ms: u64) -> CircuitOpen {
+        CircuitOpen::new(RejectedBy::Open, Some(Duration::from_millis(ms)))
+    }
+
+    #[test]
+    fn finds_a_rejection_through_layers_of_wrapping() {
+        let bare: BoxError = Box::new(open(1500));
+        let via_breaker_error: BoxError =
+            Box::new(BreakerError::<std::io::Error>::Rejected(open(1500)));
+        let wrapped: BoxError = Box::new(Wrapper(Box::new(Wrapper(via_breaker_error))));
+        for err in [bare, wrapped] {
+            let r = Rejected::find(&*err).expect("found");
+            assert_eq!(r.kind(), RejectionKind::CircuitOpen);
+            assert_eq!(r.retry_after(), Some(Duration::from_millis(1500)));
+            assert_eq!(r.retry_after_secs(), Some(2));
+        }
+    }
+
+    #[test]
+    fn inner_failures_are_not_rejections() {
+        let err: BoxError = Box::new(BreakerError::Inner(std::io::Error::other("reset")));
+        assert_eq!(Rejected::find(&*err), None);
+    }
+
+    #[test]
+    fn retry_after_rounding() {
+        let r = |ms| Rejected::find(&open(ms)).expect("found");
+        assert_eq!(r(0).retry_after_secs(), Some(1));
+        assert_eq!(r(1000).retry_after_secs(), Some(1));
+        assert_eq!(r(1001).retry_after_secs(), Some(2));
+        assert_eq!(r(0).retry_after_millis(), Some(0));
+        assert_eq!(r(250).retry_after_millis(), Some(250));
+        let sub_ms = CircuitOpen::new(RejectedBy::Open, Some(Duration::from_micros(1500)));
+        assert_eq!(
+            Rejected::find(&sub_ms).and_then(|r| r.retry_after_millis()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn unknown_retry_after_stays_unknown() {
+        let forced = CircuitOpen::new(RejectedBy::ForcedOpen, None);
+        let r = Rejected::find(&forced).expect("found");
+        assert_eq!(r.retry_after_secs(), None);
+        assert_eq!(r.retry_after_millis(), None);
+        assert_eq!(r.message(), "circuit breaker is forced open");
+        assert_eq!(r.to_string(), "circuit breaker is forced open");
+    }
+}
