@@ -7,7 +7,7 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use rampart_core::classify::Classify;
+use rampart_core::classify::{Classify, Record};
 
 use crate::{
     error::{BreakerError, CircuitOpen},
@@ -88,13 +88,22 @@ where
                 let guard = guard
                     .take()
                     .expect("ResponseFuture polled after completion");
-                let lane = guard.lane().clone();
-                Poll::Ready(
-                    lane.0
-                        .classifier
-                        .classify(result, guard)
-                        .map_err(BreakerError::Inner),
-                )
+                // Most outcomes are known now: record them without another reference to the
+                // lane. Only a stream whose outcome comes at its end keeps the guard.
+                let classified = guard.lane().0.classifier.classify_now(result);
+                Poll::Ready(match classified {
+                    Ok((outcome, response)) => {
+                        guard.record(outcome);
+                        response.map_err(BreakerError::Inner)
+                    }
+                    Err(result) => {
+                        let lane = guard.lane().clone();
+                        lane.0
+                            .classifier
+                            .classify(result, guard)
+                            .map_err(BreakerError::Inner)
+                    }
+                })
             }
             KindProj::Rejected { rejection } => {
                 let r = rejection

@@ -156,14 +156,33 @@ impl Counts {
     }
 }
 
-/// One shard's part of a time window: `buckets` rolling buckets, each tagged with the absolute
-/// bucket number it holds so a stale bucket is recognised and reset on its next use.
+/// The counts of one time bucket, written lock-free. Cache-line aligned, so that the buckets of
+/// neighbouring shards (separate allocations) never share a line.
 #[derive(Debug, Default)]
-struct TimeBuckets {
-    epochs: Vec<u64>,
-    counts: Vec<Counts>,
-    /// The last bucket recorded into and its slot, to skip the division while it lasts.
-    last: (u64, usize),
+#[repr(align(64))]
+struct Bucket {
+    total: AtomicU64,
+    failures: AtomicU64,
+    slow: AtomicU64,
+}
+
+impl Bucket {
+    fn load(&self) -> Counts {
+        Counts {
+            total: self.total.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            slow: self.slow.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Empties the bucket, returning what it held (nothing recorded meanwhile is lost).
+    fn take(&self) -> Counts {
+        Counts {
+            total: self.total.swap(0, Ordering::AcqRel),
+            failures: self.failures.swap(0, Ordering::AcqRel),
+            slow: self.slow.swap(0, Ordering::AcqRel),
+        }
+    }
 }
 
 /// The exact count window: a ring of the last `size` outcomes.
@@ -199,9 +218,19 @@ impl CountRing {
     }
 }
 
+/// One CPU's part of a breaker. Its time buckets are rolling: slot `b % n` holds bucket `b`,
+/// tagged in `epochs`; a call records with one atomic add into its bucket, and only moving a
+/// slot on to a new bucket takes the lock.
 #[derive(Debug, Default)]
 struct Shard {
-    window: Mutex<TimeBuckets>,
+    /// Counts of buckets that were rolled over or cleared (for lifetime stats); also
+    /// serialises rolling over and reading the window.
+    retired: Mutex<Counts>,
+    epochs: Box<[AtomicU64]>,
+    buckets: Box<[Bucket]>,
+    /// The last bucket recorded into and its slot (`bucket << 16 | slot`), to skip a division.
+    cursor: AtomicU64,
+    /// Lifetime counts of the calls not recorded into `buckets`.
     successes: AtomicU64,
     failures: AtomicU64,
     slow: AtomicU64,
@@ -264,8 +293,11 @@ pub(crate) enum PermitKind {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Permit {
     generation: u64,
+    /// When the call started, in nanoseconds since the breaker's epoch, plus one; 0 when slow
+    /// calls are not judged. (A plain `u64` keeps the permit, which every call future carries,
+    /// small.)
+    start: u64,
     pub(crate) kind: PermitKind,
-    start: Option<Instant>,
 }
 
 /// A point-in-time view of one breaker.
@@ -372,11 +404,9 @@ impl Core {
         let shards = (0..shard_count())
             .map(|_| {
                 Padded(Shard {
-                    window: Mutex::new(TimeBuckets {
-                        epochs: vec![u64::MAX; buckets],
-                        counts: vec![Counts::default(); buckets],
-                        last: (u64::MAX, 0),
-                    }),
+                    epochs: (0..buckets).map(|_| AtomicU64::new(u64::MAX)).collect(),
+                    buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+                    cursor: AtomicU64::new(u64::MAX),
                     ..Shard::default()
                 })
             })
@@ -428,8 +458,11 @@ impl Core {
     }
 
     #[inline]
-    fn start(&self) -> Option<Instant> {
-        self.cfg.slow_call_threshold.map(|_| self.clock.now())
+    fn start(&self) -> u64 {
+        match self.cfg.slow_call_threshold {
+            Some(_) => self.nanos(self.clock.now()).saturating_add(1),
+            None => 0,
+        }
     }
 
     /// Decides whether a call may go ahead.
@@ -448,7 +481,7 @@ impl Core {
                 return Ok(Permit {
                     generation,
                     kind: PermitKind::Uncounted,
-                    start: None,
+                    start: 0,
                 });
             }
             Mode::Disabled => {
@@ -507,7 +540,7 @@ impl Core {
             return Ok(Permit {
                 generation: 0,
                 kind: PermitKind::Shadow,
-                start: None,
+                start: 0,
             });
         }
         tracing::trace!(target: "rampart::circuit_breaker", breaker = %self.name, by = ?rejection.rejected_by(), "call rejected");
@@ -598,35 +631,42 @@ impl Core {
 
     /// Records the outcome of an admitted call.
     pub(crate) fn complete(self: &Arc<Self>, shard: usize, permit: Permit, outcome: Outcome) {
-        let now = if permit.start.is_some() || permit.kind == PermitKind::Probe {
+        let now = if permit.start != 0 || permit.kind == PermitKind::Probe {
             Some(self.clock.now())
         } else {
             None
         };
         let slow = match (permit.start, self.cfg.slow_call_threshold, now) {
-            (Some(start), Some(threshold), Some(now)) => {
-                now.saturating_duration_since(start) > threshold
+            (start, Some(threshold), Some(now)) if start != 0 => {
+                let took = self.nanos(now).saturating_sub(start - 1);
+                u128::from(took) > threshold.as_nanos()
             }
             _ => false,
         };
-        let s = self.shard(shard);
         match outcome {
-            Outcome::Success => {
-                s.successes.fetch_add(1, Ordering::Relaxed);
-                self.metrics.success.increment(1);
-            }
-            Outcome::Failure(_) => {
-                s.failures.fetch_add(1, Ordering::Relaxed);
-                self.metrics.failure.increment(1);
-            }
-            Outcome::Ignored => {
-                s.ignored.fetch_add(1, Ordering::Relaxed);
-                self.metrics.ignored.increment(1);
-            }
+            Outcome::Success => self.metrics.success.increment(1),
+            Outcome::Failure(_) => self.metrics.failure.increment(1),
+            Outcome::Ignored => self.metrics.ignored.increment(1),
         }
         if slow {
-            s.slow.fetch_add(1, Ordering::Relaxed);
             self.metrics.slow.increment(1);
+        }
+        let current = unpack(self.state.load(Ordering::Acquire)).2 == permit.generation;
+        let bucketed = permit.kind == PermitKind::Counted
+            && outcome != Outcome::Ignored
+            && self.ring.is_none()
+            && current;
+        if !bucketed {
+            // Lifetime stats of a call that the time buckets won't count.
+            let s = self.shard(shard);
+            match outcome {
+                Outcome::Success => s.successes.fetch_add(1, Ordering::Relaxed),
+                Outcome::Failure(_) => s.failures.fetch_add(1, Ordering::Relaxed),
+                Outcome::Ignored => s.ignored.fetch_add(1, Ordering::Relaxed),
+            };
+            if slow {
+                s.slow.fetch_add(1, Ordering::Relaxed);
+            }
         }
         match permit.kind {
             PermitKind::Uncounted | PermitKind::Shadow => return,
@@ -639,7 +679,7 @@ impl Core {
         if outcome == Outcome::Ignored {
             return;
         }
-        if unpack(self.state.load(Ordering::Acquire)).2 != permit.generation {
+        if !current {
             // Admitted before the last transition: it says nothing about the current period.
             return;
         }
@@ -698,23 +738,45 @@ impl Core {
         } else {
             self.refresh_tick(tick, now)
         };
-        let mut w = lock(&self.shard(shard).window);
-        if !current(self) {
-            return false;
-        }
-        let slot = if w.last.0 == bucket {
-            w.last.1
+        let s = self.shard(shard);
+        let cursor = s.cursor.load(Ordering::Relaxed);
+        let slot = if cursor >> 16 == bucket {
+            (cursor & 0xffff) as usize
         } else {
-            let slot = (bucket % w.epochs.len() as u64) as usize;
-            w.last = (bucket, slot);
+            let slot = (bucket % s.epochs.len() as u64) as usize;
+            s.cursor
+                .store((bucket << 16) | slot as u64, Ordering::Relaxed);
             slot
         };
-        if w.epochs[slot] != bucket {
-            w.epochs[slot] = bucket;
-            w.counts[slot] = Counts::default();
+        let epoch = s.epochs[slot].load(Ordering::Acquire);
+        if epoch != bucket && (epoch == u64::MAX || epoch < bucket) {
+            self.roll(s, slot, bucket);
         }
-        w.counts[slot].add(failure, slow);
+        // A call racing with a transition may land in the window it just left or entered: at
+        // most the calls in flight at that moment, which the lock-free path accepts.
+        let b = &s.buckets[slot];
+        b.total.fetch_add(1, Ordering::Relaxed);
+        if failure {
+            b.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if slow {
+            b.slow.fetch_add(1, Ordering::Relaxed);
+        }
         true
+    }
+
+    /// Moves `slot` on to `bucket`, retiring what it held.
+    #[cold]
+    fn roll(&self, s: &Shard, slot: usize, bucket: u64) {
+        let mut retired = lock(&s.retired);
+        let epoch = s.epochs[slot].load(Ordering::Acquire);
+        if epoch == u64::MAX || epoch < bucket {
+            let old = s.buckets[slot].take();
+            retired.total += old.total;
+            retired.failures += old.failures;
+            retired.slow += old.slow;
+            s.epochs[slot].store(bucket, Ordering::Release);
+        }
     }
 
     /// The counts in the current window.
@@ -726,10 +788,13 @@ impl Core {
         let current = self.nanos(now) / self.bucket_nanos;
         let mut sum = Counts::default();
         for shard in self.shards.iter() {
-            let w = lock(&shard.0.window);
-            let n = w.epochs.len() as u64;
-            for (epoch, c) in w.epochs.iter().zip(w.counts.iter()) {
-                if *epoch != u64::MAX && *epoch <= current && current - *epoch < n {
+            let s = &shard.0;
+            let _rolling = lock(&s.retired);
+            let n = s.epochs.len() as u64;
+            for (epoch, b) in s.epochs.iter().zip(s.buckets.iter()) {
+                let epoch = epoch.load(Ordering::Acquire);
+                if epoch != u64::MAX && epoch <= current && current - epoch < n {
+                    let c = b.load();
                     sum.total += c.total;
                     sum.failures += c.failures;
                     sum.slow += c.slow;
@@ -902,8 +967,15 @@ impl Core {
             lock(ring).clear();
         }
         for shard in self.shards.iter() {
-            let mut w = lock(&shard.0.window);
-            w.epochs.fill(u64::MAX);
+            let s = &shard.0;
+            let mut retired = lock(&s.retired);
+            for (epoch, b) in s.epochs.iter().zip(s.buckets.iter()) {
+                let old = b.take();
+                retired.total += old.total;
+                retired.failures += old.failures;
+                retired.slow += old.slow;
+                epoch.store(u64::MAX, Ordering::Release);
+            }
         }
     }
 
@@ -1089,8 +1161,23 @@ impl Core {
                 .map(|s| f(&s.0).load(Ordering::Relaxed))
                 .sum::<u64>()
         };
-        let successes = sum(|s| &s.successes);
-        let failures = sum(|s| &s.failures);
+        // Lifetime: what the buckets never saw, plus what they retired, plus what they hold.
+        let mut bucketed = Counts::default();
+        for shard in self.shards.iter() {
+            let s = &shard.0;
+            let retired = lock(&s.retired);
+            bucketed.total += retired.total;
+            bucketed.failures += retired.failures;
+            bucketed.slow += retired.slow;
+            for b in s.buckets.iter() {
+                let c = b.load();
+                bucketed.total += c.total;
+                bucketed.failures += c.failures;
+                bucketed.slow += c.slow;
+            }
+        }
+        let successes = sum(|s| &s.successes) + (bucketed.total - bucketed.failures);
+        let failures = sum(|s| &s.failures) + bucketed.failures;
         let ignored = sum(|s| &s.ignored);
         let w = self.window_counts(Some(now));
         let rate = |n: u64| {
@@ -1110,7 +1197,7 @@ impl Core {
             calls: successes + failures + ignored,
             successes,
             failures,
-            slow_calls: sum(|s| &s.slow),
+            slow_calls: sum(|s| &s.slow) + bucketed.slow,
             ignored,
             rejections: sum(|s| &s.rejected),
             window_calls: w.total,

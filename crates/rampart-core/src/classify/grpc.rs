@@ -234,6 +234,30 @@ where
             }
         }
     }
+
+    #[allow(clippy::type_complexity)]
+    fn classify_now<R: Record>(
+        &self,
+        result: Result<Response<B>, E>,
+    ) -> Result<(Outcome, Result<Response<GrpcBody<B, R>>, E>), Result<Response<B>, E>> {
+        match result {
+            Ok(res) => match self.head_outcome(&res) {
+                Some(outcome) => {
+                    let classifier = *self;
+                    Ok((
+                        outcome,
+                        Ok(res.map(|inner| GrpcBody {
+                            inner,
+                            recorder: None,
+                            classifier,
+                        })),
+                    ))
+                }
+                None => Err(Ok(res)),
+            },
+            Err(e) => Ok((Outcome::TRANSIENT, Err(e))),
+        }
+    }
 }
 
 /// Builds a [`GrpcClassifier`].

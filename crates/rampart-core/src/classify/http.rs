@@ -153,6 +153,18 @@ where
         });
         result
     }
+
+    #[inline]
+    fn classify_now<R: Record>(
+        &self,
+        result: Result<Response<B>, E>,
+    ) -> Result<(Outcome, Result<Response<B>, E>), Result<Response<B>, E>> {
+        let outcome = match &result {
+            Ok(res) => self.outcome_of_status(res.status()),
+            Err(_) => Outcome::TRANSIENT,
+        };
+        Ok((outcome, result))
+    }
 }
 
 /// Builds an [`HttpClassifier`]; every set left untouched keeps its default.

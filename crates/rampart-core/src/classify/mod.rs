@@ -122,6 +122,17 @@ pub trait Classify<Res, E>: Clone + Send + Sync + 'static {
         result: Result<Res, E>,
         recorder: R,
     ) -> Result<Self::Response<R>, E>;
+
+    /// Classifies `result` if its outcome is known now, returning the outcome with the response
+    /// ready for the caller; hands `result` back untouched (`Err`) if only the end of the
+    /// response stream will tell, for [`classify`](Self::classify) to finish.
+    ///
+    /// The fast path of adapters: no recorder needs to exist while the classifier is borrowed.
+    #[allow(clippy::type_complexity)]
+    fn classify_now<R: Record>(
+        &self,
+        result: Result<Res, E>,
+    ) -> Result<(Outcome, Result<Self::Response<R>, E>), Result<Res, E>>;
 }
 
 /// Classifies `Ok` as success and every `Err` as a transient failure.
@@ -146,6 +157,18 @@ impl<Res, E> Classify<Res, E> for ResultClassifier {
             Err(_) => Outcome::TRANSIENT,
         });
         result
+    }
+
+    #[inline]
+    fn classify_now<R: Record>(
+        &self,
+        result: Result<Res, E>,
+    ) -> Result<(Outcome, Result<Res, E>), Result<Res, E>> {
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::TRANSIENT,
+        };
+        Ok((outcome, result))
     }
 }
 
@@ -210,6 +233,14 @@ where
     fn classify<R: Record>(&self, result: Result<Res, E>, recorder: R) -> Result<Res, E> {
         recorder.record((self.f)(result.as_ref()));
         result
+    }
+
+    #[inline]
+    fn classify_now<R: Record>(
+        &self,
+        result: Result<Res, E>,
+    ) -> Result<(Outcome, Result<Res, E>), Result<Res, E>> {
+        Ok(((self.f)(result.as_ref()), result))
     }
 }
 
