@@ -14,6 +14,7 @@ use tower_service::Service;
 use crate::{
     error::{BulkheadError, BulkheadFull},
     policy::{Abandon, Acquire, Core, Permit, Waiter},
+    release::{OnResponse, Release},
 };
 
 /// A queued call's place in line; gives it up (or releases the permit it was handed) when
@@ -46,12 +47,13 @@ pin_project! {
     ///
     /// The permit is released when this future completes or is dropped; a waiting call that is
     /// dropped leaves the queue.
-    pub struct ResponseFuture<S, Req>
+    pub struct ResponseFuture<S, Req, H = OnResponse>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S, Req>,
+        release: H,
     }
 }
 
@@ -79,7 +81,7 @@ pin_project! {
     }
 }
 
-impl<S, Req> ResponseFuture<S, Req>
+impl<S, Req, H> ResponseFuture<S, Req, H>
 where
     S: Service<Req> + Clone,
 {
@@ -87,7 +89,13 @@ where
     /// otherwise queues (taking the ready `inner` along and leaving a clone in its place), or
     /// rejects.
     #[inline]
-    pub(crate) fn start(core: &Arc<Core>, inner: &mut S, class: usize, req: Req) -> Self {
+    pub(crate) fn start(
+        core: &Arc<Core>,
+        inner: &mut S,
+        class: usize,
+        req: Req,
+        release: H,
+    ) -> Self {
         let state = match core.acquire(class) {
             Acquire::Now => State::Called {
                 fut: inner.call(req),
@@ -111,11 +119,11 @@ where
                 }
             }
         };
-        Self { state }
+        Self { state, release }
     }
 }
 
-impl<S, Req> std::fmt::Debug for ResponseFuture<S, Req>
+impl<S, Req, H> std::fmt::Debug for ResponseFuture<S, Req, H>
 where
     S: Service<Req>,
 {
@@ -131,20 +139,28 @@ where
     }
 }
 
-impl<S, Req> Future for ResponseFuture<S, Req>
+impl<S, Req, H> Future for ResponseFuture<S, Req, H>
 where
     S: Service<Req>,
+    H: Release<S::Response>,
 {
-    type Output = Result<S::Response, BulkheadError<S::Error>>;
+    type Output = Result<H::Response, BulkheadError<S::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let this = self.project();
+        let mut state = this.state;
+        let release = this.release;
         loop {
             match state.as_mut().project() {
                 StateProj::Called { fut, permit } => {
                     let out = ready!(fut.poll(cx));
-                    drop(permit.take());
-                    return Poll::Ready(out.map_err(BulkheadError::Inner));
+                    let permit = permit
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(match out {
+                        Ok(response) => Ok(release.attach(response, permit)),
+                        Err(e) => Err(BulkheadError::Inner(e)),
+                    });
                 }
                 StateProj::Rejected { rejection } => {
                     let r = rejection

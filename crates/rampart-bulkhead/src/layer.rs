@@ -10,6 +10,7 @@ use crate::{
     handle::BulkheadHandle,
     policy::Core,
     priority::DefaultClass,
+    release::OnResponse,
     service::{Bulkhead, KeyedBulkhead},
 };
 
@@ -22,21 +23,23 @@ use crate::{
 ///
 /// `P` names each request's priority class ([`Prioritize`](crate::Prioritize)); the default,
 /// [`DefaultClass`], puts every request in the default class.
-pub struct BulkheadLayer<P = DefaultClass> {
+pub struct BulkheadLayer<P = DefaultClass, H = OnResponse> {
     core: Arc<Core>,
     prioritize: P,
+    release: H,
 }
 
-impl<P: Clone> Clone for BulkheadLayer<P> {
+impl<P: Clone, H: Clone> Clone for BulkheadLayer<P, H> {
     fn clone(&self) -> Self {
         Self {
             core: self.core.clone(),
             prioritize: self.prioritize.clone(),
+            release: self.release.clone(),
         }
     }
 }
 
-impl<P> fmt::Debug for BulkheadLayer<P> {
+impl<P, H> fmt::Debug for BulkheadLayer<P, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
             .field("bulkhead", &self.core.name)
@@ -50,6 +53,7 @@ impl BulkheadLayer {
         Self {
             core: Core::new(config, Arc::from(config.name())),
             prioritize: DefaultClass,
+            release: OnResponse,
         }
     }
 
@@ -59,12 +63,24 @@ impl BulkheadLayer {
     }
 }
 
-impl<P> BulkheadLayer<P> {
+impl<P, H> BulkheadLayer<P, H> {
     /// Names each request's class with `prioritize`. The bulkhead (and its handle) is kept.
-    pub fn prioritize<P2>(self, prioritize: P2) -> BulkheadLayer<P2> {
+    pub fn prioritize<P2>(self, prioritize: P2) -> BulkheadLayer<P2, H> {
         BulkheadLayer {
             core: self.core,
             prioritize,
+            release: self.release,
+        }
+    }
+
+    /// For HTTP services: holds each permit until the response body ends, not just until the
+    /// response head arrives (see [`OnBodyEnd`](crate::OnBodyEnd)).
+    #[cfg(feature = "http")]
+    pub fn release_on_body_end(self) -> BulkheadLayer<P, crate::release::OnBodyEnd> {
+        BulkheadLayer {
+            core: self.core,
+            prioritize: self.prioritize,
+            release: crate::release::OnBodyEnd,
         }
     }
 
@@ -76,11 +92,16 @@ impl<P> BulkheadLayer<P> {
     }
 }
 
-impl<S, P: Clone> Layer<S> for BulkheadLayer<P> {
-    type Service = Bulkhead<S, P>;
+impl<S, P: Clone, H: Clone> Layer<S> for BulkheadLayer<P, H> {
+    type Service = Bulkhead<S, P, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Bulkhead::from_parts(inner, self.core.clone(), self.prioritize.clone())
+        Bulkhead::from_parts(
+            inner,
+            self.core.clone(),
+            self.prioritize.clone(),
+            self.release.clone(),
+        )
     }
 }
 
@@ -163,25 +184,27 @@ where
 /// [`max_keys`](BulkheadConfigBuilder::max_keys) and
 /// [`idle_timeout`](BulkheadConfigBuilder::idle_timeout); a partition with calls in flight is
 /// never evicted.
-pub struct KeyedBulkheadLayer<X, K, P = DefaultClass> {
+pub struct KeyedBulkheadLayer<X, K, P = DefaultClass, H = OnResponse> {
     partitions: Arc<Partitions<K>>,
     extractor: X,
     prioritize: P,
+    release: H,
     _key: PhantomData<fn() -> K>,
 }
 
-impl<X: Clone, K, P: Clone> Clone for KeyedBulkheadLayer<X, K, P> {
+impl<X: Clone, K, P: Clone, H: Clone> Clone for KeyedBulkheadLayer<X, K, P, H> {
     fn clone(&self) -> Self {
         Self {
             partitions: self.partitions.clone(),
             extractor: self.extractor.clone(),
             prioritize: self.prioritize.clone(),
+            release: self.release.clone(),
             _key: PhantomData,
         }
     }
 }
 
-impl<X, K: fmt::Debug, P> fmt::Debug for KeyedBulkheadLayer<X, K, P> {
+impl<X, K: fmt::Debug, P, H> fmt::Debug for KeyedBulkheadLayer<X, K, P, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedBulkheadLayer")
             .field("partitions", &self.partitions)
@@ -199,21 +222,35 @@ where
             partitions: Arc::new(Partitions::new(config)),
             extractor,
             prioritize: DefaultClass,
+            release: OnResponse,
             _key: PhantomData,
         }
     }
 }
 
-impl<X, K, P> KeyedBulkheadLayer<X, K, P>
+impl<X, K, P, H> KeyedBulkheadLayer<X, K, P, H>
 where
     K: Hash + Eq + Clone + fmt::Debug,
 {
     /// Names each request's class with `prioritize`.
-    pub fn prioritize<P2>(self, prioritize: P2) -> KeyedBulkheadLayer<X, K, P2> {
+    pub fn prioritize<P2>(self, prioritize: P2) -> KeyedBulkheadLayer<X, K, P2, H> {
         KeyedBulkheadLayer {
             partitions: self.partitions,
             extractor: self.extractor,
             prioritize,
+            release: self.release,
+            _key: PhantomData,
+        }
+    }
+
+    /// For HTTP services: holds each permit until the response body ends.
+    #[cfg(feature = "http")]
+    pub fn release_on_body_end(self) -> KeyedBulkheadLayer<X, K, P, crate::release::OnBodyEnd> {
+        KeyedBulkheadLayer {
+            partitions: self.partitions,
+            extractor: self.extractor,
+            prioritize: self.prioritize,
+            release: crate::release::OnBodyEnd,
             _key: PhantomData,
         }
     }
@@ -240,8 +277,8 @@ where
     }
 }
 
-impl<S, X: Clone, K, P: Clone> Layer<S> for KeyedBulkheadLayer<X, K, P> {
-    type Service = KeyedBulkhead<S, X, K, P>;
+impl<S, X: Clone, K, P: Clone, H: Clone> Layer<S> for KeyedBulkheadLayer<X, K, P, H> {
+    type Service = KeyedBulkhead<S, X, K, P, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedBulkhead::from_parts(
@@ -249,6 +286,7 @@ impl<S, X: Clone, K, P: Clone> Layer<S> for KeyedBulkheadLayer<X, K, P> {
             self.partitions.clone(),
             self.extractor.clone(),
             self.prioritize.clone(),
+            self.release.clone(),
         )
     }
 }

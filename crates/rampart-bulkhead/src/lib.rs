@@ -72,10 +72,12 @@
 //! # Permits and cancellation
 //!
 //! A permit is held from `call` until the response future completes or is dropped, so a
-//! cancelled call frees its permit, and a dropped waiting call leaves the queue. The permit is
-//! *not* held while an HTTP response body streams: the bulkhead bounds the work of producing
-//! responses (the handler, the downstream call), not the time clients take to read them. Put
-//! the bulkhead around the part whose concurrency you want to bound.
+//! cancelled call frees its permit, and a dropped waiting call leaves the queue. By default
+//! ([`OnResponse`]) the permit is *not* held while an HTTP response body streams: the bulkhead
+//! bounds the work of producing responses (the handler, the downstream call), not the time
+//! clients take to read them. Where the streaming is the cost (downloads, proxied streams),
+//! [`release_on_body_end`](BulkheadLayer::release_on_body_end) ([`OnBodyEnd`]) holds the permit
+//! until the body's last frame, an error, or the body being dropped.
 //!
 //! # Sharing and partitions
 //!
@@ -122,10 +124,9 @@ mod handle;
 mod layer;
 mod policy;
 mod priority;
+mod release;
 mod service;
 
-#[cfg(feature = "http")]
-pub use crate::priority::{ByExtension, PriorityHeader};
 pub use crate::{
     config::{BulkheadConfig, BulkheadConfigBuilder, ClassConfig, MAX_CLASSES},
     error::{BulkheadError, BulkheadFull, FullReason},
@@ -134,5 +135,11 @@ pub use crate::{
     layer::{BulkheadLayer, KeyedBulkheadLayer},
     policy::{ClassStats, Permit, Stats},
     priority::{DefaultClass, Prioritize, Priority, PriorityFn, priority_fn},
+    release::{OnResponse, Release},
     service::{Bulkhead, KeyedBulkhead},
+};
+#[cfg(feature = "http")]
+pub use crate::{
+    priority::{ByExtension, PriorityHeader},
+    release::OnBodyEnd,
 };

@@ -11,8 +11,13 @@ use rampart_core::key::KeyExtractor;
 use tower_service::Service;
 
 use crate::{
-    error::BulkheadError, future::ResponseFuture, handle::BulkheadHandle, layer::Partitions,
-    policy::Core, priority::Prioritize,
+    error::BulkheadError,
+    future::ResponseFuture,
+    handle::BulkheadHandle,
+    layer::Partitions,
+    policy::Core,
+    priority::Prioritize,
+    release::{OnResponse, Release},
 };
 
 /// A service behind a bulkhead. Made by [`BulkheadLayer`](crate::BulkheadLayer).
@@ -23,23 +28,25 @@ use crate::{
 /// resolves to [`BulkheadError::Rejected`] without calling the inner service. Failing in the
 /// future rather than holding back `poll_ready` is what makes it work under axum, which does
 /// not honour back-pressure.
-pub struct Bulkhead<S, P> {
+pub struct Bulkhead<S, P, H = OnResponse> {
     inner: S,
     core: Arc<Core>,
     prioritize: P,
+    release: H,
 }
 
-impl<S: Clone, P: Clone> Clone for Bulkhead<S, P> {
+impl<S: Clone, P: Clone, H: Clone> Clone for Bulkhead<S, P, H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             core: self.core.clone(),
             prioritize: self.prioritize.clone(),
+            release: self.release.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, P> fmt::Debug for Bulkhead<S, P> {
+impl<S: fmt::Debug, P, H> fmt::Debug for Bulkhead<S, P, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
             .field("inner", &self.inner)
@@ -48,12 +55,13 @@ impl<S: fmt::Debug, P> fmt::Debug for Bulkhead<S, P> {
     }
 }
 
-impl<S, P> Bulkhead<S, P> {
-    pub(crate) fn from_parts(inner: S, core: Arc<Core>, prioritize: P) -> Self {
+impl<S, P, H> Bulkhead<S, P, H> {
+    pub(crate) fn from_parts(inner: S, core: Arc<Core>, prioritize: P, release: H) -> Self {
         Self {
             inner,
             core,
             prioritize,
+            release,
         }
     }
 
@@ -80,14 +88,15 @@ impl<S, P> Bulkhead<S, P> {
     }
 }
 
-impl<S, P, Req> Service<Req> for Bulkhead<S, P>
+impl<S, P, H, Req> Service<Req> for Bulkhead<S, P, H>
 where
     S: Service<Req> + Clone,
     P: Prioritize<Req>,
+    H: Release<S::Response>,
 {
-    type Response = S::Response;
+    type Response = H::Response;
     type Error = BulkheadError<S::Error>;
-    type Future = ResponseFuture<S, Req>;
+    type Future = ResponseFuture<S, Req, H>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -101,33 +110,41 @@ where
         } else {
             0
         };
-        ResponseFuture::start(&self.core, &mut self.inner, class, req)
+        ResponseFuture::start(
+            &self.core,
+            &mut self.inner,
+            class,
+            req,
+            self.release.clone(),
+        )
     }
 }
 
 /// A service behind one bulkhead partition per key. Made by
 /// [`KeyedBulkheadLayer`](crate::KeyedBulkheadLayer).
-pub struct KeyedBulkhead<S, X, K, P> {
+pub struct KeyedBulkhead<S, X, K, P, H = OnResponse> {
     inner: S,
     partitions: Arc<Partitions<K>>,
     extractor: X,
     prioritize: P,
+    release: H,
     _key: PhantomData<fn() -> K>,
 }
 
-impl<S: Clone, X: Clone, K, P: Clone> Clone for KeyedBulkhead<S, X, K, P> {
+impl<S: Clone, X: Clone, K, P: Clone, H: Clone> Clone for KeyedBulkhead<S, X, K, P, H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             partitions: self.partitions.clone(),
             extractor: self.extractor.clone(),
             prioritize: self.prioritize.clone(),
+            release: self.release.clone(),
             _key: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug, X, K: fmt::Debug, P> fmt::Debug for KeyedBulkhead<S, X, K, P> {
+impl<S: fmt::Debug, X, K: fmt::Debug, P, H> fmt::Debug for KeyedBulkhead<S, X, K, P, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedBulkhead")
             .field("inner", &self.inner)
@@ -136,18 +153,20 @@ impl<S: fmt::Debug, X, K: fmt::Debug, P> fmt::Debug for KeyedBulkhead<S, X, K, P
     }
 }
 
-impl<S, X, K, P> KeyedBulkhead<S, X, K, P> {
+impl<S, X, K, P, H> KeyedBulkhead<S, X, K, P, H> {
     pub(crate) fn from_parts(
         inner: S,
         partitions: Arc<Partitions<K>>,
         extractor: X,
         prioritize: P,
+        release: H,
     ) -> Self {
         Self {
             inner,
             partitions,
             extractor,
             prioritize,
+            release,
             _key: PhantomData,
         }
     }
@@ -168,16 +187,17 @@ impl<S, X, K, P> KeyedBulkhead<S, X, K, P> {
     }
 }
 
-impl<S, X, K, P, Req> Service<Req> for KeyedBulkhead<S, X, K, P>
+impl<S, X, K, P, H, Req> Service<Req> for KeyedBulkhead<S, X, K, P, H>
 where
     S: Service<Req> + Clone,
     X: KeyExtractor<Req, Key = K>,
     K: std::hash::Hash + Eq + Clone + fmt::Debug,
     P: Prioritize<Req>,
+    H: Release<S::Response>,
 {
-    type Response = S::Response;
+    type Response = H::Response;
     type Error = BulkheadError<S::Error>;
-    type Future = ResponseFuture<S, Req>;
+    type Future = ResponseFuture<S, Req, H>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -191,6 +211,6 @@ where
         } else {
             0
         };
-        ResponseFuture::start(&core, &mut self.inner, class, req)
+        ResponseFuture::start(&core, &mut self.inner, class, req, self.release.clone())
     }
 }

@@ -290,3 +290,37 @@ async fn every_layered_service_shares_one_limit() {
     gate.add_permits(1);
     a.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn on_body_end_holds_the_permit_while_the_body_streams() {
+    use http_body_util::{BodyExt, Full};
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .layer()
+        .unwrap()
+        .release_on_body_end();
+    let handle = layer.handle();
+    let svc = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, std::io::Error>(http::Response::new(Full::new(bytes::Bytes::from_static(
+            b"payload",
+        ))))
+    }));
+
+    let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(
+        handle.stats().active,
+        1,
+        "the head arrived, the body has not been read"
+    );
+    let err = svc.clone().oneshot(Request::new(())).await.unwrap_err();
+    assert_eq!(err.rejection().unwrap().reason(), FullReason::NoCapacity);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "payload");
+    assert_eq!(handle.stats().active, 0, "released with the last frame");
+
+    // A body dropped unread releases too.
+    let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(handle.stats().active, 1);
+    drop(res);
+    assert_eq!(handle.stats().active, 0);
+}

@@ -11,6 +11,7 @@
 //! - [`key`]: key extraction for per-host / per-tenant / per-route instances, and
 //!   [`registry`]: the bounded map that holds those instances.
 //! - [`error`]: the shared error vocabulary.
+//! - `body` (feature `http`): `GuardedBody`, which holds a value until a response stream ends.
 //!
 //! ```
 //! use rampart_core::classify::{Classify, HttpClassifier, Outcome, FailureKind};
@@ -21,6 +22,8 @@
 //! assert_eq!(outcome, Some(Outcome::Failure(FailureKind::Transient)));
 //! ```
 
+#[cfg(feature = "http")]
+pub mod body;
 pub mod classify;
 pub mod clock;
 pub mod error;
