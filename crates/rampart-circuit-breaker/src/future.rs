@@ -7,7 +7,7 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use rampart_core::classify::{Classify, Record};
+use rampart_core::classify::Classify;
 
 use crate::{
     error::{BreakerError, CircuitOpen},
@@ -85,18 +85,23 @@ where
         match self.project().kind.project() {
             KindProj::Called { fut, guard } => {
                 let result = ready!(fut.poll(cx));
-                let guard = guard
-                    .take()
+                let held = guard
+                    .as_mut()
                     .expect("ResponseFuture polled after completion");
-                // Most outcomes are known now: record them without another reference to the
-                // lane. Only a stream whose outcome comes at its end keeps the guard.
-                let classified = guard.lane().0.classifier.classify_now(result);
+                // Most outcomes are known now: record them in place, without moving the guard
+                // or taking another reference to the lane. Only a stream whose outcome comes at
+                // its end takes the guard along.
+                let classified = held.lane().0.classifier.classify_now(result);
                 Poll::Ready(match classified {
                     Ok((outcome, response)) => {
-                        guard.record(outcome);
+                        held.finish(outcome);
+                        *guard = None;
                         response.map_err(BreakerError::Inner)
                     }
                     Err(result) => {
+                        let guard = guard
+                            .take()
+                            .expect("ResponseFuture polled after completion");
                         let lane = guard.lane().clone();
                         lane.0
                             .classifier

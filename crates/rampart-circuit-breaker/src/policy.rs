@@ -1284,12 +1284,21 @@ impl<C> CallGuard<C> {
     }
 }
 
+impl<C> CallGuard<C> {
+    /// Records the outcome in place; the guard is spent (dropping it then records nothing).
+    #[inline]
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.armed, false) {
+            let lane = &self.lane.0;
+            lane.core.complete(lane.shard, self.permit, outcome);
+        }
+    }
+}
+
 impl<C: Send + Sync + 'static> Record for CallGuard<C> {
     #[inline]
     fn record(mut self, outcome: Outcome) {
-        self.armed = false;
-        let lane = &self.lane.0;
-        lane.core.complete(lane.shard, self.permit, outcome);
+        self.finish(outcome);
     }
 }
 
