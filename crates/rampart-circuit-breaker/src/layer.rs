@@ -158,8 +158,9 @@ where
     K: Hash + Eq + Clone + fmt::Debug,
     C: Clone,
 {
-    /// Judges outcomes with `classifier`. Call this before the layer is used: it starts a new,
-    /// empty registry.
+    /// Judges outcomes with `classifier`. It starts a new, empty registry: call it right after
+    /// [`keyed`](CircuitBreakerConfigBuilder::keyed), before taking a [`handle`](Self::handle)
+    /// or using the layer (a handle taken earlier watches the old registry).
     pub fn classifier<C2: Clone>(self, classifier: C2) -> KeyedCircuitBreakerLayer<X, K, C2> {
         let config = self.registry.config_ref().clone();
         KeyedCircuitBreakerLayer {

@@ -102,10 +102,10 @@
 //! untouched. A rejection never allocates. Map it:
 //!
 //! - **axum**: `503 Service Unavailable` with `Retry-After` =
-//!   [`CircuitOpen::retry_after_secs`] (see the `rampart` facade's axum example and this
-//!   workspace's `tests/tests/axum_breaker.rs`);
-//! - **tonic**: `Status::unavailable(..)`, so a gRPC client's retry policy treats it as
-//!   retryable.
+//!   [`CircuitOpen::retry_after_secs`]: `rampart::axum::handle_error` in a `HandleErrorLayer`
+//!   (see this workspace's `tests/tests/axum_breaker.rs`);
+//! - **tonic**: `Status::unavailable(..)` with `grpc-retry-pushback-ms`, so a gRPC client's
+//!   retry policy treats it as retryable: `rampart::tonic::MapRejectionLayer`.
 //!
 //! # Where it goes in a stack
 //!
@@ -114,6 +114,19 @@
 //! fails the attempts fast, so retries don't hammer a dead host); outside the bulkhead, the
 //! breaker's probe limit is not eaten by bulkhead rejections. Put a timeout *inside* the breaker
 //! so that timeouts count as failures.
+//!
+//! # Time, and what it costs
+//!
+//! With tokio's clock (the default) inside a tokio runtime, the hot paths read no clock: an
+//! alarm in tokio's timer driver marks the end of each time-window bucket and the end of the
+//! open time, and the calls in between use the bucket number and the "still open" flag as they
+//! stand. The alarms go off 5 ms early (timers round up to the millisecond); calls in that last
+//! stretch read the clock, so no decision is taken early, and under paused time
+//! (`tokio::time::advance`) every boundary is exact. The price: a time-window bucket ends up to
+//! 5 ms early (its last calls count in the next bucket), and a runtime starved for more than
+//! 5 ms may reject a call just after the open time ended (with a zero retry-after). Outside a
+//! runtime, or with another [`Clock`](rampart_core::clock::Clock), every decision reads the
+//! clock.
 //!
 //! # Testing with time
 //!

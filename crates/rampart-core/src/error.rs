@@ -107,6 +107,11 @@ pub fn find_in<'a, T: Error + 'static>(
 /// inner errors (same `Display`, same `source`), and a rejection's `source` is the rejection
 /// itself, so [`find`] finds it through any number of layers and boxes. To join a `BoxError`
 /// stack, map with [`PolicyError::into_box`].
+///
+/// `PolicyError<R, E>` implements [`Error`] when `E` does. Over an inner service whose error is
+/// already a [`BoxError`] (tower's `Timeout`, `Buffer`, `LoadShed`), which does not implement
+/// `Error` itself, add `.map_err(PolicyError::into_box)` (e.g. with `ServiceBuilder::map_err`)
+/// to get a `BoxError` stack back; axum's `HandleErrorLayer` and tonic clients want one anyway.
 #[derive(Debug)]
 pub enum PolicyError<R, E> {
     /// The policy rejected the call; the inner service was not called (or not to completion).
