@@ -43,7 +43,8 @@ pub struct BulkheadFull {
 }
 
 impl BulkheadFull {
-    pub(crate) fn new(reason: FullReason, class: Arc<str>, waited: Duration) -> Self {
+    /// A rejection of a call of class `class` for `reason`, after waiting `waited`.
+    pub const fn new(reason: FullReason, class: Arc<str>, waited: Duration) -> Self {
         Self {
             reason,
             class,

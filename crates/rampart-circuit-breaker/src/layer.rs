@@ -2,7 +2,10 @@
 
 use std::{fmt, hash::Hash, marker::PhantomData, sync::Arc};
 
-use rampart_core::{classify::ResultClassifier, error::ConfigError};
+use rampart_core::{
+    classify::{IgnoreRejections, ResultClassifier},
+    error::ConfigError,
+};
 use tower_layer::Layer;
 
 use crate::{
@@ -72,6 +75,15 @@ impl<C: Clone> CircuitBreakerLayer<C> {
             core: self.core,
             classifier,
         }
+    }
+
+    /// Counts rampart rejections from inner layers (a full bulkhead, say) as neither success nor
+    /// failure, judging everything else with the current classifier: see
+    /// [`IgnoreRejections`]. Needed when this breaker sits outside a bulkhead, as recommended,
+    /// and the inner error is the bulkhead's `BulkheadError`.
+    pub fn ignore_rejections(self) -> CircuitBreakerLayer<IgnoreRejections<C>> {
+        let classifier = IgnoreRejections(self.classifier.clone());
+        self.classifier(classifier)
     }
 
     /// A handle on the breaker.
@@ -168,6 +180,14 @@ where
             extractor: self.extractor,
             _key: PhantomData,
         }
+    }
+
+    /// Counts rampart rejections from inner layers as neither success nor failure; see
+    /// [`CircuitBreakerLayer::ignore_rejections`]. Like [`classifier`](Self::classifier), it
+    /// starts a new, empty registry.
+    pub fn ignore_rejections(self) -> KeyedCircuitBreakerLayer<X, K, IgnoreRejections<C>> {
+        let classifier = IgnoreRejections(self.registry.classifier_ref().clone());
+        self.classifier(classifier)
     }
 
     /// A handle on the registry.

@@ -75,6 +75,10 @@ where
         &self.config
     }
 
+    pub(crate) fn classifier_ref(&self) -> &C {
+        &self.classifier
+    }
+
     /// The lane of `key`'s breaker for `shard`, creating the breaker if needed.
     pub(crate) fn lane(&self, key: Option<K>, shard: usize) -> Arc<Padded<Lane<C>>> {
         let Some(key) = key else {

@@ -1,17 +1,29 @@
-//! Rejections as axum responses: `503 Service Unavailable` with `Retry-After`.
+//! Rejections as axum responses: `503 Service Unavailable`, with `Retry-After` when known.
 //!
 //! | rejection | status | headers |
 //! |---|---|---|
 //! | open circuit | `503 Service Unavailable` | `Retry-After: <seconds, rounded up, ≥ 1>` when known |
+//! | full bulkhead | `503 Service Unavailable` | none |
 //!
 //! The body is a short plain-text message. Any other error is the inner service's own failure:
 //! [`handle_error`] answers `500 Internal Server Error` for it, without leaking its text.
 //!
+//! This module needs only `axum-core` (for [`IntoResponse`]), not axum itself.
+//!
+//! # Why a full bulkhead has no `Retry-After`
+//!
+//! A bulkhead cannot know when a permit frees up: that depends on how long the calls in flight
+//! take. A made-up `Retry-After` would synchronise clients into retrying together, so the
+//! response carries none and clients use their own backoff (with jitter). It is `503`, not
+//! `429`: the server is saturated, the client did nothing wrong. When the bulkhead is
+//! partitioned per tenant (a `KeyedBulkheadLayer` keyed by tenant), a rejection *does* mean
+//! "this tenant is over its share", and `429 Too Many Requests` says so better; see
+//! [Custom handlers](#custom-handlers).
+//!
 //! # With `HandleErrorLayer`
 //!
 //! axum requires infallible services, so a layer that can reject needs a
-//! [`HandleErrorLayer`](::axum::error_handling::HandleErrorLayer) *outside* it (earlier in the
-//! `ServiceBuilder`):
+//! [`HandleErrorLayer`][HandleErrorLayer] *outside* it (earlier in the `ServiceBuilder`):
 //!
 //! ```
 //! use std::time::Duration;
@@ -38,7 +50,33 @@
 //!
 //! axum calls `layer` once per route (and clones services per connection): every route above
 //! shares one breaker, because its state lives in the layer. Use `route_layer` with separate
-//! layers, or a `KeyedCircuitBreakerLayer` keyed by path, for one breaker per route.
+//! layers, or a `KeyedCircuitBreakerLayer` keyed by path, for one breaker per route. The same
+//! holds for a bulkhead: one `BulkheadLayer` bounds the routes it wraps *together*.
+//!
+//! A bulkhead goes the same way, inside the `HandleErrorLayer`:
+//!
+//! ```
+//! use axum::{Router, error_handling::HandleErrorLayer, routing::get};
+//! use rampart::{ServiceBuilderExt, bulkhead::{BulkheadLayer, PriorityHeader}};
+//! use tower::ServiceBuilder;
+//!
+//! let bulkhead = BulkheadLayer::builder()
+//!     .name("reports")
+//!     .class("critical", 4) // highest priority first
+//!     .class("bulk", 2)
+//!     .layer()
+//!     .unwrap()
+//!     .prioritize(PriorityHeader::new(http::HeaderName::from_static("x-priority")));
+//!
+//! let app: Router = Router::new()
+//!     .route("/report", get(|| async { "report" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+//!             .bulkhead(bulkhead),
+//!     );
+//! # let _ = app;
+//! ```
 //!
 //! # Custom handlers
 //!
@@ -56,13 +94,34 @@
 //! }
 //! # let _ = handle;
 //! ```
+//!
+//! Or change a mapping: behind a bulkhead partitioned per tenant, a rejection means the tenant
+//! is over its share, which `429 Too Many Requests` says better than `503`:
+//!
+//! ```
+//! use axum::{http::StatusCode, response::{IntoResponse, Response}};
+//! use rampart::core::error::BoxError;
+//! use rampart::rejection::{Rejected, RejectionKind};
+//!
+//! /// For the routes behind a `KeyedBulkheadLayer` keyed by tenant.
+//! async fn handle_per_tenant(err: BoxError) -> Response {
+//!     match Rejected::find(&*err) {
+//!         Some(r) if r.kind() == RejectionKind::BulkheadFull => {
+//!             (StatusCode::TOO_MANY_REQUESTS, r.message()).into_response()
+//!         }
+//!         Some(r) => r.into_response(),
+//!         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+//!     }
+//! }
+//! # let _ = handle_per_tenant;
+//! ```
+//!
+//! [HandleErrorLayer]: https://docs.rs/axum/0.8/axum/error_handling/struct.HandleErrorLayer.html
 
 use std::error::Error;
 
-use ::axum::{
-    http::{HeaderValue, StatusCode, header::RETRY_AFTER},
-    response::{IntoResponse, Response},
-};
+use axum_core::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header::RETRY_AFTER};
 use rampart_core::error::BoxError;
 
 use crate::rejection::{Rejected, RejectionKind};
@@ -70,12 +129,15 @@ use crate::rejection::{Rejected, RejectionKind};
 /// The HTTP status for a kind of rejection.
 const fn status_of(kind: RejectionKind) -> StatusCode {
     match kind {
+        // The dependency is unavailable for a while; `Retry-After` says how long.
         RejectionKind::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+        // The server is saturated, not the client over a quota (see the module docs for `429`).
+        RejectionKind::BulkheadFull => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
-/// `503 Service Unavailable` (for an open circuit), `Retry-After` when the wait is known, and
-/// the rejection's message as a plain-text body.
+/// `503 Service Unavailable` (for an open circuit or a full bulkhead), `Retry-After` when the
+/// wait is known, and the rejection's message as a plain-text body.
 impl IntoResponse for Rejected {
     fn into_response(self) -> Response {
         let mut res = (status_of(self.kind()), self.message()).into_response();
@@ -108,12 +170,15 @@ pub fn rejection_response(err: &(dyn Error + 'static)) -> Option<Response> {
     Rejected::find(err).map(IntoResponse::into_response)
 }
 
-/// A handler for [`HandleErrorLayer`](::axum::error_handling::HandleErrorLayer): a rampart
-/// rejection becomes its response (see [`rejection_response`]); any other error becomes
-/// `500 Internal Server Error`, whose body does not repeat the error's text.
+/// A handler for axum's [`HandleErrorLayer`][HandleErrorLayer]: a rampart rejection becomes
+/// its response (see [`rejection_response`]); any other error becomes `500 Internal Server
+/// Error`, whose body does not repeat the error's text.
 ///
 /// It takes any error that converts into a [`BoxError`], so it fits right outside a circuit
-/// breaker (`BreakerError<E>`) as well as after a `BoxError`-producing stack.
+/// breaker (`BreakerError<E>`) or a bulkhead (`BulkheadError<E>`) as well as after a
+/// `BoxError`-producing stack.
+///
+/// [HandleErrorLayer]: https://docs.rs/axum/0.8/axum/error_handling/struct.HandleErrorLayer.html
 pub async fn handle_error<E>(err: E) -> Response
 where
     E: Into<BoxError>,
@@ -162,5 +227,30 @@ mod tests {
             .await
             .expect("body");
         assert_eq!(&body[..], b"internal server error");
+    }
+}
+
+#[cfg(all(test, feature = "bulkhead"))]
+mod bulkhead_tests {
+    use super::*;
+    use crate::rejection::bulkhead_fixture::rejection;
+    use rampart_bulkhead::FullReason;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_bulkhead_is_503_without_retry_after() {
+        for reason in [
+            FullReason::NoCapacity,
+            FullReason::QueueFull,
+            FullReason::WaitElapsed,
+        ] {
+            let res = handle_error(rejection(reason).await).await;
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{reason:?}");
+            assert!(res.headers().get(RETRY_AFTER).is_none(), "{reason:?}");
+        }
+        let res = handle_error(rejection(FullReason::NoCapacity).await).await;
+        let body = ::axum::body::to_bytes(res.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"bulkhead is full");
     }
 }

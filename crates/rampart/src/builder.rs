@@ -1,9 +1,11 @@
 //! [`ServiceBuilderExt`]: rampart's layers as `ServiceBuilder` methods.
 
 use tower::ServiceBuilder;
-#[cfg(any(feature = "circuit-breaker", feature = "tonic"))]
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "tonic"))]
 use tower::layer::util::Stack;
 
+#[cfg(feature = "bulkhead")]
+use rampart_bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
 #[cfg(feature = "circuit-breaker")]
 use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 
@@ -21,12 +23,16 @@ mod sealed {
 /// This trait is sealed: it is implemented for `ServiceBuilder` only.
 ///
 /// ```
-/// use rampart::{ServiceBuilderExt, circuit_breaker::CircuitBreakerLayer};
+/// use rampart::{
+///     ServiceBuilderExt, bulkhead::BulkheadLayer, circuit_breaker::CircuitBreakerLayer,
+/// };
 /// use tower::{ServiceBuilder, service_fn};
 ///
 /// let breaker = CircuitBreakerLayer::builder().name("billing").layer().unwrap();
+/// let bulkhead = BulkheadLayer::builder().name("billing").max_concurrent(8).layer().unwrap();
 /// let svc = ServiceBuilder::new()
-///     .circuit_breaker(breaker)
+///     .circuit_breaker(breaker) // outermost
+///     .bulkhead(bulkhead)
 ///     .service(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
 /// # let _ = svc;
 /// ```
@@ -47,8 +53,22 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: KeyedCircuitBreakerLayer<X, K, C>,
     ) -> ServiceBuilder<Stack<KeyedCircuitBreakerLayer<X, K, C>, L>>;
 
+    /// Adds a bulkhead. Every service built from this builder, and every clone of them, shares
+    /// the layer's one set of permits.
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<P>(self, layer: BulkheadLayer<P>) -> ServiceBuilder<Stack<BulkheadLayer<P>, L>>;
+
+    /// Adds one bulkhead partition per key (per tenant, per host, …), from a
+    /// [`KeyedBulkheadLayer`].
+    #[cfg(feature = "bulkhead")]
+    fn keyed_bulkhead<X, K, P>(
+        self,
+        layer: KeyedBulkheadLayer<X, K, P>,
+    ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>>;
+
     /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
-    /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit), so tonic clients and
+    /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit, `RESOURCE_EXHAUSTED`
+    /// for a full bulkhead), so tonic clients and
     /// servers report them as such instead of `UNKNOWN`. Call it before (outside) the
     /// rampart layers. See [`crate::tonic`].
     #[cfg(feature = "tonic")]
@@ -69,6 +89,19 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: KeyedCircuitBreakerLayer<X, K, C>,
     ) -> ServiceBuilder<Stack<KeyedCircuitBreakerLayer<X, K, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<P>(self, layer: BulkheadLayer<P>) -> ServiceBuilder<Stack<BulkheadLayer<P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn keyed_bulkhead<X, K, P>(
+        self,
+        layer: KeyedBulkheadLayer<X, K, P>,
+    ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>> {
         self.layer(layer)
     }
 

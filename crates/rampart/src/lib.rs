@@ -38,37 +38,66 @@
 //! | feature | default | gives |
 //! |---|---|---|
 //! | `circuit-breaker` | yes | `rampart::circuit_breaker`: `CircuitBreakerLayer`, per-key breakers, handles |
-//! | `http` | yes | HTTP classification (`HttpClassifier`) and key extraction |
+//! | `bulkhead` | yes | `rampart::bulkhead`: `BulkheadLayer`, priority classes, bounded wait, per-key partitions, handles |
+//! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
-//! | `axum` | no | `rampart::axum`: rejections as `503` + `Retry-After` responses (implies `http`) |
-//! | `tonic` | no | `rampart::tonic`: rejections as `Status::unavailable` + `grpc-retry-pushback-ms` (implies `grpc`) |
+//! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
+//! | `tonic` | no | `rampart::tonic`: rejections as `tonic::Status`: `UNAVAILABLE` + `grpc-retry-pushback-ms`, `RESOURCE_EXHAUSTED` (implies `grpc`) |
 //!
 //! # Rejections
 //!
-//! Every rampart pattern that can refuse a call (an open circuit today; a full bulkhead, an
-//! exhausted retry budget or an elapsed deadline as they land) rejects it with a small typed
-//! error implementing [`Rejection`](crate::core::error::Rejection). [`Rejected::find`](rejection::Rejected::find)
-//! recognises any of them anywhere in an error's source chain, and the protocol modules turn
-//! the result into what clients understand:
+//! Every rampart pattern that can refuse a call (an open circuit, a full bulkhead; an exhausted
+//! retry budget or an elapsed deadline as they land) rejects it with a small typed error
+//! implementing [`Rejection`](crate::core::error::Rejection).
+//! [`Rejected::find`](rejection::Rejected::find) recognises any of them anywhere in an error's
+//! source chain, and the protocol modules turn the result into what clients understand:
 //!
 //! | rejection | HTTP (`rampart::axum`) | gRPC (`rampart::tonic`) |
 //! |---|---|---|
 //! | open circuit | `503 Service Unavailable`, `Retry-After: <seconds, rounded up>` | `UNAVAILABLE`, `grpc-retry-pushback-ms: <ms>` |
+//! | full bulkhead | `503 Service Unavailable`, no `Retry-After` (`429` for per-tenant partitions: see `rampart::axum`) | `RESOURCE_EXHAUSTED`, no pushback |
+//!
+//! A bulkhead cannot know when a permit frees up, so its rejection carries no retry delay:
+//! clients fall back on their own backoff instead of retrying in lockstep at a made-up time.
+//!
+//! # Order of layers
+//!
+//! Outermost first, as [`ServiceBuilderExt`] calls read: circuit breaker, then bulkhead (the
+//! recommended client stack adds dead letters, a total deadline and retry outside the breaker,
+//! and a per-attempt timeout inside the bulkhead). The bulkhead inside the breaker bounds only
+//! calls the breaker lets through; outside the per-attempt timeout, a timed-out call frees its
+//! permit at once.
+//!
+//! ```
+//! use rampart::prelude::*;
+//! use tower::{ServiceBuilder, service_fn};
+//!
+//! # fn main() -> Result<(), BoxError> {
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(CircuitBreakerLayer::builder().name("search").layer()?)
+//!     .bulkhead(BulkheadLayer::builder().name("search").max_concurrent(16).layer()?)
+//!     .service(service_fn(|q: String| async move { Ok::<_, std::io::Error>(q.len()) }));
+//! # let _ = svc;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # axum
 //!
 //! axum routes must not fail, so a layer that rejects needs a `HandleErrorLayer` in front of
 //! it; `rampart::axum::handle_error` is a ready-made handler. axum calls `layer` once per
-//! route: the breaker's state lives in the layer, so every route shares one breaker (use
-//! `route_layer` or separate layers for separate breakers). See the `rampart::axum` module.
+//! route: the breaker's and the bulkhead's state live in their layers, so every route shares
+//! one breaker and one set of permits (use `route_layer` or separate layers to separate them).
+//! A bulkhead fails fast in its response future rather than in `poll_ready`, because axum
+//! does not honour back-pressure. See the `rampart::axum` module.
 //!
 //! # tonic
 //!
 //! A tonic client turns its service's error into a `Status` by looking for a `Status` in the
 //! error chain, and calls anything else `UNKNOWN`. Put `.rejections_as_status()` (from
-//! [`ServiceBuilderExt`]) outside the breaker so an open circuit reaches the caller as
-//! `UNAVAILABLE`, which gRPC retry policies treat as retryable. See the
-//! `rampart::tonic` module.
+//! [`ServiceBuilderExt`]) outside the rampart layers so an open circuit reaches the caller as
+//! `UNAVAILABLE`, which gRPC retry policies treat as retryable, and a full bulkhead as
+//! `RESOURCE_EXHAUSTED`. See the `rampart::tonic` module.
 
 #[cfg(feature = "axum")]
 pub mod axum;
@@ -87,6 +116,10 @@ pub use rampart_core as core;
 #[cfg(feature = "circuit-breaker")]
 pub use rampart_circuit_breaker as circuit_breaker;
 
+/// The bulkhead (the `rampart-bulkhead` crate).
+#[cfg(feature = "bulkhead")]
+pub use rampart_bulkhead as bulkhead;
+
 /// The names most programs need, for a glob import: `use rampart::prelude::*;`.
 pub mod prelude {
     pub use crate::ServiceBuilderExt;
@@ -98,6 +131,14 @@ pub mod prelude {
         BreakerError, CircuitBreakerHandle, CircuitBreakerLayer, CircuitOpen,
         KeyedCircuitBreakerLayer, State,
     };
+
+    #[cfg(feature = "bulkhead")]
+    pub use rampart_bulkhead::{
+        BulkheadError, BulkheadFull, BulkheadHandle, BulkheadLayer, FullReason, KeyedBulkheadLayer,
+        Priority,
+    };
+    #[cfg(all(feature = "bulkhead", feature = "http"))]
+    pub use rampart_bulkhead::{ByExtension, PriorityHeader};
 
     #[cfg(feature = "grpc")]
     pub use rampart_core::classify::GrpcClassifier;

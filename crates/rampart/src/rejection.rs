@@ -1,11 +1,17 @@
 //! Recognising rampart's rejections in any error, whatever wrapped them.
 //!
 //! Each pattern rejects calls with its own typed error (the circuit breaker with
-//! `CircuitOpen`), all implementing [`Rejection`], and returns it as
-//! `PolicyError::Rejected` (see [`PolicyError`](rampart_core::error::PolicyError)). [`Rejected::find`] walks an error's source chain, recognises
-//! any of them and returns a small, protocol-neutral summary: which [`RejectionKind`], when
-//! to retry, and a message. The `rampart::axum` and `rampart::tonic` modules map
-//! that summary to a response or a `Status`, so a new pattern only has to be taught here once.
+//! `CircuitOpen`, the bulkhead with `BulkheadFull`), all implementing [`Rejection`], and
+//! returns it as `PolicyError::Rejected` (see [`PolicyError`](rampart_core::error::PolicyError)).
+//! [`Rejected::find`] walks an error's source chain, recognises any of them and returns a
+//! small, protocol-neutral summary: which [`RejectionKind`], when to retry, and a message. The
+//! `rampart::axum` and `rampart::tonic` modules map that summary to a response or a `Status`,
+//! so a new pattern only has to be taught here once.
+//!
+//! | [`RejectionKind`] | rejected by | `retry_after` | HTTP | gRPC |
+//! |---|---|---|---|---|
+//! | [`CircuitOpen`](RejectionKind::CircuitOpen) | circuit breaker | the rest of the open time (`None` when forced open or half-open) | `503` + `Retry-After` | `UNAVAILABLE` + `grpc-retry-pushback-ms` |
+//! | [`BulkheadFull`](RejectionKind::BulkheadFull) | bulkhead | always `None`: nobody knows when a permit frees | `503` | `RESOURCE_EXHAUSTED` |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -34,19 +40,25 @@ pub use rampart_core::error::Rejection;
 
 /// Which policy rejected a call.
 ///
-/// Non-exhaustive: a variant is added as each pattern lands.
+/// Non-exhaustive: a variant is added as each pattern lands. Inside this crate every match on
+/// it is exhaustive (no `_` arm), so a new variant does not compile until the HTTP and gRPC
+/// mappings have an arm for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionKind {
     /// A circuit breaker is open (or half-open with every probe slot taken, or forced open).
     CircuitOpen,
+    /// A bulkhead had no permit for the call's class: none free and no waiting allowed, the
+    /// wait queue full, or the wait elapsed.
+    BulkheadFull,
 }
 
 impl RejectionKind {
-    /// A lowercase, stable name, for logs and metric labels: `circuit_open`.
+    /// A lowercase, stable name, for logs and metric labels: `circuit_open`, `bulkhead_full`.
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectionKind::CircuitOpen => "circuit_open",
+            RejectionKind::BulkheadFull => "bulkhead_full",
         }
     }
 }
@@ -103,10 +115,29 @@ impl Rejected {
                 message,
             ));
         }
+        #[cfg(feature = "bulkhead")]
+        if let Some(full) = e.downcast_ref::<rampart_bulkhead::BulkheadFull>() {
+            use rampart_bulkhead::FullReason;
+            // The class name is not in the message: `Rejected` owns nothing, and the class is
+            // the server's business. It is in the `BulkheadFull` (and its tracing event).
+            let message = match full.reason() {
+                FullReason::NoCapacity => "bulkhead is full",
+                FullReason::QueueFull => "bulkhead is full and its wait queue is full",
+                FullReason::WaitElapsed => "bulkhead is full: no permit within the wait time",
+            };
+            return Some(Rejected::new(
+                RejectionKind::BulkheadFull,
+                Rejection::retry_after(full),
+                message,
+            ));
+        }
         None
     }
 
-    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "bulkhead")),
+        allow(dead_code)
+    )]
     const fn new(
         kind: RejectionKind,
         retry_after: Option<Duration>,
@@ -227,5 +258,81 @@ mod tests {
         assert_eq!(r.retry_after_millis(), None);
         assert_eq!(r.message(), "circuit breaker is forced open");
         assert_eq!(r.to_string(), "circuit breaker is forced open");
+    }
+}
+
+/// Real bulkhead rejections, for the tests of this crate (`BulkheadFull` has no public
+/// constructor: only a bulkhead makes one).
+#[cfg(all(test, feature = "bulkhead"))]
+pub(crate) mod bulkhead_fixture {
+    use std::{convert::Infallible, future::pending, time::Duration};
+
+    use rampart_bulkhead::{BulkheadError, BulkheadLayer, FullReason};
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    /// The error of a call rejected by a one-permit bulkhead, for `reason`. `WaitElapsed`
+    /// waits 10 ms: call it from a `start_paused` test.
+    pub(crate) async fn rejection(reason: FullReason) -> BulkheadError<Infallible> {
+        let builder = BulkheadLayer::builder().name("fixture").max_concurrent(1);
+        let builder = match reason {
+            FullReason::NoCapacity => builder,
+            FullReason::QueueFull => builder.max_wait(Duration::from_secs(1)).max_queued(0),
+            FullReason::WaitElapsed => builder.max_wait(Duration::from_millis(10)),
+        };
+        let layer = builder.layer().expect("valid config");
+        let mut svc = layer.layer(service_fn(|()| pending::<Result<(), Infallible>>()));
+        // Takes the only permit, and keeps it while this future lives.
+        let _held = svc.ready().await.expect("ready").call(());
+        let err = svc
+            .ready()
+            .await
+            .expect("ready")
+            .call(())
+            .await
+            .expect_err("no permit left");
+        assert_eq!(err.rejection().map(|r| r.reason()), Some(reason));
+        err
+    }
+}
+
+#[cfg(all(test, feature = "bulkhead"))]
+mod bulkhead_tests {
+    use super::{bulkhead_fixture::rejection, *};
+    use rampart_bulkhead::FullReason;
+    use rampart_core::error::BoxError;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_bulkhead_is_recognised_for_every_reason_without_retry_after() {
+        for (reason, message) in [
+            (FullReason::NoCapacity, "bulkhead is full"),
+            (
+                FullReason::QueueFull,
+                "bulkhead is full and its wait queue is full",
+            ),
+            (
+                FullReason::WaitElapsed,
+                "bulkhead is full: no permit within the wait time",
+            ),
+        ] {
+            let err: BoxError = Box::new(rejection(reason).await);
+            let r = Rejected::find(&*err).expect("a rejection");
+            assert_eq!(r.kind(), RejectionKind::BulkheadFull);
+            assert_eq!(r.kind().to_string(), "bulkhead_full");
+            assert_eq!(r.message(), message);
+            assert_eq!(r.retry_after(), None);
+            assert_eq!((r.retry_after_secs(), r.retry_after_millis()), (None, None));
+            assert_eq!(r.to_string(), message);
+        }
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    #[tokio::test]
+    async fn a_full_bulkhead_inside_a_breaker_is_still_a_bulkhead_rejection() {
+        // `.circuit_breaker(…).bulkhead(…)`: the breaker passes the bulkhead's error on as its
+        // inner error, and the rejection is found through it.
+        let inner = rejection(FullReason::NoCapacity).await;
+        let err: BoxError = Box::new(rampart_circuit_breaker::BreakerError::Inner(inner));
+        let r = Rejected::find(&*err).expect("a rejection");
+        assert_eq!(r.kind(), RejectionKind::BulkheadFull);
     }
 }

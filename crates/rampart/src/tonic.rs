@@ -1,11 +1,19 @@
-//! Rejections as `tonic::Status`: `UNAVAILABLE` with `grpc-retry-pushback-ms`.
+//! Rejections as `tonic::Status`: `UNAVAILABLE` with `grpc-retry-pushback-ms`, or
+//! `RESOURCE_EXHAUSTED`.
 //!
 //! | rejection | code | metadata |
 //! |---|---|---|
 //! | open circuit | `UNAVAILABLE` | `grpc-retry-pushback-ms: <ms, rounded up>` when the wait is known |
+//! | full bulkhead | `RESOURCE_EXHAUSTED` | none |
 //!
 //! `UNAVAILABLE` is the code gRPC clients retry by default, and `grpc-retry-pushback-ms` is the
 //! gRPC retry design's way for the server side to say how long to hold off.
+//!
+//! A full bulkhead is `RESOURCE_EXHAUSTED`, the code gRPC defines for "out of capacity", and
+//! carries no pushback: a bulkhead cannot know when a permit frees up, and a made-up delay
+//! would make clients retry in lockstep. gRPC retry policies retry `RESOURCE_EXHAUSTED` only
+//! when it is listed in their `retryableStatusCodes`; a client-side bulkhead's rejection is the
+//! caller's own overload, which retrying at once would only feed.
 //!
 //! # Client side: a breaker around a `Channel`
 //!
@@ -39,7 +47,23 @@
 //!
 //! tonic's server does the same conversion for errors of its layers, so the same layer in
 //! `Server::builder().layer(…)`, outside a breaker or any other rampart layer, answers
-//! `UNAVAILABLE` instead of `UNKNOWN`.
+//! `UNAVAILABLE` (or `RESOURCE_EXHAUSTED`) instead of `UNKNOWN`. A server-side bulkhead bounds
+//! the requests the server works on at once:
+//!
+//! ```no_run
+//! # async fn demo(routes: tonic::service::Routes, addr: std::net::SocketAddr) {
+//! use rampart::{ServiceBuilderExt, bulkhead::BulkheadLayer};
+//! use tower::ServiceBuilder;
+//!
+//! let bulkhead = BulkheadLayer::builder().name("grpc-server").max_concurrent(64).layer().unwrap();
+//! tonic::transport::Server::builder()
+//!     .layer(ServiceBuilder::new().rejections_as_status().bulkhead(bulkhead))
+//!     .add_routes(routes)
+//!     .serve(addr)
+//!     .await
+//!     .unwrap();
+//! # }
+//! ```
 
 use std::{
     error::Error,
@@ -62,11 +86,12 @@ pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 const fn code_of(kind: RejectionKind) -> Code {
     match kind {
         RejectionKind::CircuitOpen => Code::Unavailable,
+        RejectionKind::BulkheadFull => Code::ResourceExhausted,
     }
 }
 
-/// `UNAVAILABLE` (for an open circuit) with the rejection's message, and the retry delay in
-/// `grpc-retry-pushback-ms` when it is known.
+/// `UNAVAILABLE` (for an open circuit) or `RESOURCE_EXHAUSTED` (for a full bulkhead) with the
+/// rejection's message, and the retry delay in `grpc-retry-pushback-ms` when it is known.
 impl From<Rejected> for Status {
     fn from(rejected: Rejected) -> Status {
         let mut status = Status::new(code_of(rejected.kind()), rejected.message());
@@ -269,5 +294,33 @@ mod tests {
         let err = svc.oneshot(false).await.expect_err("failed");
         assert!(err.downcast_ref::<Status>().is_none());
         assert_eq!(err.to_string(), "reset");
+    }
+}
+
+#[cfg(all(test, feature = "bulkhead"))]
+mod bulkhead_tests {
+    use super::*;
+    use crate::rejection::bulkhead_fixture::rejection;
+    use rampart_bulkhead::FullReason;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_bulkhead_is_resource_exhausted_without_pushback() {
+        for (reason, message) in [
+            (FullReason::NoCapacity, "bulkhead is full"),
+            (
+                FullReason::QueueFull,
+                "bulkhead is full and its wait queue is full",
+            ),
+            (
+                FullReason::WaitElapsed,
+                "bulkhead is full: no permit within the wait time",
+            ),
+        ] {
+            // Through `map_rejection` and tonic's own conversion, as a client or server sees it.
+            let status = Status::from_error(map_rejection(rejection(reason).await));
+            assert_eq!(status.code(), Code::ResourceExhausted, "{reason:?}");
+            assert_eq!(status.message(), message);
+            assert!(status.metadata().get(RETRY_PUSHBACK_MS).is_none());
+        }
     }
 }

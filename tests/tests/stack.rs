@@ -1,0 +1,72 @@
+//! Layers stacked in the recommended order: a breaker outside a bulkhead. The bulkhead's
+//! rejections are the caller's own overload, not the dependency's failures: with
+//! `ignore_rejections` they must not trip the breaker, while real failures still do.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use rampart::prelude::*;
+use tokio::sync::Semaphore;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+#[tokio::test]
+async fn bulkhead_rejections_do_not_trip_an_outer_breaker() {
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(3)
+        .open_duration(Duration::from_secs(30))
+        .layer()
+        .unwrap()
+        .ignore_rejections();
+    let breaker_handle = breaker.handle();
+    let bulkhead = BulkheadLayer::builder().max_concurrent(1).layer().unwrap();
+    let bulkhead_handle = bulkhead.handle();
+
+    let gate = Arc::new(Semaphore::new(0));
+    let fail = Arc::new(AtomicBool::new(false));
+    let svc = ServiceBuilder::new()
+        .circuit_breaker(breaker)
+        .bulkhead(bulkhead)
+        .service(service_fn({
+            let (gate, fail) = (gate.clone(), fail.clone());
+            move |_: ()| {
+                let (gate, fail) = (gate.clone(), fail.clone());
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    if fail.load(Ordering::SeqCst) {
+                        Err(std::io::Error::other("down"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
+        }));
+
+    // One call holds the only permit; ten more are turned away by the bulkhead.
+    let running = tokio::spawn(svc.clone().oneshot(()));
+    tokio::task::yield_now().await;
+    for _ in 0..10 {
+        let err = svc.clone().oneshot(()).await.unwrap_err();
+        let inner = err.into_inner().expect("not the breaker's own rejection");
+        assert!(inner.rejection().is_some(), "the bulkhead's rejection");
+    }
+    assert_eq!(bulkhead_handle.stats().rejected, 10);
+    assert_eq!(breaker_handle.state(), State::Closed);
+    assert_eq!(breaker_handle.stats().ignored, 10, "counted neither way");
+    gate.add_permits(1);
+    running.await.unwrap().unwrap();
+
+    // Real failures of the dependency still trip it.
+    fail.store(true, Ordering::SeqCst);
+    gate.add_permits(3);
+    for _ in 0..3 {
+        let _ = svc.clone().oneshot(()).await;
+    }
+    assert_eq!(breaker_handle.state(), State::Open);
+}
