@@ -5,6 +5,7 @@ use std::{borrow::Cow, fmt, time::Duration};
 use rampart_core::{
     clock::{SharedClock, default_clock},
     error::ConfigError,
+    registry::RegistryLimits,
 };
 
 const COMPONENT: &str = "bulkhead";
@@ -33,8 +34,7 @@ pub struct BulkheadConfig {
     pub(crate) default_class: usize,
     pub(crate) max_queued: usize,
     pub(crate) max_wait: Duration,
-    pub(crate) max_keys: usize,
-    pub(crate) idle_timeout: Duration,
+    pub(crate) registry: RegistryLimits,
     pub(crate) clock: SharedClock,
 }
 
@@ -47,8 +47,7 @@ impl fmt::Debug for BulkheadConfig {
             .field("default_class", &self.default_class)
             .field("max_queued", &self.max_queued)
             .field("max_wait", &self.max_wait)
-            .field("max_keys", &self.max_keys)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
@@ -93,8 +92,7 @@ pub struct BulkheadConfigBuilder {
     default_class: Option<Cow<'static, str>>,
     max_queued: usize,
     max_wait: Duration,
-    max_keys: usize,
-    idle_timeout: Duration,
+    registry: RegistryLimits,
     clock: SharedClock,
 }
 
@@ -116,8 +114,7 @@ impl Default for BulkheadConfigBuilder {
             default_class: None,
             max_queued: 100,
             max_wait: Duration::ZERO,
-            max_keys: 1024,
-            idle_timeout: Duration::from_secs(600),
+            registry: RegistryLimits::default(),
             clock: default_clock(),
         }
     }
@@ -193,14 +190,14 @@ impl BulkheadConfigBuilder {
 
     /// For per-key partitions: at most this many keys are kept (default 1024).
     pub fn max_keys(mut self, n: usize) -> Self {
-        self.max_keys = n;
+        self.registry.max_keys = n;
         self
     }
 
     /// For per-key partitions: a partition with nothing in flight, unused this long, may be
     /// evicted (default 10 min).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.registry.idle_timeout = timeout;
         self
     }
 
@@ -277,12 +274,7 @@ impl BulkheadConfigBuilder {
                 None => return err("default_class", format!("no class is named `{name}`")),
             },
         };
-        if self.max_keys == 0 {
-            return err("max_keys", "must be at least 1, got 0".into());
-        }
-        if self.idle_timeout.is_zero() {
-            return err("idle_timeout", "must be greater than zero, got 0s".into());
-        }
+        self.registry.validate(COMPONENT)?;
         Ok(BulkheadConfig {
             name: self.name,
             classes,
@@ -290,8 +282,7 @@ impl BulkheadConfigBuilder {
             default_class,
             max_queued: self.max_queued,
             max_wait: self.max_wait,
-            max_keys: self.max_keys,
-            idle_timeout: self.idle_timeout,
+            registry: self.registry,
             clock: self.clock,
         })
     }

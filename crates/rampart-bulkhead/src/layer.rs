@@ -145,12 +145,10 @@ where
         let fallback = Core::new(&config, format!("{}/_", config.name()).into());
         // A partition with calls in flight or waiting is never evicted: a fresh partition for
         // the same key would admit past the limit.
-        let keyed = KeyedRegistry::new(
-            config.max_keys,
-            config.idle_timeout,
-            config.clock.clone(),
-            |core: &Arc<Core>| !core.is_idle(),
-        );
+        let keyed =
+            KeyedRegistry::new(config.registry, config.clock.clone(), |core: &Arc<Core>| {
+                !core.is_idle()
+            });
         Self {
             config,
             keyed,

@@ -5,6 +5,7 @@ use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 use rampart_core::{
     clock::{SharedClock, default_clock},
     error::ConfigError,
+    registry::RegistryLimits,
 };
 
 use crate::events::Transition;
@@ -124,8 +125,7 @@ pub struct CircuitBreakerConfig {
     pub(crate) half_open_max_wait: Option<Duration>,
     pub(crate) open_duration: OpenDuration,
     pub(crate) half_open_on_timer: bool,
-    pub(crate) max_keys: usize,
-    pub(crate) idle_timeout: Duration,
+    pub(crate) registry: RegistryLimits,
     pub(crate) clock: SharedClock,
     pub(crate) on_transition: Vec<TransitionCallback>,
 }
@@ -145,8 +145,7 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("half_open_max_wait", &self.half_open_max_wait)
             .field("open_duration", &self.open_duration)
             .field("half_open_on_timer", &self.half_open_on_timer)
-            .field("max_keys", &self.max_keys)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("registry", &self.registry)
             .field("clock", &self.clock)
             .field("on_transition", &self.on_transition.len())
             .finish()
@@ -201,8 +200,7 @@ pub struct CircuitBreakerConfigBuilder {
     half_open_max_wait: Option<Duration>,
     open_duration: OpenDuration,
     half_open_on_timer: bool,
-    max_keys: usize,
-    idle_timeout: Duration,
+    registry: RegistryLimits,
     clock: SharedClock,
     on_transition: Vec<TransitionCallback>,
 }
@@ -233,8 +231,7 @@ impl Default for CircuitBreakerConfigBuilder {
             half_open_max_wait: None,
             open_duration: OpenDuration::Fixed(Duration::from_secs(30)),
             half_open_on_timer: false,
-            max_keys: 1024,
-            idle_timeout: Duration::from_secs(600),
+            registry: RegistryLimits::default(),
             clock: default_clock(),
             on_transition: Vec::new(),
         }
@@ -333,13 +330,13 @@ impl CircuitBreakerConfigBuilder {
 
     /// For per-key breakers: at most this many keys are kept (default 1024).
     pub fn max_keys(mut self, n: usize) -> Self {
-        self.max_keys = n;
+        self.registry.max_keys = n;
         self
     }
 
     /// For per-key breakers: a breaker unused this long may be evicted (default 10 min).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.registry.idle_timeout = timeout;
         self
     }
 
@@ -517,14 +514,7 @@ impl CircuitBreakerConfigBuilder {
                 }
             }
         }
-        if self.max_keys == 0 {
-            return Err(ConfigError::new(
-                COMPONENT,
-                "max_keys",
-                "must be at least 1, got 0",
-            ));
-        }
-        positive("idle_timeout", self.idle_timeout)?;
+        self.registry.validate(COMPONENT)?;
 
         Ok(CircuitBreakerConfig {
             name: self.name,
@@ -539,8 +529,7 @@ impl CircuitBreakerConfigBuilder {
             half_open_max_wait: self.half_open_max_wait,
             open_duration: self.open_duration,
             half_open_on_timer: self.half_open_on_timer,
-            max_keys: self.max_keys,
-            idle_timeout: self.idle_timeout,
+            registry: self.registry,
             clock: self.clock,
             on_transition: self.on_transition,
         })

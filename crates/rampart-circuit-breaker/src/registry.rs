@@ -59,12 +59,7 @@ where
             core,
         };
         Self {
-            keyed: KeyedRegistry::new(
-                config.max_keys,
-                config.idle_timeout,
-                config.clock.clone(),
-                Entry::pinned,
-            ),
+            keyed: KeyedRegistry::new(config.registry, config.clock.clone(), Entry::pinned),
             config,
             classifier,
             fallback,

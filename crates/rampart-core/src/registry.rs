@@ -28,7 +28,51 @@ use std::{
     time::Duration,
 };
 
-use crate::clock::{Instant, SharedClock};
+use crate::{
+    clock::{Instant, SharedClock},
+    error::ConfigError,
+};
+
+/// The bounds of a [`KeyedRegistry`], as every per-key pattern's builder takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// At most this many keys are kept (at least 1; default 1024).
+    pub max_keys: usize,
+    /// An entry unused this long may be evicted, unless pinned (more than zero; default
+    /// 10 min; counted in whole seconds).
+    pub idle_timeout: Duration,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        Self {
+            max_keys: 1024,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RegistryLimits {
+    /// Checks both bounds; the error names the field (`max_keys`, `idle_timeout`) and
+    /// `component`.
+    pub fn validate(&self, component: &'static str) -> Result<(), ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::new(
+                component,
+                "max_keys",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                component,
+                "idle_timeout",
+                "must be greater than zero, got 0s",
+            ));
+        }
+        Ok(())
+    }
+}
 
 struct Entry<V> {
     value: V,
@@ -60,19 +104,14 @@ impl<K, V> KeyedRegistry<K, V>
 where
     K: Hash + Eq + Clone,
 {
-    /// A registry of at most `max_keys` (at least 1) entries, where an entry unused for
-    /// `idle_timeout` (rounded to whole seconds, at least 1 s) may be dropped unless `pinned`
-    /// says it must be kept.
-    pub fn new(
-        max_keys: usize,
-        idle_timeout: Duration,
-        clock: SharedClock,
-        pinned: fn(&V) -> bool,
-    ) -> Self {
+    /// A registry within `limits` (`max_keys` at least 1; `idle_timeout` rounded to whole
+    /// seconds, at least 1 s), where an idle entry may be dropped unless `pinned` says it must
+    /// be kept.
+    pub fn new(limits: RegistryLimits, clock: SharedClock, pinned: fn(&V) -> bool) -> Self {
         let epoch = clock.now();
         Self {
-            max_keys: max_keys.max(1),
-            idle_secs: idle_timeout.as_secs().max(1),
+            max_keys: limits.max_keys.max(1),
+            idle_secs: limits.idle_timeout.as_secs().max(1),
             clock,
             epoch,
             pinned,
@@ -202,9 +241,11 @@ mod tests {
     }
 
     fn registry(clock: &ManualClock, max: usize) -> KeyedRegistry<&'static str, V> {
-        KeyedRegistry::new(max, Duration::from_secs(60), clock.shared(), |v| {
-            v.pinned.load(Ordering::Relaxed)
-        })
+        let limits = RegistryLimits {
+            max_keys: max,
+            idle_timeout: Duration::from_secs(60),
+        };
+        KeyedRegistry::new(limits, clock.shared(), |v| v.pinned.load(Ordering::Relaxed))
     }
 
     #[test]
