@@ -1,12 +1,13 @@
-//! The circuit breaker's hot paths allocate nothing (DESIGN.md, rule 4): a call through a closed
-//! breaker, and a call rejected by an open one (rule 3).
+//! The hot paths allocate nothing (DESIGN.md, rule 4): a call through a closed circuit breaker,
+//! a call rejected by an open one (rule 3), and a call admitted by a bulkhead, with and without
+//! priority classes.
 //!
 //! Allocations are counted by [dhat](https://docs.rs/dhat)'s global allocator in testing mode.
 //! dhat counts every thread, so this file holds a single test: the test harness then runs it
 //! on its own and allocates nothing meanwhile. The futures are polled with a no-op waker, first
 //! outside any runtime and then inside an entered (not running) tokio runtime, where the breaker
 //! arms timers instead of reading the clock; no `tracing` subscriber or `metrics` recorder is
-//! installed, so whatever is counted is the breaker's own doing.
+//! installed, so whatever is counted is the middleware's own doing.
 //!
 //! On failure dhat saves a profile with a backtrace of every allocation it counted (only those
 //! of the measured calls: profiling starts after the warm-up) and the assertion names the file;
@@ -20,6 +21,7 @@ use std::{
 };
 
 use rampart_benches::ready_call;
+use rampart_bulkhead::{BulkheadLayer, priority_fn};
 use rampart_circuit_breaker::{BreakerError, CircuitBreakerLayer, RejectedBy, State};
 use tower::{Layer, Service, service_fn};
 
@@ -45,6 +47,16 @@ fn layer() -> CircuitBreakerLayer {
         .open_duration(Duration::from_secs(3600))
         .layer()
         .expect("a valid configuration")
+}
+
+/// The class of a request: a plain function of it, as a route-based classifier is. Successive
+/// requests go to every class in turn.
+fn classify(req: &u64) -> Option<&'static str> {
+    Some(match req % 3 {
+        0 => "critical",
+        1 => "normal",
+        _ => "bulk",
+    })
 }
 
 /// Makes `CALLS` calls through `svc` under a fresh dhat profiler, checking each result with
@@ -84,8 +96,8 @@ where
 }
 
 #[test]
-fn closed_calls_and_open_rejections_allocate_nothing() {
-    // Outside a runtime: every decision reads the clock.
+fn hot_paths_allocate_nothing() {
+    // Outside a runtime: every breaker decision reads the clock.
     all_paths("");
     // Inside one (as in a server): timers stand in for clock reads. A current-thread runtime
     // that is only entered runs no threads of its own, so nothing else allocates meanwhile.
@@ -124,4 +136,32 @@ fn all_paths(prefix: &str) {
         |r| matches!(r, Err(BreakerError::Rejected(e)) if e.rejected_by() == RejectedBy::ForcedOpen),
     );
     assert_eq!(forced.handle().stats().rejections, 10 + CALLS);
+
+    // Bulkhead, one class: admitted (one compare-and-swap), run, permit released.
+    let bulkhead = BulkheadLayer::builder()
+        .name("zero-alloc")
+        .max_concurrent(10)
+        .layer()
+        .expect("a valid configuration");
+    let mut svc = bulkhead.layer(service_fn(echo));
+    assert_no_allocation(&path("bulkhead"), &mut svc, |r| r.is_ok());
+    let stats = bulkhead.handle().stats();
+    assert_eq!((stats.active, stats.rejected), (0, 0));
+
+    // Bulkhead, three classes (the crate's documented example), every request classified by
+    // name; the requests cycle through all three classes.
+    let classes = BulkheadLayer::builder()
+        .name("zero-alloc-classes")
+        .borrowing_class("critical", 10)
+        .class("normal", 5)
+        .class("bulk", 2)
+        .capacity(20)
+        .default_class("normal")
+        .layer()
+        .expect("a valid configuration")
+        .prioritize(priority_fn(classify));
+    let mut svc = classes.layer(service_fn(echo));
+    assert_no_allocation(&path("bulkhead_classes"), &mut svc, |r| r.is_ok());
+    let stats = classes.handle().stats();
+    assert_eq!((stats.active, stats.rejected), (0, 0));
 }
