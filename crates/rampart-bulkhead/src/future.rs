@@ -69,8 +69,9 @@ pin_project! {
             permit: Option<Permit>,
         },
         Waiting {
-            #[pin]
-            sleep: Sleep,
+            // Boxed: the waiting path allocates anyway (its place in the queue), and a `Sleep`
+            // inline would make every call's future several times larger, to be moved around.
+            sleep: Pin<Box<Sleep>>,
             svc: Option<S>,
             req: Option<Req>,
             wait: WaitGuard,
@@ -108,7 +109,7 @@ where
                 let fresh = inner.clone();
                 let ready = std::mem::replace(inner, fresh);
                 State::Waiting {
-                    sleep: tokio::time::sleep(core.max_wait),
+                    sleep: Box::pin(tokio::time::sleep(core.max_wait)),
                     svc: Some(ready),
                     req: Some(req),
                     wait: WaitGuard {
@@ -139,6 +140,42 @@ where
     }
 }
 
+/// The waiting state's step, kept out of line so that the admitted path of `poll` stays small
+/// enough to inline: either the permit came (the call is started), or the wait ran out.
+#[cold]
+#[inline(never)]
+fn poll_wait<S, Req>(
+    sleep: &mut Pin<Box<Sleep>>,
+    svc: &mut Option<S>,
+    req: &mut Option<Req>,
+    wait: &mut WaitGuard,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(S::Future, Permit), BulkheadFull>>
+where
+    S: Service<Req>,
+{
+    let mut granted = wait.waiter.is_granted();
+    if !granted {
+        wait.waiter.register(cx.waker());
+        granted = wait.waiter.is_granted();
+    }
+    if !granted {
+        ready!(sleep.as_mut().poll(cx));
+        match wait.core.abandon(&wait.waiter) {
+            // Granted just as the wait ran out: use the permit.
+            Abandon::WasGranted => {}
+            Abandon::Removed => {
+                wait.armed = false;
+                return Poll::Ready(Err(wait.core.wait_elapsed(&wait.waiter)));
+            }
+        }
+    }
+    let permit = wait.take_permit();
+    let mut svc = svc.take().expect("ResponseFuture polled after completion");
+    let req = req.take().expect("ResponseFuture polled after completion");
+    Poll::Ready(Ok((svc.call(req), permit)))
+}
+
 impl<S, Req, H> Future for ResponseFuture<S, Req, H>
 where
     S: Service<Req>,
@@ -146,6 +183,7 @@ where
 {
     type Output = Result<H::Response, BulkheadError<S::Error>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut state = this.state;
@@ -173,34 +211,16 @@ where
                     svc,
                     req,
                     wait,
-                } => {
-                    let mut granted = wait.waiter.is_granted();
-                    if !granted {
-                        wait.waiter.register(cx.waker());
-                        granted = wait.waiter.is_granted();
-                    }
-                    if !granted {
-                        ready!(sleep.poll(cx));
-                        match wait.core.abandon(&wait.waiter) {
-                            // Granted just as the wait ran out: use the permit.
-                            Abandon::WasGranted => {}
-                            Abandon::Removed => {
-                                wait.armed = false;
-                                let r = wait.core.wait_elapsed(&wait.waiter);
-                                state.set(State::Rejected { rejection: None });
-                                return Poll::Ready(Err(BulkheadError::Rejected(r)));
-                            }
-                        }
-                    }
-                    let permit = wait.take_permit();
-                    let mut svc = svc.take().expect("ResponseFuture polled after completion");
-                    let req = req.take().expect("ResponseFuture polled after completion");
-                    let fut = svc.call(req);
-                    state.set(State::Called {
+                } => match ready!(poll_wait(sleep, svc, req, wait, cx)) {
+                    Ok((fut, permit)) => state.set(State::Called {
                         fut,
                         permit: Some(permit),
-                    });
-                }
+                    }),
+                    Err(r) => {
+                        state.set(State::Rejected { rejection: None });
+                        return Poll::Ready(Err(BulkheadError::Rejected(r)));
+                    }
+                },
             }
         }
     }

@@ -47,7 +47,7 @@ use rampart_core::{
 };
 
 use crate::{
-    config::{BulkheadConfig, max_capacity},
+    config::{BulkheadConfig, MAX_CLASSES, max_capacity},
     error::{BulkheadFull, FullReason},
 };
 
@@ -112,8 +112,6 @@ pub(crate) enum Abandon {
 #[derive(Debug)]
 struct Class {
     name: Arc<str>,
-    reserved: AtomicU32,
-    borrow: bool,
     queue_rejections: AtomicU64,
     admitted: metrics::Counter,
     rejected: metrics::Counter,
@@ -129,18 +127,25 @@ struct Counters {
 }
 
 /// The shared state of one bulkhead (or one partition of a keyed bulkhead).
+///
+/// `repr(C)` with the hot fields first: behind its `Arc`, the reference count and everything a
+/// call touches share one cache line.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Core {
-    pub(crate) name: Arc<str>,
-    classes: Box<[Class]>,
-    default_class: usize,
-    bits: u32,
-    mask: u64,
-    capacity: AtomicU32,
     /// Live counts, packed: class `c` in bits `c * bits ..`.
     word: AtomicU64,
     /// Waiters over all classes (read without the lock on every admission and release).
     queued: AtomicUsize,
+    capacity: AtomicU32,
+    /// Per class: the reservation, and whether it may borrow (inline, on the hot line).
+    reserved: [AtomicU32; MAX_CLASSES],
+    borrow: [bool; MAX_CLASSES],
+    classes: Box<[Class]>,
+    bits: u32,
+    mask: u64,
+    default_class: usize,
+    pub(crate) name: Arc<str>,
     queues: Mutex<Vec<VecDeque<Arc<Waiter>>>>,
     /// Serialises resizes.
     resize: Mutex<()>,
@@ -210,8 +215,6 @@ impl Core {
                 };
                 Class {
                     name: Arc::from(&*c.name),
-                    reserved: AtomicU32::new(c.reserved),
-                    borrow: c.borrow,
                     queue_rejections: AtomicU64::new(0),
                     admitted: calls("admitted"),
                     rejected: calls("rejected"),
@@ -220,7 +223,15 @@ impl Core {
                 }
             })
             .collect();
+        let mut borrow = [false; MAX_CLASSES];
+        for (b, c) in borrow.iter_mut().zip(&cfg.classes) {
+            *b = c.borrow;
+        }
         Arc::new(Self {
+            reserved: std::array::from_fn(|i| {
+                AtomicU32::new(cfg.classes.get(i).map_or(0, |c| c.reserved))
+            }),
+            borrow,
             name,
             default_class: cfg.default_class,
             bits,
@@ -283,19 +294,18 @@ impl Core {
         if total >= capacity {
             return None;
         }
-        let class = &self.classes[c];
-        if self.get(word, c) < u64::from(class.reserved.load(Ordering::Relaxed)) {
+        if self.get(word, c) < u64::from(self.reserved[c].load(Ordering::Relaxed)) {
             // Within its own reservation.
             return Some(word + self.unit(c));
         }
-        if !class.borrow {
+        if !self.borrow[c] {
             return None;
         }
         // Borrowing: the free capacity must still cover the idle reservations of every class
         // above this one.
         let owed: u64 = (0..c)
             .map(|h| {
-                u64::from(self.classes[h].reserved.load(Ordering::Relaxed))
+                u64::from(self.reserved[h].load(Ordering::Relaxed))
                     .saturating_sub(self.get(word, h))
             })
             .sum();
@@ -418,7 +428,7 @@ impl Core {
                     }
                     if own_only {
                         let word = self.word.load(Ordering::SeqCst);
-                        let reserved = u64::from(self.classes[c].reserved.load(Ordering::Relaxed));
+                        let reserved = u64::from(self.reserved[c].load(Ordering::Relaxed));
                         if self.get(word, c) >= reserved {
                             continue;
                         }
@@ -499,8 +509,8 @@ impl Core {
                 .enumerate()
                 .map(|(i, class)| ClassStats {
                     name: class.name.clone(),
-                    reserved: class.reserved.load(Ordering::Relaxed),
-                    borrow: class.borrow,
+                    reserved: self.reserved[i].load(Ordering::Relaxed),
+                    borrow: self.borrow[i],
                     active: u32::try_from(self.get(word, i)).unwrap_or(u32::MAX),
                     queued: queued[i],
                 })
@@ -517,11 +527,7 @@ impl Core {
             return self.set_reserved(&name, capacity);
         }
         let _g = lock(&self.resize);
-        let reserved: u64 = self
-            .classes
-            .iter()
-            .map(|c| u64::from(c.reserved.load(Ordering::Relaxed)))
-            .sum();
+        let reserved = self.total_reserved();
         self.check_capacity(u64::from(capacity), reserved, capacity)?;
         self.capacity.store(capacity, Ordering::SeqCst);
         tracing::info!(target: "rampart::bulkhead", bulkhead = %self.name, capacity, "bulkhead resized");
@@ -533,38 +539,39 @@ impl Core {
     /// amount.
     pub(crate) fn set_reserved(&self, name: &str, reserved: u32) -> Result<(), ConfigError> {
         let _g = lock(&self.resize);
-        let Some(class) = self.classes.iter().find(|c| &*c.name == name) else {
+        let Some(i) = self.classes.iter().position(|c| &*c.name == name) else {
             return Err(ConfigError::new(
                 "bulkhead",
                 "class",
                 format!("no class is named `{name}`"),
             ));
         };
-        let old = class.reserved.load(Ordering::Relaxed);
+        let old = self.reserved[i].load(Ordering::Relaxed);
         let capacity =
             i64::from(self.capacity.load(Ordering::Relaxed)) + i64::from(reserved) - i64::from(old);
         let capacity = u64::try_from(capacity).unwrap_or(0);
-        let total_reserved: u64 = self
-            .classes
-            .iter()
-            .map(|c| u64::from(c.reserved.load(Ordering::Relaxed)))
-            .sum::<u64>()
-            + u64::from(reserved)
-            - u64::from(old);
+        let total_reserved = self.total_reserved() + u64::from(reserved) - u64::from(old);
         self.check_capacity(capacity, total_reserved, reserved)?;
         // Grow the capacity before the reservation, shrink it after, so that the rules never
         // see a reservation the capacity does not cover.
         let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
         if reserved >= old {
             self.capacity.store(capacity, Ordering::SeqCst);
-            class.reserved.store(reserved, Ordering::SeqCst);
+            self.reserved[i].store(reserved, Ordering::SeqCst);
         } else {
-            class.reserved.store(reserved, Ordering::SeqCst);
+            self.reserved[i].store(reserved, Ordering::SeqCst);
             self.capacity.store(capacity, Ordering::SeqCst);
         }
         tracing::info!(target: "rampart::bulkhead", bulkhead = %self.name, class = name, reserved, capacity, "bulkhead class resized");
         self.dispatch();
         Ok(())
+    }
+
+    fn total_reserved(&self) -> u64 {
+        self.reserved
+            .iter()
+            .map(|r| u64::from(r.load(Ordering::Relaxed)))
+            .sum()
     }
 
     fn check_capacity(&self, capacity: u64, reserved: u64, got: u32) -> Result<(), ConfigError> {

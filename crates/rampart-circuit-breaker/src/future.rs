@@ -81,6 +81,7 @@ where
 {
     type Output = Result<C::Response<CallGuard<C>>, BreakerError<E>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { fut, guard } => {

@@ -630,6 +630,7 @@ impl Core {
     }
 
     /// Records the outcome of an admitted call.
+    #[inline]
     pub(crate) fn complete(self: &Arc<Self>, shard: usize, permit: Permit, outcome: Outcome) {
         let now = if permit.start != 0 || permit.kind == PermitKind::Probe {
             Some(self.clock.now())
@@ -715,6 +716,7 @@ impl Core {
     }
 
     /// Records into the window; `false` if the call belongs to an older generation.
+    #[inline]
     fn record_window(
         self: &Arc<Self>,
         shard: usize,
