@@ -49,8 +49,11 @@ thread_local! {
 /// The first poll uses [`Waker::noop`], which costs and allocates nothing, so a future that is
 /// ready at once (every call in the uncontended benches) costs exactly one poll. Only a future
 /// that returns `Pending` (e.g. a lock held by another thread) is polled again, with a waker that
-/// unparks this thread; that waker is made once per thread.
-#[inline]
+/// unparks this thread; that waker is made once per thread. Always inlined, like
+/// [`ready_call`], so that no member pays for a call boundary the harness added: a future's
+/// output handed back through memory right after it was written stalls the caller, and how
+/// much depends on the output's size, not on the middleware's work.
+#[inline(always)]
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -81,7 +84,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// One call through `svc` as a tower caller makes it: `poll_ready` until ready, `call`, and the
 /// response future driven to completion with [`block_on`].
-#[inline]
+#[inline(always)]
 pub fn ready_call<S, Req>(svc: &mut S, req: Req) -> Result<S::Response, S::Error>
 where
     S: Service<Req>,

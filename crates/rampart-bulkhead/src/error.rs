@@ -39,7 +39,8 @@ impl FullReason {
 pub struct BulkheadFull {
     reason: FullReason,
     class: Arc<str>,
-    waited: Duration,
+    /// Nanoseconds (a `u64` rather than a `Duration`, to keep every call's future small).
+    waited: u64,
 }
 
 impl BulkheadFull {
@@ -48,7 +49,14 @@ impl BulkheadFull {
         Self {
             reason,
             class,
-            waited,
+            waited: {
+                let nanos = waited.as_nanos();
+                if nanos > u64::MAX as u128 {
+                    u64::MAX
+                } else {
+                    nanos as u64
+                }
+            },
         }
     }
 
@@ -64,7 +72,7 @@ impl BulkheadFull {
 
     /// How long the call waited before it was rejected (zero unless the wait elapsed).
     pub fn waited(&self) -> Duration {
-        self.waited
+        Duration::from_nanos(self.waited)
     }
 }
 
@@ -80,7 +88,8 @@ impl fmt::Display for BulkheadFull {
             FullReason::WaitElapsed => write!(
                 f,
                 "bulkhead full for class `{}`: no permit after waiting {:?}",
-                self.class, self.waited
+                self.class,
+                self.waited()
             ),
         }
     }

@@ -58,6 +58,17 @@ pin_project! {
 }
 
 pin_project! {
+    /// A call waiting for a permit: its deadline, the ready service and the request.
+    struct Wait<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        svc: Option<S>,
+        req: Option<Req>,
+        guard: WaitGuard,
+    }
+}
+
+pin_project! {
     #[project = StateProj]
     enum State<S, Req>
     where
@@ -69,12 +80,9 @@ pin_project! {
             permit: Option<Permit>,
         },
         Waiting {
-            // Boxed: the waiting path allocates anyway (its place in the queue), and a `Sleep`
-            // inline would make every call's future several times larger, to be moved around.
-            sleep: Pin<Box<Sleep>>,
-            svc: Option<S>,
-            req: Option<Req>,
-            wait: WaitGuard,
+            // Boxed: the waiting path allocates anyway (its place in the queue), and inline it
+            // would make every call's future several times larger, to be moved around.
+            wait: Pin<Box<Wait<S, Req>>>,
         },
         Rejected {
             rejection: Option<BulkheadFull>,
@@ -89,7 +97,9 @@ where
     /// Admits `req` of class `class` through `core`: calls `inner` at once if a permit is free,
     /// otherwise queues (taking the ready `inner` along and leaving a clone in its place), or
     /// rejects.
-    #[inline]
+    // Always inlined (the slow path is out of line): the future is written straight into the
+    // caller's frame instead of through memory the caller reads back at once.
+    #[inline(always)]
     pub(crate) fn start(
         core: &Arc<Core>,
         inner: &mut S,
@@ -97,7 +107,24 @@ where
         req: Req,
         release: H,
     ) -> Self {
-        let state = match core.acquire(class) {
+        if core.try_acquire(class) {
+            return Self {
+                state: State::Called {
+                    fut: inner.call(req),
+                    permit: Some(Permit::new(core.clone(), class)),
+                },
+                release,
+            };
+        }
+        Self::start_slow(core, inner, class, req, release)
+    }
+
+    /// No permit free at once: wait in line, or be rejected. Out of line, so that the admitted
+    /// path above is small enough to inline into `call`.
+    #[cold]
+    #[inline(never)]
+    fn start_slow(core: &Arc<Core>, inner: &mut S, class: usize, req: Req, release: H) -> Self {
+        let state = match core.acquire_slow(class) {
             Acquire::Now => State::Called {
                 fut: inner.call(req),
                 permit: Some(Permit::new(core.clone(), class)),
@@ -109,14 +136,16 @@ where
                 let fresh = inner.clone();
                 let ready = std::mem::replace(inner, fresh);
                 State::Waiting {
-                    sleep: Box::pin(tokio::time::sleep(core.max_wait)),
-                    svc: Some(ready),
-                    req: Some(req),
-                    wait: WaitGuard {
-                        core: core.clone(),
-                        waiter,
-                        armed: true,
-                    },
+                    wait: Box::pin(Wait {
+                        sleep: tokio::time::sleep(core.max_wait),
+                        svc: Some(ready),
+                        req: Some(req),
+                        guard: WaitGuard {
+                            core: core.clone(),
+                            waiter,
+                            armed: true,
+                        },
+                    }),
                 }
             }
         };
@@ -145,22 +174,21 @@ where
 #[cold]
 #[inline(never)]
 fn poll_wait<S, Req>(
-    sleep: &mut Pin<Box<Sleep>>,
-    svc: &mut Option<S>,
-    req: &mut Option<Req>,
-    wait: &mut WaitGuard,
+    wait: Pin<&mut Wait<S, Req>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(S::Future, Permit), BulkheadFull>>
 where
     S: Service<Req>,
 {
+    let this = wait.project();
+    let (sleep, svc, req, wait) = (this.sleep, this.svc, this.req, this.guard);
     let mut granted = wait.waiter.is_granted();
     if !granted {
         wait.waiter.register(cx.waker());
         granted = wait.waiter.is_granted();
     }
     if !granted {
-        ready!(sleep.as_mut().poll(cx));
+        ready!(sleep.poll(cx));
         match wait.core.abandon(&wait.waiter) {
             // Granted just as the wait ran out: use the permit.
             Abandon::WasGranted => {}
@@ -183,7 +211,9 @@ where
 {
     type Output = Result<H::Response, BulkheadError<S::Error>>;
 
-    #[inline]
+    // Always inlined: the output (a `Result` with a rejection in it) is too large for registers,
+    // and handing it back through memory right after writing it stalls the caller.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut state = this.state;
@@ -206,12 +236,7 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Err(BulkheadError::Rejected(r)));
                 }
-                StateProj::Waiting {
-                    sleep,
-                    svc,
-                    req,
-                    wait,
-                } => match ready!(poll_wait(sleep, svc, req, wait, cx)) {
+                StateProj::Waiting { wait } => match ready!(poll_wait(wait.as_mut(), cx)) {
                     Ok((fut, permit)) => state.set(State::Called {
                         fut,
                         permit: Some(permit),

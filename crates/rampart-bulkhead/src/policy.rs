@@ -333,11 +333,20 @@ impl Core {
         }
     }
 
-    /// Asks for a permit for a call of class `c`.
+    /// The fast path: a permit for a call of class `c` if one is free and nobody waits.
     #[inline]
-    pub(crate) fn acquire(&self, c: usize) -> Acquire {
+    pub(crate) fn try_acquire(&self, c: usize) -> bool {
         if self.queued.load(Ordering::SeqCst) == 0 && self.try_take(c) {
             self.admitted(c);
+            return true;
+        }
+        false
+    }
+
+    /// Asks for a permit for a call of class `c`: now, after a wait, or never.
+    #[cfg(test)]
+    pub(crate) fn acquire(&self, c: usize) -> Acquire {
+        if self.try_acquire(c) {
             return Acquire::Now;
         }
         self.acquire_slow(c)
@@ -350,8 +359,9 @@ impl Core {
         class.active.increment(1.0);
     }
 
+    /// The slow path, once [`try_acquire`](Self::try_acquire) failed: wait in line, or reject.
     #[cold]
-    fn acquire_slow(&self, c: usize) -> Acquire {
+    pub(crate) fn acquire_slow(&self, c: usize) -> Acquire {
         if self.max_wait.is_zero() {
             // Fail fast: no queue at all.
             return Acquire::Rejected(self.reject(c, FullReason::NoCapacity, Duration::ZERO));

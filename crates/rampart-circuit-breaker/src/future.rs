@@ -81,7 +81,9 @@ where
 {
     type Output = Result<C::Response<CallGuard<C>>, BreakerError<E>>;
 
-    #[inline]
+    // Always inlined: the output (a `Result` with a rejection in it) is too large for registers,
+    // and handing it back through memory right after writing it stalls the caller.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { fut, guard } => {

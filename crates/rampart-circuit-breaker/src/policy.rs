@@ -631,7 +631,7 @@ impl Core {
 
     /// Records the outcome of an admitted call.
     #[inline]
-    pub(crate) fn complete(self: &Arc<Self>, shard: usize, permit: Permit, outcome: Outcome) {
+    pub(crate) fn complete(self: &Arc<Self>, shard: usize, permit: &Permit, outcome: Outcome) {
         let now = if permit.start != 0 || permit.kind == PermitKind::Probe {
             Some(self.clock.now())
         } else {
@@ -673,7 +673,7 @@ impl Core {
             PermitKind::Uncounted | PermitKind::Shadow => return,
             PermitKind::Probe => {
                 let now = now.unwrap_or_else(|| self.clock.now());
-                return self.complete_probe(permit, outcome, slow, now);
+                return self.complete_probe(*permit, outcome, slow, now);
             }
             PermitKind::Counted => {}
         }
@@ -1292,7 +1292,7 @@ impl<C> CallGuard<C> {
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         if std::mem::replace(&mut self.armed, false) {
             let lane = &self.lane.0;
-            lane.core.complete(lane.shard, self.permit, outcome);
+            lane.core.complete(lane.shard, &self.permit, outcome);
         }
     }
 }

@@ -247,7 +247,7 @@ proptest! {
                     prop_assert_eq!(got, want, "admission at step {} ({:?})", step, op);
                     if let Ok(p) = real {
                         if let Op::Call(o) = op {
-                            core.complete(0, p, o);
+                            core.complete(0, &p, o);
                             model.finish(want, generation, o);
                         } else {
                             held.push((p, want, generation));
@@ -256,7 +256,7 @@ proptest! {
                 }
                 Op::Finish(i, o) if !held.is_empty() => {
                     let (p, kind, generation) = held.swap_remove(i % held.len());
-                    core.complete(0, p, o);
+                    core.complete(0, &p, o);
                     model.finish(kind, generation, o);
                 }
                 Op::Cancel(i) if !held.is_empty() => {

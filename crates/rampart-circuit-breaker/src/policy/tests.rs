@@ -47,7 +47,7 @@ impl Harness {
     }
 
     fn finish(&self, permit: Permit, outcome: Outcome) {
-        self.core.complete(0, permit, outcome);
+        self.core.complete(0, &permit, outcome);
     }
 
     /// One call that completes at once.
@@ -593,7 +593,7 @@ async fn the_timer_moves_an_idle_breaker_to_half_open() {
     let core = Core::new(cfg, Arc::from("timer"));
     let mut rx = core.subscribe();
     let p = core.acquire(0).unwrap();
-    core.complete(0, p, FAIL);
+    core.complete(0, &p, FAIL);
     assert_eq!(core.state(), State::Open);
     tokio::time::sleep(secs(29)).await;
     assert_eq!(core.state(), State::Open);
