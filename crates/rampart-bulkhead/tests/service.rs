@@ -324,3 +324,37 @@ async fn on_body_end_holds_the_permit_while_the_body_streams() {
     drop(res);
     assert_eq!(handle.stats().active, 0);
 }
+
+#[tokio::test]
+async fn metrics_count_admitted_and_rejected_calls_and_gauge_those_in_flight() {
+    let store = rampart_core::testing::MetricsRecorder::default();
+    let (layer, gate) = metrics::with_local_recorder(&store, || {
+        let layer = BulkheadLayer::builder()
+            .name("db")
+            .max_concurrent(1)
+            .layer()
+            .unwrap();
+        (layer, Arc::new(Semaphore::new(0)))
+    });
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let svc = layer.layer(gated(gate.clone(), order));
+    let running = tokio::spawn(svc.clone().oneshot(Request::new("a")));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        store.get("rampart_bulkhead_active{bulkhead=db,class=default}"),
+        1
+    );
+    assert!(svc.clone().oneshot(Request::new("b")).await.is_err());
+    gate.add_permits(1);
+    running.await.unwrap().unwrap();
+    let calls = |outcome: &str| {
+        store.get(&format!(
+            "rampart_bulkhead_calls_total{{bulkhead=db,class=default,outcome={outcome}}}"
+        ))
+    };
+    assert_eq!((calls("admitted"), calls("rejected")), (1, 1));
+    assert_eq!(
+        store.get("rampart_bulkhead_active{bulkhead=db,class=default}"),
+        0
+    );
+}

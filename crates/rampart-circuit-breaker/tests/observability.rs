@@ -4,88 +4,15 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
 
 use std::{
-    collections::HashMap,
     future::Future,
     pin::pin,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
     task::{Context, Poll, Waker},
     time::Duration,
 };
 
-use metrics::{
-    Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString,
-    Unit,
-};
 use rampart_circuit_breaker::{CircuitBreakerLayer, State};
-use rampart_core::clock::ManualClock;
+use rampart_core::{clock::ManualClock, testing::MetricsRecorder};
 use tower::{Layer, ServiceExt, service_fn};
-
-/// One stored value per metric key (name and sorted labels).
-#[derive(Default)]
-struct Store(Mutex<HashMap<String, Arc<AtomicU64>>>);
-
-impl Store {
-    fn slot(&self, key: &Key) -> Arc<AtomicU64> {
-        let mut labels: Vec<_> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        labels.sort();
-        let id = format!("{}{{{}}}", key.name(), labels.join(","));
-        self.0.lock().unwrap().entry(id).or_default().clone()
-    }
-
-    fn get(&self, id: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .get(id)
-            .map_or(0, |v| v.load(Ordering::SeqCst))
-    }
-}
-
-struct Cell(Arc<AtomicU64>);
-
-impl CounterFn for Cell {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::SeqCst);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::SeqCst);
-    }
-}
-
-impl GaugeFn for Cell {
-    fn increment(&self, value: f64) {
-        self.0.fetch_add(value as u64, Ordering::SeqCst);
-    }
-    fn decrement(&self, value: f64) {
-        self.0.fetch_sub(value as u64, Ordering::SeqCst);
-    }
-    fn set(&self, value: f64) {
-        self.0.store(value as u64, Ordering::SeqCst);
-    }
-}
-
-struct Recording(Arc<Store>);
-
-impl Recorder for Recording {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(Arc::new(Cell(self.0.slot(key))))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(Arc::new(Cell(self.0.slot(key))))
-    }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
 
 /// Drives a future that is ready at once (every call here: the inner service answers at once).
 fn now<F: Future>(fut: F) -> F::Output {
@@ -108,9 +35,8 @@ fn breaker(clock: &ManualClock) -> CircuitBreakerLayer {
 
 #[test]
 fn metrics_count_calls_rejections_and_transitions_and_gauge_the_state() {
-    let store = Arc::new(Store::default());
-    let recorder = Recording(store.clone());
-    metrics::with_local_recorder(&recorder, || {
+    let store = MetricsRecorder::default();
+    metrics::with_local_recorder(&store, || {
         let clock = ManualClock::new();
         let layer = breaker(&clock);
         let svc = layer.layer(service_fn(|fail: bool| async move {

@@ -29,3 +29,5 @@ pub mod clock;
 pub mod error;
 pub mod key;
 pub mod registry;
+#[cfg(feature = "test-util")]
+pub mod testing;

@@ -1,0 +1,110 @@
+//! Test support (feature `test-util`): what the patterns' tests and yours need to look at
+//! rampart from outside.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString,
+    Unit,
+};
+
+/// A `metrics::Recorder` that keeps the last value of every counter and gauge, for tests.
+///
+/// Install it around the code under test with `metrics::with_local_recorder`, then read a
+/// series by name and sorted labels: `recorder.get("name{a=x,b=y}")`. Gauges are kept as whole
+/// numbers; histograms are not kept.
+///
+/// ```
+/// use rampart_core::testing::MetricsRecorder;
+///
+/// let recorder = MetricsRecorder::default();
+/// metrics::with_local_recorder(&recorder, || {
+///     metrics::counter!("requests_total", "route" => "/a").increment(2);
+///     metrics::gauge!("in_flight").set(3.0);
+/// });
+/// assert_eq!(recorder.get("requests_total{route=/a}"), 2);
+/// assert_eq!(recorder.get("in_flight{}"), 3);
+/// assert_eq!(recorder.get("never_seen{}"), 0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MetricsRecorder {
+    values: Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>,
+}
+
+impl MetricsRecorder {
+    fn slot(&self, key: &Key) -> Arc<AtomicU64> {
+        let mut labels: Vec<_> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        let id = format!("{}{{{}}}", key.name(), labels.join(","));
+        self.values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// The value of the series `id` (`name{label=value,...}`, labels sorted), 0 if never seen.
+    pub fn get(&self, id: &str) -> u64 {
+        self.values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map_or(0, |v| v.load(Ordering::SeqCst))
+    }
+}
+
+struct Cell(Arc<AtomicU64>);
+
+impl CounterFn for Cell {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.store(value, Ordering::SeqCst);
+    }
+}
+
+impl GaugeFn for Cell {
+    fn increment(&self, value: f64) {
+        self.0.fetch_add(value as u64, Ordering::SeqCst);
+    }
+
+    fn decrement(&self, value: f64) {
+        self.0.fetch_sub(value as u64, Ordering::SeqCst);
+    }
+
+    fn set(&self, value: f64) {
+        self.0.store(value as u64, Ordering::SeqCst);
+    }
+}
+
+impl Recorder for MetricsRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(Arc::new(Cell(self.slot(key))))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(Arc::new(Cell(self.slot(key))))
+    }
+
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
