@@ -35,15 +35,12 @@
 use std::{
     convert::Infallible,
     future::{Ready, ready},
-    hint::black_box,
-    time::Duration,
 };
 
-use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
-    measurement::WallTime,
+use criterion::{Criterion, criterion_group, criterion_main};
+use rampart_benches::{
+    bench_calls, bench_threads, configure, configure_contended, ready_call, runtime,
 };
-use rampart_benches::{hammer, ready_call, runtime};
 use rampart_bulkhead::{Bulkhead, BulkheadLayer, Prioritize, priority_fn};
 use tower::{Layer, Service, limit::ConcurrencyLimitLayer, service_fn};
 use tower_resilience_bulkhead::BulkheadLayer as TrLayer;
@@ -103,23 +100,6 @@ fn tower_resilience(fail_fast: bool) -> TrLayer {
         .expect("a valid tower-resilience configuration")
 }
 
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50);
-}
-
-/// Measures one call per iteration through `svc`.
-fn bench_calls<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
-where
-    S: Service<u64>,
-{
-    group.bench_function(name, |b| {
-        b.iter(|| black_box(ready_call(&mut svc, black_box(7)).is_ok()));
-    });
-}
-
 /// Checks that `svc` admits a call and that every permit is back afterwards.
 fn check_rampart<S, P>(svc: &mut Bulkhead<S, P>)
 where
@@ -162,27 +142,11 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
-/// Throughput of `svc`'s clones from 1 and from 2 threads.
-fn bench_threads<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: &S)
-where
-    S: Service<u64> + Clone + Send,
-{
-    for threads in [1_usize, 2] {
-        group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
-            b.iter_custom(|calls| hammer(svc, threads, calls, 7));
-        });
-    }
-}
-
 fn contended(c: &mut Criterion) {
     let rt = runtime();
     let _enter = rt.enter();
     let mut group = c.benchmark_group("bulkhead/contended");
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20)
-        .throughput(Throughput::Elements(1));
+    configure_contended(&mut group);
 
     // The control: nothing shared, so 2 threads should double it unless the machine is busy.
     bench_threads(&mut group, "baseline", &service_fn(echo));

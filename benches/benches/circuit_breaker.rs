@@ -25,17 +25,15 @@
 use std::{
     convert::Infallible,
     future::{Ready, ready},
-    hint::black_box,
     task::{Context, Poll},
     time::Duration,
 };
 
-use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
-    measurement::WallTime,
-};
+use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::futures::CircuitBreaker as _;
-use rampart_benches::{block_on, hammer, ready_call, runtime};
+use rampart_benches::{
+    bench_calls, bench_threads, block_on, configure, configure_contended, ready_call, runtime,
+};
 use rampart_circuit_breaker::{BreakerError, CircuitBreakerLayer, State};
 use tower::{Layer, Service, limit::ConcurrencyLimitLayer, service_fn};
 use tower_resilience_circuitbreaker::{
@@ -101,23 +99,6 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         self.breaker.call(self.inner.call(req))
     }
-}
-
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50);
-}
-
-/// Measures one call per iteration through `svc`.
-fn bench_calls<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
-where
-    S: Service<u64>,
-{
-    group.bench_function(name, |b| {
-        b.iter(|| black_box(ready_call(&mut svc, black_box(7)).is_ok()));
-    });
 }
 
 fn closed(c: &mut Criterion) {
@@ -214,27 +195,11 @@ fn open_rejection(c: &mut Criterion) {
     group.finish();
 }
 
-/// Throughput of `svc`'s clones from 1 and from 2 threads.
-fn bench_threads<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: &S)
-where
-    S: Service<u64> + Clone + Send,
-{
-    for threads in [1_usize, 2] {
-        group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
-            b.iter_custom(|calls| hammer(svc, threads, calls, 7));
-        });
-    }
-}
-
 fn contended(c: &mut Criterion) {
     let rt = runtime();
     let _enter = rt.enter();
     let mut group = c.benchmark_group("circuit_breaker/contended");
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20)
-        .throughput(Throughput::Elements(1));
+    configure_contended(&mut group);
 
     // The control: nothing shared, so 2 threads should double it unless the machine is busy.
     bench_threads(&mut group, "baseline", &service_fn(echo));

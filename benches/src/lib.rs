@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use criterion::{BenchmarkGroup, BenchmarkId, Throughput, measurement::WallTime};
 use tower::Service;
 
 /// Wakes a parked thread.
@@ -141,4 +142,44 @@ where
         }
         start.elapsed()
     })
+}
+
+/// Sets the timings of a per-call group: short, so that a whole bench fits in a few minutes on a
+/// 2-core machine, yet long enough for stable medians.
+pub fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+}
+
+/// Sets the timings of a throughput group (see [`bench_threads`]).
+pub fn configure_contended(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+        .throughput(Throughput::Elements(1));
+}
+
+/// Measures one call per iteration through `svc` ([`ready_call`] with request `7`).
+pub fn bench_calls<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
+where
+    S: Service<u64>,
+{
+    group.bench_function(name, |b| {
+        b.iter(|| black_box(ready_call(&mut svc, black_box(7)).is_ok()));
+    });
+}
+
+/// Throughput of `svc`'s clones from 1 and from 2 threads ([`hammer`]).
+pub fn bench_threads<S>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: &S)
+where
+    S: Service<u64> + Clone + Send,
+{
+    for threads in [1_usize, 2] {
+        group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+            b.iter_custom(|calls| hammer(svc, threads, calls, 7));
+        });
+    }
 }

@@ -3,24 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
 
-use std::{
-    future::Future,
-    pin::pin,
-    task::{Context, Poll, Waker},
-    time::Duration,
-};
+use std::time::Duration;
 
 use rampart_circuit_breaker::{CircuitBreakerLayer, State};
-use rampart_core::{clock::ManualClock, testing::MetricsRecorder};
+use rampart_core::{
+    clock::ManualClock,
+    testing::{MetricsRecorder, ready},
+};
 use tower::{Layer, ServiceExt, service_fn};
-
-/// Drives a future that is ready at once (every call here: the inner service answers at once).
-fn now<F: Future>(fut: F) -> F::Output {
-    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the future was expected to be ready"),
-    }
-}
 
 fn breaker(clock: &ManualClock) -> CircuitBreakerLayer {
     CircuitBreakerLayer::builder()
@@ -46,13 +36,25 @@ fn metrics_count_calls_rejections_and_transitions_and_gauge_the_state() {
                 Ok(())
             }
         }));
-        now(svc.clone().oneshot(false)).unwrap();
-        let _ = now(svc.clone().oneshot(true));
+        ready(svc.clone().oneshot(false))
+            .expect("ready at once")
+            .unwrap();
+        let _ = ready(svc.clone().oneshot(true)).expect("ready at once");
         assert_eq!(layer.handle().state(), State::Open);
-        assert!(now(svc.clone().oneshot(true)).is_err());
-        assert!(now(svc.clone().oneshot(false)).is_err());
+        assert!(
+            ready(svc.clone().oneshot(true))
+                .expect("ready at once")
+                .is_err()
+        );
+        assert!(
+            ready(svc.clone().oneshot(false))
+                .expect("ready at once")
+                .is_err()
+        );
         clock.advance(Duration::from_secs(5));
-        now(svc.clone().oneshot(false)).unwrap(); // a probe: half-open
+        ready(svc.clone().oneshot(false))
+            .expect("ready at once")
+            .unwrap(); // a probe: half-open
     });
     let calls = |outcome: &str| {
         store.get(&format!(

@@ -4,26 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
 
-use std::{
-    future::Future,
-    io::Write,
-    pin::pin,
-    sync::{Arc, Mutex},
-    task::{Context, Poll, Waker},
-    time::Duration,
-};
+use std::time::Duration;
 
 use rampart_circuit_breaker::{CircuitBreakerLayer, State};
-use rampart_core::clock::ManualClock;
+use rampart_core::{
+    clock::ManualClock,
+    testing::{LogBuffer, ready},
+};
 use tower::{Layer, ServiceExt, service_fn};
-
-/// Drives a future that is ready at once.
-fn now<F: Future>(fut: F) -> F::Output {
-    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the future was expected to be ready"),
-    }
-}
 
 fn breaker(clock: &ManualClock) -> CircuitBreakerLayer {
     CircuitBreakerLayer::builder()
@@ -36,23 +24,9 @@ fn breaker(clock: &ManualClock) -> CircuitBreakerLayer {
         .unwrap()
 }
 
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn every_transition_is_a_tracing_event() {
-    let buffer = Buffer::default();
+    let buffer = LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
             let b = buffer.clone();
@@ -68,13 +42,13 @@ fn every_transition_is_a_tracing_event() {
         let svc = layer.layer(service_fn(|_: ()| async {
             Err::<(), _>(std::io::Error::other("down"))
         }));
-        let _ = now(svc.clone().oneshot(()));
-        let _ = now(svc.clone().oneshot(()));
+        let _ = ready(svc.clone().oneshot(())).expect("ready at once");
+        let _ = ready(svc.clone().oneshot(())).expect("ready at once");
         assert_eq!(handle.state(), State::Open);
         handle.reset();
         assert_eq!(handle.state(), State::Closed);
     });
-    let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let out = buffer.contents();
     let opened = out
         .lines()
         .find(|l| l.contains("circuit breaker opened"))

@@ -1,5 +1,6 @@
 //! Test support (feature `test-util`): what the patterns' tests and yours need to look at
-//! rampart from outside.
+//! rampart from outside: [`MetricsRecorder`] for its `metrics` series, [`LogBuffer`] for its
+//! `tracing` events, and [`ready`] to drive a future that completes at once.
 
 use std::{
     collections::HashMap,
@@ -106,5 +107,57 @@ impl Recorder for MetricsRecorder {
 
     fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
         Histogram::noop()
+    }
+}
+
+/// A writer that keeps what is written, for a `tracing` subscriber under test
+/// (`tracing_subscriber::fmt().with_writer(move || buffer.clone())`).
+///
+/// ```
+/// use std::io::Write;
+/// use rampart_core::testing::LogBuffer;
+///
+/// let buffer = LogBuffer::default();
+/// let mut writer = buffer.clone();
+/// writeln!(writer, "WARN circuit breaker opened").unwrap();
+/// assert!(buffer.contents().contains("opened"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything written so far.
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Polls `fut` once, with a no-op waker, and returns its output; `None` if it is not ready.
+///
+/// For services whose calls complete at once, in tests without a runtime.
+///
+/// ```
+/// assert_eq!(rampart_core::testing::ready(async { 7 }), Some(7));
+/// assert_eq!(rampart_core::testing::ready(std::future::pending::<()>()), None);
+/// ```
+pub fn ready<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
     }
 }
