@@ -170,9 +170,11 @@ impl Rejected {
     /// [`retry_after`](Self::retry_after) in milliseconds, rounded up: the value of gRPC's
     /// `grpc-retry-pushback-ms`.
     pub fn retry_after_millis(&self) -> Option<u64> {
+        // gRPC clients read `grpc-retry-pushback-ms` as a signed 32-bit number and treat
+        // anything larger as "don't retry" (gRFC A6): never send more than `i32::MAX`.
         self.retry_after.map(|d| {
             let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 > 0);
-            u64::try_from(ms).unwrap_or(u64::MAX)
+            u64::try_from(ms.min(i32::MAX as u128)).unwrap_or(u64::MAX)
         })
     }
 
