@@ -1,8 +1,32 @@
 //! Retries for tower services that are safe for non-idempotent calls.
 //!
-//! **Work in progress.** This crate holds the retry *policy core* so far: plain synchronous
-//! decisions with no tower types, tested on their own. The `RetryLayer`, idempotency-key
-//! injection and body replay build on it next.
+//! **Work in progress.** So far: the retry *policy core* (plain synchronous decisions with no
+//! tower types) and a [`RetryLayer`] for requests that replay by `Clone`. Idempotency-key
+//! injection and HTTP body replay come next.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rampart_retry::{RetryLayer, backoff::{Backoff, Jitter}};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tries = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let retry = RetryLayer::builder()
+//!     .max_attempts(3)
+//!     .backoff(Backoff::builder().jitter(Jitter::None).build()?)
+//!     .layer()?;
+//! let svc = ServiceBuilder::new().layer(retry).service(service_fn({
+//!     let tries = tries.clone();
+//!     move |_: ()| {
+//!         let n = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//!         async move { if n < 2 { Err(std::io::Error::other("flaky")) } else { Ok("done") } }
+//!     }
+//! }));
+//! assert_eq!(svc.oneshot(()).await?, "done"); // the third attempt succeeded
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! - [`backoff`]: how long to wait before each retry: constant, linear or exponential with a
 //!   cap, with no, full, equal or decorrelated jitter, or a function of your own.
@@ -14,4 +38,14 @@
 pub mod after;
 pub mod backoff;
 pub mod budget;
+mod error;
+pub mod hints;
+mod layer;
 pub mod policy;
+mod service;
+
+pub use crate::{
+    error::RetryError,
+    layer::RetryLayer,
+    service::{ResponseFuture, Retry},
+};

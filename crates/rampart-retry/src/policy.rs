@@ -178,6 +178,11 @@ impl RetryPolicy {
         self.budget.as_ref()
     }
 
+    /// `true` if the policy has an overall deadline (then the adapter times the attempts).
+    pub fn has_deadline(&self) -> bool {
+        self.deadline.is_some()
+    }
+
     /// The most attempts per request.
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts

@@ -1,0 +1,122 @@
+//! What the request and the response say about retrying: [`Hints`].
+//!
+//! The classifier (from `rampart-core`) says whether a failure is transient. The hints add what
+//! only the protocol knows: whether the request may be sent twice, and what the server asked.
+//! [`NoHints`] knows nothing (any request may be replayed, the server asks nothing); with the
+//! `http` feature, [`HttpHints`] reads methods, the `Idempotency-Key` header, `Retry-After` and
+//! `grpc-retry-pushback-ms`.
+
+use std::time::Duration;
+
+/// What the server asked for about the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHint {
+    /// Nothing.
+    None,
+    /// Wait at least this long.
+    After(Duration),
+    /// Don't retry.
+    DontRetry,
+}
+
+/// Reads the protocol's say on retrying a request.
+pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
+    /// `true` if `req` may be sent again without doing its work twice.
+    fn replay_safe(&self, req: &Req) -> bool;
+
+    /// What the server asked for in the failed attempt's result.
+    fn server_hint(&self, result: Result<&Res, &E>) -> ServerHint;
+}
+
+/// No protocol knowledge: every request may be replayed (the caller chose to retry it) and the
+/// server asks nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHints;
+
+impl<Req, Res, E> Hints<Req, Res, E> for NoHints {
+    #[inline]
+    fn replay_safe(&self, _: &Req) -> bool {
+        true
+    }
+
+    #[inline]
+    fn server_hint(&self, _: Result<&Res, &E>) -> ServerHint {
+        ServerHint::None
+    }
+}
+
+/// HTTP: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE` and `TRACE` may be replayed, as may any
+/// request carrying an `Idempotency-Key` header (by default; [`key_header`](Self::key_header)
+/// changes the name); the server's wait comes from `Retry-After` (delta-seconds or HTTP-date)
+/// or `grpc-retry-pushback-ms` (a negative or malformed pushback means don't retry).
+///
+/// A malformed `Retry-After` is ignored (the backoff decides), never an error.
+///
+/// ```
+/// use rampart_retry::hints::{Hints, HttpHints, ServerHint};
+///
+/// let hints = HttpHints::default();
+/// let post = http::Request::post("/charge").body(()).unwrap();
+/// let keyed = http::Request::post("/charge").header("idempotency-key", "k1").body(()).unwrap();
+/// assert!(!Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &post));
+/// assert!(Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &keyed));
+///
+/// let busy = http::Response::builder().status(503).header("retry-after", "3").body(()).unwrap();
+/// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&busy));
+/// assert_eq!(hint, ServerHint::After(std::time::Duration::from_secs(3)));
+/// ```
+#[cfg(feature = "http")]
+#[derive(Debug, Clone)]
+pub struct HttpHints {
+    key_header: http::HeaderName,
+}
+
+#[cfg(feature = "http")]
+impl Default for HttpHints {
+    fn default() -> Self {
+        Self {
+            key_header: http::HeaderName::from_static("idempotency-key"),
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl HttpHints {
+    /// Reads the idempotency key from the header `name` instead of `Idempotency-Key`.
+    pub fn key_header(mut self, name: http::HeaderName) -> Self {
+        self.key_header = name;
+        self
+    }
+}
+
+#[cfg(feature = "http")]
+impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
+    fn replay_safe(&self, req: &http::Request<B>) -> bool {
+        use http::Method;
+        matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        ) || req.headers().contains_key(&self.key_header)
+    }
+
+    fn server_hint(&self, result: Result<&http::Response<Res>, &E>) -> ServerHint {
+        let Ok(res) = result else {
+            return ServerHint::None;
+        };
+        if let Some(p) = crate::after::pushback(res.headers()) {
+            return match p {
+                crate::after::Pushback::RetryAfter(d) => ServerHint::After(d),
+                crate::after::Pushback::DontRetry => ServerHint::DontRetry,
+            };
+        }
+        match crate::after::retry_after(res.headers(), std::time::SystemTime::now()) {
+            Some(Ok(d)) => ServerHint::After(d),
+            Some(Err(_)) | None => ServerHint::None,
+        }
+    }
+}

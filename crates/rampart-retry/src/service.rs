@@ -1,0 +1,271 @@
+//! [`Retry`] and its [`ResponseFuture`].
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use pin_project_lite::pin_project;
+use rampart_core::classify::{Classify, FailureKind, Outcome};
+use tokio::time::{Instant, Sleep};
+use tower::util::Oneshot;
+use tower_service::Service;
+
+use crate::{
+    error::RetryError,
+    hints::{Hints, ServerHint},
+    policy::{Attempt, Decision, GiveUp, RetryPolicy},
+};
+
+/// A service whose failed calls are retried. Made by [`RetryLayer`](crate::RetryLayer).
+///
+/// Requests are replayed by cloning them (`Req: Clone`), and each retry calls a clone of the
+/// inner service, made ready first. The first attempt uses the service `poll_ready` made ready.
+pub struct Retry<S, C, H> {
+    inner: S,
+    policy: Arc<RetryPolicy>,
+    classifier: C,
+    hints: H,
+}
+
+impl<S: Clone, C: Clone, H: Clone> Clone for Retry<S, C, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            policy: self.policy.clone(),
+            classifier: self.classifier.clone(),
+            hints: self.hints.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, H> fmt::Debug for Retry<S, C, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, H> Retry<S, C, H> {
+    pub(crate) fn from_parts(inner: S, policy: Arc<RetryPolicy>, classifier: C, hints: H) -> Self {
+        Self {
+            inner,
+            policy,
+            classifier,
+            hints,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the retry, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, H, Req> Service<Req> for Retry<S, C, H>
+where
+    S: Service<Req> + Clone,
+    Req: Clone,
+    C: Classify<S::Response, S::Error>,
+    H: Hints<Req, S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = RetryError<S::Error>;
+    type Future = ResponseFuture<S, Req, C, H>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| RetryError::new(0, GiveUp::Fatal, e))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        if let Some(budget) = self.policy.budget() {
+            budget.deposit();
+        }
+        let replay_safe = self.hints.replay_safe(&req);
+        let fut = self.inner.call(req.clone());
+        ResponseFuture {
+            state: State::First { fut },
+            ctx: Ctx {
+                svc: self.inner.clone(),
+                request: req,
+                policy: self.policy.clone(),
+                classifier: self.classifier.clone(),
+                hints: self.hints.clone(),
+                attempts: 0,
+                replay_safe,
+                started: self.policy.has_deadline().then(Instant::now),
+                previous: Duration::ZERO,
+            },
+        }
+    }
+}
+
+/// What the future carries between attempts.
+struct Ctx<S, Req, C, H> {
+    svc: S,
+    request: Req,
+    policy: Arc<RetryPolicy>,
+    classifier: C,
+    hints: H,
+    attempts: u32,
+    replay_safe: bool,
+    /// When the first attempt started; only read when the policy has a deadline.
+    started: Option<Instant>,
+    previous: Duration,
+}
+
+/// After an attempt: the final result, or a wait before the next attempt.
+enum Next<T> {
+    Done(T),
+    Wait(Duration),
+}
+
+impl<S, Req, C, H> Ctx<S, Req, C, H>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error>,
+    H: Hints<Req, S::Response, S::Error>,
+{
+    fn after_attempt(
+        &mut self,
+        result: Result<S::Response, S::Error>,
+    ) -> Next<Result<S::Response, RetryError<S::Error>>> {
+        self.attempts += 1;
+        let kind = match self.classifier.outcome_of(result.as_ref()) {
+            Some(Outcome::Failure(kind)) => kind,
+            // Success, ignored, or an outcome only the end of the stream will tell: done.
+            _ => {
+                return Next::Done(
+                    result.map_err(|e| RetryError::new(self.attempts, GiveUp::Fatal, e)),
+                );
+            }
+        };
+        let (server_delay, server_forbids) = match self.hints.server_hint(result.as_ref()) {
+            ServerHint::None => (None, false),
+            ServerHint::After(d) => (Some(d), false),
+            ServerHint::DontRetry => (None, true),
+        };
+        let attempt = Attempt {
+            number: self.attempts,
+            transient: kind == FailureKind::Transient,
+            replay_safe: self.replay_safe,
+            replayable: true,
+            server_delay,
+            server_forbids,
+            elapsed: self.started.map_or(Duration::ZERO, |t| t.elapsed()),
+            previous_delay: self.previous,
+        };
+        match self.policy.decide(&attempt) {
+            Decision::Retry { after } => {
+                tracing::debug!(
+                    target: "rampart::retry",
+                    attempt = self.attempts, ?after, ?server_delay, "retrying"
+                );
+                self.previous = after;
+                Next::Wait(after)
+            }
+            Decision::GiveUp(reason) => {
+                tracing::debug!(
+                    target: "rampart::retry",
+                    attempts = self.attempts, reason = reason.as_str(), "giving up"
+                );
+                Next::Done(result.map_err(|e| RetryError::new(self.attempts, reason, e)))
+            }
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        First {
+            #[pin]
+            fut: S::Future,
+        },
+        Again {
+            #[pin]
+            fut: Oneshot<S, Req>,
+        },
+        Waiting {
+            // Boxed: only a retry waits, and it allocates nothing else.
+            sleep: Pin<Box<Sleep>>,
+        },
+    }
+}
+
+pin_project! {
+    /// The response future of [`Retry`]: the current attempt, or the wait before the next.
+    pub struct ResponseFuture<S, Req, C, H>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+        ctx: Ctx<S, Req, C, H>,
+    }
+}
+
+impl<S, Req, C, H> fmt::Debug for ResponseFuture<S, Req, C, H>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempts", &self.ctx.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, C, H> Future for ResponseFuture<S, Req, C, H>
+where
+    S: Service<Req> + Clone,
+    Req: Clone,
+    C: Classify<S::Response, S::Error>,
+    H: Hints<Req, S::Response, S::Error>,
+{
+    type Output = Result<S::Response, RetryError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let result = match this.state.as_mut().project() {
+                StateProj::First { fut } => ready!(fut.poll(cx)),
+                StateProj::Again { fut } => ready!(fut.poll(cx)),
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let fut = Oneshot::new(this.ctx.svc.clone(), this.ctx.request.clone());
+                    this.state.set(State::Again { fut });
+                    continue;
+                }
+            };
+            match this.ctx.after_attempt(result) {
+                Next::Done(out) => return Poll::Ready(out),
+                Next::Wait(after) => this.state.set(State::Waiting {
+                    sleep: Box::pin(tokio::time::sleep(after)),
+                }),
+            }
+        }
+    }
+}
