@@ -80,6 +80,23 @@ impl<B> KeyExtractor<http::Request<B>> for ByHeader {
     }
 }
 
+/// The idempotency key of a logical request, in its extensions.
+///
+/// Set once (by rampart-retry's `IdempotencyKeyLayer`, or taken from the caller's header) and
+/// identical on every attempt; the dead-letter record keeps it and a redrive reuses it, so that
+/// a server-side idempotency layer turns at-least-once delivery into exactly-once effect.
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(pub http::HeaderValue);
+
+#[cfg(feature = "http")]
+impl IdempotencyKey {
+    /// The key of `req`, if one was set.
+    pub fn of<B>(req: &http::Request<B>) -> Option<&IdempotencyKey> {
+        req.extensions().get::<IdempotencyKey>()
+    }
+}
+
 /// An extractor made from a closure; see [`key_fn`].
 pub struct KeyFn<F, K> {
     f: F,

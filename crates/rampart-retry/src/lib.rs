@@ -34,12 +34,15 @@
 //!   `grpc-retry-pushback-ms`.
 //! - [`budget`]: a retry budget shared by every clone, so that retries can't grow into a storm.
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
+//! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request.
 
 pub mod after;
 pub mod backoff;
 pub mod budget;
 mod error;
 pub mod hints;
+#[cfg(feature = "http")]
+pub mod key;
 mod layer;
 pub mod policy;
 mod service;
