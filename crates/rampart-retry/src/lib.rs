@@ -1,8 +1,9 @@
 //! Retries for tower services that are safe for non-idempotent calls.
 //!
 //! **Work in progress.** So far: the retry *policy core* (plain synchronous decisions with no
-//! tower types) and a [`RetryLayer`] for requests that replay by `Clone`. Idempotency-key
-//! injection and HTTP body replay come next.
+//! tower types), a [`RetryLayer`] for requests that replay by `Clone` or, for HTTP, from a body
+//! held in memory ([`replay`]), and idempotency-key injection (`key`). Metrics, the per-attempt
+//! hook and the benches come next.
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,6 +35,7 @@
 //!   `grpc-retry-pushback-ms`.
 //! - [`budget`]: a retry budget shared by every clone, so that retries can't grow into a storm.
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
+//! - [`replay`]: how a request is sent again: by `Clone`, or from a buffered HTTP body.
 //! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request.
 
 pub mod after;
@@ -45,6 +47,7 @@ pub mod hints;
 pub mod key;
 mod layer;
 pub mod policy;
+pub mod replay;
 mod service;
 
 pub use crate::{

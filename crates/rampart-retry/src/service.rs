@@ -19,31 +19,35 @@ use crate::{
     error::RetryError,
     hints::{Hints, ServerHint},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
+    replay::{ByClone, Replay},
 };
 
 /// A service whose failed calls are retried. Made by [`RetryLayer`](crate::RetryLayer).
 ///
-/// Requests are replayed by cloning them (`Req: Clone`), and each retry calls a clone of the
-/// inner service, made ready first. The first attempt uses the service `poll_ready` made ready.
-pub struct Retry<S, C, H> {
+/// Requests are sent again as the [`Replay`] `R` says (by `Clone` by default), and each retry
+/// calls a clone of the inner service, made ready first. The first attempt uses the service
+/// `poll_ready` made ready.
+pub struct Retry<S, C, H, R = ByClone> {
     inner: S,
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
+    replay: R,
 }
 
-impl<S: Clone, C: Clone, H: Clone> Clone for Retry<S, C, H> {
+impl<S: Clone, C: Clone, H: Clone, R: Clone> Clone for Retry<S, C, H, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
             classifier: self.classifier.clone(),
             hints: self.hints.clone(),
+            replay: self.replay.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, C, H> fmt::Debug for Retry<S, C, H> {
+impl<S: fmt::Debug, C, H, R> fmt::Debug for Retry<S, C, H, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
@@ -52,13 +56,20 @@ impl<S: fmt::Debug, C, H> fmt::Debug for Retry<S, C, H> {
     }
 }
 
-impl<S, C, H> Retry<S, C, H> {
-    pub(crate) fn from_parts(inner: S, policy: Arc<RetryPolicy>, classifier: C, hints: H) -> Self {
+impl<S, C, H, R> Retry<S, C, H, R> {
+    pub(crate) fn from_parts(
+        inner: S,
+        policy: Arc<RetryPolicy>,
+        classifier: C,
+        hints: H,
+        replay: R,
+    ) -> Self {
         Self {
             inner,
             policy,
             classifier,
             hints,
+            replay,
         }
     }
 
@@ -78,16 +89,16 @@ impl<S, C, H> Retry<S, C, H> {
     }
 }
 
-impl<S, C, H, Req> Service<Req> for Retry<S, C, H>
+impl<S, C, H, R, Req> Service<Req> for Retry<S, C, H, R>
 where
     S: Service<Req> + Clone,
-    Req: Clone,
+    R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: Hints<Req, S::Response, S::Error>,
 {
     type Response = S::Response;
     type Error = RetryError<S::Error>;
-    type Future = ResponseFuture<S, Req, C, H>;
+    type Future = ResponseFuture<S, Req, C, H, R>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -101,12 +112,14 @@ where
             budget.deposit();
         }
         let replay_safe = self.hints.replay_safe(&req);
-        let fut = self.inner.call(req.clone());
+        let (first, stored) = self.replay.keep(req);
+        let fut = self.inner.call(first);
         ResponseFuture {
             state: State::First { fut },
             ctx: Ctx {
                 svc: self.inner.clone(),
-                request: req,
+                stored,
+                replay: self.replay.clone(),
                 policy: self.policy.clone(),
                 classifier: self.classifier.clone(),
                 hints: self.hints.clone(),
@@ -120,9 +133,10 @@ where
 }
 
 /// What the future carries between attempts.
-struct Ctx<S, Req, C, H> {
+struct Ctx<S, Req, C, H, R: Replay<Req>> {
     svc: S,
-    request: Req,
+    stored: Option<R::Stored>,
+    replay: R,
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
@@ -139,9 +153,10 @@ enum Next<T> {
     Wait(Duration),
 }
 
-impl<S, Req, C, H> Ctx<S, Req, C, H>
+impl<S, Req, C, H, R> Ctx<S, Req, C, H, R>
 where
     S: Service<Req>,
+    R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: Hints<Req, S::Response, S::Error>,
 {
@@ -168,7 +183,7 @@ where
             number: self.attempts,
             transient: kind == FailureKind::Transient,
             replay_safe: self.replay_safe,
-            replayable: true,
+            replayable: self.stored.is_some(),
             server_delay,
             server_forbids,
             elapsed: self.started.map_or(Duration::ZERO, |t| t.elapsed()),
@@ -217,19 +232,21 @@ pin_project! {
 
 pin_project! {
     /// The response future of [`Retry`]: the current attempt, or the wait before the next.
-    pub struct ResponseFuture<S, Req, C, H>
+    pub struct ResponseFuture<S, Req, C, H, R>
     where
         S: Service<Req>,
+        R: Replay<Req>,
     {
         #[pin]
         state: State<S, Req>,
-        ctx: Ctx<S, Req, C, H>,
+        ctx: Ctx<S, Req, C, H, R>,
     }
 }
 
-impl<S, Req, C, H> fmt::Debug for ResponseFuture<S, Req, C, H>
+impl<S, Req, C, H, R> fmt::Debug for ResponseFuture<S, Req, C, H, R>
 where
     S: Service<Req>,
+    R: Replay<Req>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
@@ -238,10 +255,10 @@ where
     }
 }
 
-impl<S, Req, C, H> Future for ResponseFuture<S, Req, C, H>
+impl<S, Req, C, H, R> Future for ResponseFuture<S, Req, C, H, R>
 where
     S: Service<Req> + Clone,
-    Req: Clone,
+    R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: Hints<Req, S::Response, S::Error>,
 {
@@ -255,7 +272,11 @@ where
                 StateProj::Again { fut } => ready!(fut.poll(cx)),
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
-                    let fut = Oneshot::new(this.ctx.svc.clone(), this.ctx.request.clone());
+                    let Some(stored) = this.ctx.stored.as_ref() else {
+                        unreachable!("a request that cannot be replayed is never retried")
+                    };
+                    let req = this.ctx.replay.again(stored);
+                    let fut = Oneshot::new(this.ctx.svc.clone(), req);
                     this.state.set(State::Again { fut });
                     continue;
                 }

@@ -103,3 +103,140 @@ async fn a_server_asking_too_much_is_given_up_on_at_once() {
     assert_eq!(res.status(), 429);
     assert_eq!(started.elapsed(), Duration::ZERO, "no hour-long sleep");
 }
+
+mod replay {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use rampart_retry::{
+        key::IdempotencyKeyLayer,
+        policy::GiveUp,
+        replay::{BufferBodyLayer, HttpReplay, ReplayBody},
+    };
+    use tower::ServiceBuilder;
+
+    type Seen = Arc<Mutex<Vec<(Instant, Option<http::HeaderValue>, Bytes)>>>;
+
+    /// An upstream that answers 503 with `Retry-After: 2` to its first `fails` attempts,
+    /// recording each attempt's time, idempotency key and body.
+    fn upstream(
+        fails: usize,
+        seen: Seen,
+    ) -> impl tower::Service<
+        http::Request<ReplayBody<Full<Bytes>>>,
+        Response = http::Response<()>,
+        Error = std::io::Error,
+        Future: Send,
+    > + Clone {
+        service_fn(move |req: http::Request<ReplayBody<Full<Bytes>>>| {
+            let seen = seen.clone();
+            async move {
+                let key = req.headers().get("idempotency-key").cloned();
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((Instant::now(), key, body));
+                    seen.len()
+                };
+                let res = if n <= fails {
+                    http::Response::builder()
+                        .status(503)
+                        .header("retry-after", "2")
+                        .body(())
+                } else {
+                    http::Response::builder().status(201).body(())
+                };
+                Ok::<_, std::io::Error>(res.unwrap())
+            }
+        })
+    }
+
+    fn retry() -> rampart_retry::RetryLayer<HttpClassifier, HttpHints, HttpReplay> {
+        RetryLayer::builder()
+            .max_attempts(4)
+            .backoff(no_jitter())
+            .layer()
+            .unwrap()
+            .classifier(HttpClassifier::default())
+            .hints(HttpHints::default())
+            .replay(HttpReplay)
+    }
+
+    fn post(body: &'static [u8]) -> http::Request<Full<Bytes>> {
+        http::Request::post("http://api.test/charges")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_is_replayed_with_one_key_and_the_same_body() {
+        let seen = Seen::default();
+        let svc = ServiceBuilder::new()
+            .layer(IdempotencyKeyLayer::new())
+            .layer(BufferBodyLayer::default())
+            .layer(retry())
+            .service(upstream(2, seen.clone()));
+        let res = svc.oneshot(post(b"{\"amount\":42}")).await.unwrap();
+        assert_eq!(res.status(), 201, "the third attempt succeeded");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        let key = seen[0].1.clone().expect("a key was set");
+        assert!(
+            seen.iter().all(|(_, k, _)| k.as_ref() == Some(&key)),
+            "one key"
+        );
+        assert!(
+            seen.iter().all(|(_, _, b)| b == "{\"amount\":42}"),
+            "one body"
+        );
+        let waits: Vec<_> = seen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert_eq!(
+            waits,
+            [secs(2), secs(2)],
+            "Retry-After, not the 1 s backoff"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_without_a_key_gets_one_attempt() {
+        let seen = Seen::default();
+        let svc = ServiceBuilder::new()
+            .layer(BufferBodyLayer::default())
+            .layer(retry())
+            .service(upstream(2, seen.clone()));
+        let res = svc.oneshot(post(b"x")).await.unwrap();
+        assert_eq!(res.status(), 503, "not retried: it could charge twice");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_over_the_limit_is_sent_whole_once() {
+        let seen = Seen::default();
+        let body: &'static [u8] = &[7u8; 100];
+        let svc = ServiceBuilder::new()
+            .layer(IdempotencyKeyLayer::new())
+            .layer(BufferBodyLayer::new(10))
+            .layer(retry())
+            .service(upstream(2, seen.clone()));
+        let res = svc.oneshot(post(body)).await.unwrap();
+        assert_eq!(res.status(), 503);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one attempt");
+        assert_eq!(seen[0].2.len(), 100, "the whole body all the same");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_says_why_the_request_was_not_replayed() {
+        let svc = ServiceBuilder::new()
+            .layer(IdempotencyKeyLayer::new())
+            .layer(BufferBodyLayer::new(4))
+            .layer(retry())
+            .service(service_fn(
+                |_: http::Request<ReplayBody<Full<Bytes>>>| async {
+                    Err::<http::Response<()>, _>(std::io::Error::other("reset"))
+                },
+            ));
+        let err = svc.oneshot(post(b"too long")).await.unwrap_err();
+        assert_eq!((err.attempts(), err.reason()), (1, GiveUp::NotReplayable));
+    }
+}
