@@ -6,7 +6,7 @@ use rampart_core::{classify::ResultClassifier, error::ConfigError};
 use tower_layer::Layer;
 
 use crate::{
-    hints::NoHints,
+    hints::{NoHints, NoHook},
     policy::{RetryPolicy, RetryPolicyBuilder},
     replay::ByClone,
     service::Retry,
@@ -17,25 +17,27 @@ use crate::{
 /// The policy (and its budget) lives behind an `Arc`: every service the layer makes shares it.
 /// `C` classifies outcomes (transient failures are retried, fatal ones and successes are not);
 /// `H` reads the protocol's hints ([`NoHints`] by default; `HttpHints` for HTTP).
-pub struct RetryLayer<C = ResultClassifier, H = NoHints, R = ByClone> {
+pub struct RetryLayer<C = ResultClassifier, H = NoHints, R = ByClone, A = NoHook> {
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
     replay: R,
+    hook: A,
 }
 
-impl<C: Clone, H: Clone, R: Clone> Clone for RetryLayer<C, H, R> {
+impl<C: Clone, H: Clone, R: Clone, A: Clone> Clone for RetryLayer<C, H, R, A> {
     fn clone(&self) -> Self {
         Self {
             policy: self.policy.clone(),
             classifier: self.classifier.clone(),
             hints: self.hints.clone(),
             replay: self.replay.clone(),
+            hook: self.hook.clone(),
         }
     }
 }
 
-impl<C, H, R> fmt::Debug for RetryLayer<C, H, R> {
+impl<C, H, R, A> fmt::Debug for RetryLayer<C, H, R, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
             .field("policy", &self.policy)
@@ -51,6 +53,7 @@ impl RetryLayer {
             classifier: ResultClassifier,
             hints: NoHints,
             replay: ByClone,
+            hook: NoHook,
         }
     }
 
@@ -60,34 +63,50 @@ impl RetryLayer {
     }
 }
 
-impl<C, H, R> RetryLayer<C, H, R> {
+impl<C, H, R, A> RetryLayer<C, H, R, A> {
     /// Classifies outcomes with `classifier` (e.g. rampart-core's `HttpClassifier`).
-    pub fn classifier<C2>(self, classifier: C2) -> RetryLayer<C2, H, R> {
+    pub fn classifier<C2>(self, classifier: C2) -> RetryLayer<C2, H, R, A> {
         RetryLayer {
             policy: self.policy,
             classifier,
             hints: self.hints,
             replay: self.replay,
+            hook: self.hook,
         }
     }
 
     /// Reads the protocol's hints with `hints` (e.g. `HttpHints`).
-    pub fn hints<H2>(self, hints: H2) -> RetryLayer<C, H2, R> {
+    pub fn hints<H2>(self, hints: H2) -> RetryLayer<C, H2, R, A> {
         RetryLayer {
             policy: self.policy,
             classifier: self.classifier,
             hints,
             replay: self.replay,
+            hook: self.hook,
         }
     }
 
     /// Sends requests again as `replay` says (e.g. `HttpReplay` behind a `BufferBodyLayer`).
-    pub fn replay<R2>(self, replay: R2) -> RetryLayer<C, H, R2> {
+    pub fn replay<R2>(self, replay: R2) -> RetryLayer<C, H, R2, A> {
         RetryLayer {
             policy: self.policy,
             classifier: self.classifier,
             hints: self.hints,
             replay,
+            hook: self.hook,
+        }
+    }
+
+    /// Calls `hook` on each attempt's request just before it is sent (see [`OnAttempt`]).
+    ///
+    /// [`OnAttempt`]: crate::hints::OnAttempt
+    pub fn on_attempt<A2>(self, hook: A2) -> RetryLayer<C, H, R, A2> {
+        RetryLayer {
+            policy: self.policy,
+            classifier: self.classifier,
+            hints: self.hints,
+            replay: self.replay,
+            hook,
         }
     }
 
@@ -97,8 +116,8 @@ impl<C, H, R> RetryLayer<C, H, R> {
     }
 }
 
-impl<S, C: Clone, H: Clone, R: Clone> Layer<S> for RetryLayer<C, H, R> {
-    type Service = Retry<S, C, H, R>;
+impl<S, C: Clone, H: Clone, R: Clone, A: Clone> Layer<S> for RetryLayer<C, H, R, A> {
+    type Service = Retry<S, C, H, R, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Retry::from_parts(
@@ -107,6 +126,7 @@ impl<S, C: Clone, H: Clone, R: Clone> Layer<S> for RetryLayer<C, H, R> {
             self.classifier.clone(),
             self.hints.clone(),
             self.replay.clone(),
+            self.hook.clone(),
         )
     }
 }

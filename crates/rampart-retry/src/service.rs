@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use crate::{
     error::RetryError,
-    hints::{Hints, ServerHint},
+    hints::{Hints, NoHook, OnAttempt, ServerHint},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
     replay::{ByClone, Replay},
 };
@@ -27,15 +27,16 @@ use crate::{
 /// Requests are sent again as the [`Replay`] `R` says (by `Clone` by default), and each retry
 /// calls a clone of the inner service, made ready first. The first attempt uses the service
 /// `poll_ready` made ready.
-pub struct Retry<S, C, H, R = ByClone> {
+pub struct Retry<S, C, H, R = ByClone, A = NoHook> {
     inner: S,
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
     replay: R,
+    hook: A,
 }
 
-impl<S: Clone, C: Clone, H: Clone, R: Clone> Clone for Retry<S, C, H, R> {
+impl<S: Clone, C: Clone, H: Clone, R: Clone, A: Clone> Clone for Retry<S, C, H, R, A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -43,11 +44,12 @@ impl<S: Clone, C: Clone, H: Clone, R: Clone> Clone for Retry<S, C, H, R> {
             classifier: self.classifier.clone(),
             hints: self.hints.clone(),
             replay: self.replay.clone(),
+            hook: self.hook.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, C, H, R> fmt::Debug for Retry<S, C, H, R> {
+impl<S: fmt::Debug, C, H, R, A> fmt::Debug for Retry<S, C, H, R, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
@@ -56,13 +58,14 @@ impl<S: fmt::Debug, C, H, R> fmt::Debug for Retry<S, C, H, R> {
     }
 }
 
-impl<S, C, H, R> Retry<S, C, H, R> {
+impl<S, C, H, R, A> Retry<S, C, H, R, A> {
     pub(crate) fn from_parts(
         inner: S,
         policy: Arc<RetryPolicy>,
         classifier: C,
         hints: H,
         replay: R,
+        hook: A,
     ) -> Self {
         Self {
             inner,
@@ -70,6 +73,7 @@ impl<S, C, H, R> Retry<S, C, H, R> {
             classifier,
             hints,
             replay,
+            hook,
         }
     }
 
@@ -89,16 +93,17 @@ impl<S, C, H, R> Retry<S, C, H, R> {
     }
 }
 
-impl<S, C, H, R, Req> Service<Req> for Retry<S, C, H, R>
+impl<S, C, H, R, A, Req> Service<Req> for Retry<S, C, H, R, A>
 where
     S: Service<Req> + Clone,
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: Hints<Req, S::Response, S::Error>,
+    A: OnAttempt<Req>,
 {
     type Response = S::Response;
     type Error = RetryError<S::Error>;
-    type Future = ResponseFuture<S, Req, C, H, R>;
+    type Future = ResponseFuture<S, Req, C, H, R, A>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -112,7 +117,8 @@ where
             budget.deposit();
         }
         let replay_safe = self.hints.replay_safe(&req);
-        let (first, stored) = self.replay.keep(req);
+        let (mut first, stored) = self.replay.keep(req);
+        self.hook.before(&mut first, 1);
         let fut = self.inner.call(first);
         ResponseFuture {
             state: State::First { fut },
@@ -120,6 +126,7 @@ where
                 svc: self.inner.clone(),
                 stored,
                 replay: self.replay.clone(),
+                hook: self.hook.clone(),
                 policy: self.policy.clone(),
                 classifier: self.classifier.clone(),
                 hints: self.hints.clone(),
@@ -133,10 +140,11 @@ where
 }
 
 /// What the future carries between attempts.
-struct Ctx<S, Req, C, H, R: Replay<Req>> {
+struct Ctx<S, Req, C, H, R: Replay<Req>, A> {
     svc: S,
     stored: Option<R::Stored>,
     replay: R,
+    hook: A,
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
@@ -153,7 +161,7 @@ enum Next<T> {
     Wait(Duration),
 }
 
-impl<S, Req, C, H, R> Ctx<S, Req, C, H, R>
+impl<S, Req, C, H, R, A> Ctx<S, Req, C, H, R, A>
 where
     S: Service<Req>,
     R: Replay<Req>,
@@ -195,6 +203,7 @@ where
                     target: "rampart::retry",
                     attempt = self.attempts, ?after, ?server_delay, "retrying"
                 );
+                metrics::counter!("rampart_retry_retries_total").increment(1);
                 self.previous = after;
                 Next::Wait(after)
             }
@@ -203,6 +212,8 @@ where
                     target: "rampart::retry",
                     attempts = self.attempts, reason = reason.as_str(), "giving up"
                 );
+                metrics::counter!("rampart_retry_give_ups_total", "reason" => reason.as_str())
+                    .increment(1);
                 Next::Done(result.map_err(|e| RetryError::new(self.attempts, reason, e)))
             }
         }
@@ -232,18 +243,18 @@ pin_project! {
 
 pin_project! {
     /// The response future of [`Retry`]: the current attempt, or the wait before the next.
-    pub struct ResponseFuture<S, Req, C, H, R>
+    pub struct ResponseFuture<S, Req, C, H, R, A>
     where
         S: Service<Req>,
         R: Replay<Req>,
     {
         #[pin]
         state: State<S, Req>,
-        ctx: Ctx<S, Req, C, H, R>,
+        ctx: Ctx<S, Req, C, H, R, A>,
     }
 }
 
-impl<S, Req, C, H, R> fmt::Debug for ResponseFuture<S, Req, C, H, R>
+impl<S, Req, C, H, R, A> fmt::Debug for ResponseFuture<S, Req, C, H, R, A>
 where
     S: Service<Req>,
     R: Replay<Req>,
@@ -255,12 +266,13 @@ where
     }
 }
 
-impl<S, Req, C, H, R> Future for ResponseFuture<S, Req, C, H, R>
+impl<S, Req, C, H, R, A> Future for ResponseFuture<S, Req, C, H, R, A>
 where
     S: Service<Req> + Clone,
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: Hints<Req, S::Response, S::Error>,
+    A: OnAttempt<Req>,
 {
     type Output = Result<S::Response, RetryError<S::Error>>;
 
@@ -275,7 +287,8 @@ where
                     let Some(stored) = this.ctx.stored.as_ref() else {
                         unreachable!("a request that cannot be replayed is never retried")
                     };
-                    let req = this.ctx.replay.again(stored);
+                    let mut req = this.ctx.replay.again(stored);
+                    this.ctx.hook.before(&mut req, this.ctx.attempts + 1);
                     let fut = Oneshot::new(this.ctx.svc.clone(), req);
                     this.state.set(State::Again { fut });
                     continue;

@@ -157,3 +157,55 @@ async fn a_spent_budget_stops_retries_across_clones() {
     assert_eq!(calls.lock().unwrap().len(), 3);
     assert_eq!(budget.available(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_hook_changes_each_attempt_from_the_original_request() {
+    let layer = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(no_jitter())
+        .layer()
+        .unwrap()
+        .on_attempt(rampart_retry::hints::on_attempt(|req: &mut u32, n: u32| {
+            *req += 1000 * n;
+        }));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = layer.layer(service_fn({
+        let seen = seen.clone();
+        move |req: u32| {
+            seen.lock().unwrap().push(req);
+            async { Err::<u32, _>(std::io::Error::other("down")) }
+        }
+    }));
+    let _ = svc.oneshot(7).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [1007, 2007, 3007],
+        "no change piles up"
+    );
+}
+
+#[test]
+fn metrics_count_retries_and_give_ups_by_reason() {
+    let store = rampart_core::testing::MetricsRecorder::default();
+    metrics::with_local_recorder(&store, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let layer = RetryLayer::builder()
+                .max_attempts(3)
+                .backoff(no_jitter())
+                .layer()
+                .unwrap();
+            let (svc, _) = flaky(u32::MAX);
+            let _ = layer.layer(svc).oneshot(1).await;
+        });
+    });
+    assert_eq!(store.get("rampart_retry_retries_total{}"), 2);
+    assert_eq!(
+        store.get("rampart_retry_give_ups_total{reason=attempts_exhausted}"),
+        1
+    );
+}
