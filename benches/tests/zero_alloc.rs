@@ -1,6 +1,6 @@
 //! The hot paths allocate nothing (DESIGN.md, rule 4): a call through a closed circuit breaker,
-//! a call rejected by an open one (rule 3), and a call admitted by a bulkhead, with and without
-//! priority classes.
+//! a call rejected by an open one (rule 3), a call admitted by a bulkhead, with and without
+//! priority classes, and a call through a retry whose first attempt succeeds.
 //!
 //! Allocations are counted by [dhat](https://docs.rs/dhat)'s global allocator in testing mode.
 //! dhat counts every thread, so this file holds a single test: the test harness then runs it
@@ -23,6 +23,7 @@ use std::{
 use rampart_benches::ready_call;
 use rampart_bulkhead::{BulkheadLayer, priority_fn};
 use rampart_circuit_breaker::{BreakerError, CircuitBreakerLayer, RejectedBy, State};
+use rampart_retry::RetryLayer;
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
@@ -164,4 +165,13 @@ fn all_paths(prefix: &str) {
     assert_no_allocation(&path("bulkhead_classes"), &mut svc, |r| r.is_ok());
     let stats = classes.handle().stats();
     assert_eq!((stats.active, stats.rejected), (0, 0));
+
+    // Retry, no budget: the first attempt succeeds (the request kept by `Clone` for a replay
+    // that never comes, the inner service and the policy's `Arc` cloned into the future).
+    let mut svc = RetryLayer::builder()
+        .max_attempts(3)
+        .layer()
+        .expect("a valid configuration")
+        .layer(service_fn(echo));
+    assert_no_allocation(&path("retry"), &mut svc, |r| r.is_ok());
 }
