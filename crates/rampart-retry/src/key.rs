@@ -8,7 +8,8 @@
 //! header with the request; dead letters record the key).
 //!
 //! Put it *outside* the retry layer: it then runs once per logical request, and every attempt
-//! carries the same key.
+//! carries the same key. [`Sha256KeyLayer`] makes deterministic keys instead: a hash of the
+//! method, the URI and the body.
 //!
 //! ```
 //! use rampart_core::key::IdempotencyKey;
@@ -38,6 +39,8 @@ use std::{
 use http::{HeaderName, HeaderValue, Method, Request};
 use rampart_core::key::IdempotencyKey;
 use tower_layer::Layer;
+
+use crate::replay::ReplayBody;
 use tower_service::Service;
 
 /// How a new key is made.
@@ -164,23 +167,158 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let layer = &self.layer;
-        let existing = req.headers().get(&layer.header).cloned();
-        let req = match existing {
-            Some(value) => {
-                // The caller's key is never overwritten; it is only made visible inside.
-                let mut req = req;
-                req.extensions_mut().insert(IdempotencyKey(value));
-                req
-            }
-            None if layer.methods.contains(req.method()) => {
-                let (mut parts, body) = req.into_parts();
-                let value = new_key(&layer.kind, &parts);
-                parts.headers.insert(layer.header.clone(), value.clone());
-                parts.extensions.insert(IdempotencyKey(value));
-                Request::from_parts(parts, body)
-            }
-            None => req,
-        };
+        let req = apply_key(req, &layer.header, &layer.methods, |parts, _| {
+            new_key(&layer.kind, parts)
+        });
+        self.inner.call(req)
+    }
+}
+
+/// Sets the key made by `make` on `req` if its method is one of `methods` and it carries none
+/// yet; a key the caller set is never overwritten, only put in the extensions too.
+fn apply_key<B>(
+    req: Request<B>,
+    header: &HeaderName,
+    methods: &[Method],
+    make: impl FnOnce(&http::request::Parts, &B) -> HeaderValue,
+) -> Request<B> {
+    if let Some(value) = req.headers().get(header).cloned() {
+        let mut req = req;
+        req.extensions_mut().insert(IdempotencyKey(value));
+        return req;
+    }
+    if !methods.contains(req.method()) {
+        return req;
+    }
+    let (mut parts, body) = req.into_parts();
+    let value = make(&parts, &body);
+    parts.headers.insert(header.clone(), value.clone());
+    parts.extensions.insert(IdempotencyKey(value));
+    Request::from_parts(parts, body)
+}
+
+/// Sets a *deterministic* idempotency key: the SHA-256 of the method, the URI and the body, in
+/// hex, so that the same operation with the same parameters always gets the same key (a client
+/// that crashes and sends the request again is recognised by the server).
+///
+/// It needs the body in memory: put it *inside* a [`BufferBodyLayer`] (and outside the retry
+/// layer). A body too large to hold gets a random UUID v7 instead: it is sent once anyway. Same
+/// header, methods and never-overwrite rule as [`IdempotencyKeyLayer`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use rampart_core::key::IdempotencyKey;
+/// use rampart_retry::{key::Sha256KeyLayer, replay::{BufferBodyLayer, ReplayBody}};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(BufferBodyLayer::default())
+///     .layer(Sha256KeyLayer::new())
+///     .service(service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
+///         Ok::<_, std::convert::Infallible>(IdempotencyKey::of(&req).cloned())
+///     }));
+/// let post = || http::Request::post("/charges").body(Full::new(Bytes::from("{\"amount\":42}"))).unwrap();
+/// let a = svc.clone().oneshot(post()).await.unwrap().unwrap();
+/// let b = svc.oneshot(post()).await.unwrap().unwrap();
+/// assert_eq!(a, b, "the same operation, the same key");
+/// assert_eq!(a.0.len(), 64);
+/// # }
+/// ```
+///
+/// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
+#[derive(Debug, Clone)]
+pub struct Sha256KeyLayer {
+    header: HeaderName,
+    methods: Arc<[Method]>,
+}
+
+impl Default for Sha256KeyLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sha256KeyLayer {
+    /// `Idempotency-Key` on `POST` and `PATCH`.
+    pub fn new() -> Self {
+        let base = IdempotencyKeyLayer::new();
+        Self {
+            header: base.header,
+            methods: base.methods,
+        }
+    }
+
+    /// Uses the header `name` instead.
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.header = name;
+        self
+    }
+
+    /// Sets keys on requests of these methods instead.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = methods.into_iter().collect();
+        self
+    }
+}
+
+impl<S> Layer<S> for Sha256KeyLayer {
+    type Service = SetSha256Key<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SetSha256Key {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`Sha256KeyLayer`].
+#[derive(Debug, Clone)]
+pub struct SetSha256Key<S> {
+    inner: S,
+    layer: Sha256KeyLayer,
+}
+
+fn sha256_key<B>(parts: &http::request::Parts, body: &ReplayBody<B>) -> HeaderValue {
+    use sha2::{Digest, Sha256};
+    let ReplayBody::Buffered { data, .. } = body else {
+        return new_key(&KeyKind::V7, parts);
+    };
+    let mut h = Sha256::new();
+    h.update(parts.method.as_str().as_bytes());
+    h.update(b"\n");
+    h.update(parts.uri.to_string().as_bytes());
+    h.update(b"\n");
+    h.update(data.as_deref().unwrap_or_default());
+    let digest = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, byte) in digest.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(byte >> 4)];
+        out[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid-digest"))
+}
+
+impl<S, B> Service<Request<ReplayBody<B>>> for SetSha256Key<S>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
+        let req = apply_key(req, &self.layer.header, &self.layer.methods, sha256_key);
         self.inner.call(req)
     }
 }
@@ -268,5 +406,50 @@ mod tests {
         .await;
         let uuid = uuid::Uuid::parse_str(v4.unwrap().to_str().unwrap()).unwrap();
         assert_eq!(uuid.get_version_num(), 4);
+    }
+
+    #[tokio::test]
+    async fn sha256_keys_are_deterministic_and_differ_by_parameters() {
+        use crate::replay::BufferBodyLayer;
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use tower::ServiceBuilder;
+
+        let svc = ServiceBuilder::new()
+            .layer(BufferBodyLayer::new(16))
+            .layer(Sha256KeyLayer::new())
+            .service(service_fn(
+                |req: Request<ReplayBody<Full<Bytes>>>| async move {
+                    Ok::<_, Infallible>(req.headers().get("idempotency-key").cloned())
+                },
+            ));
+        let key = |method: Method, uri: &'static str, body: &'static str| {
+            let svc = svc.clone();
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+            async move { svc.oneshot(req).await.unwrap() }
+        };
+        let a = key(Method::POST, "/charges", "42").await.unwrap();
+        assert_eq!(a, key(Method::POST, "/charges", "42").await.unwrap());
+        assert_ne!(a, key(Method::POST, "/charges", "43").await.unwrap());
+        assert_ne!(a, key(Method::POST, "/refunds", "42").await.unwrap());
+        assert_ne!(a, key(Method::PATCH, "/charges", "42").await.unwrap());
+        assert!(key(Method::GET, "/charges", "").await.is_none());
+        // Known digest of "POST\n/charges\n42".
+        use sha2::{Digest, Sha256};
+        let want: String = Sha256::digest(b"POST\n/charges\n42")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(a, want.as_str());
+        // Too large to hold: a random key, a fresh one each time.
+        let big = "x".repeat(17).leak();
+        let r1 = key(Method::POST, "/charges", big).await.unwrap();
+        let r2 = key(Method::POST, "/charges", big).await.unwrap();
+        assert_ne!(r1, r2);
+        assert_eq!(r1.len(), 36);
     }
 }

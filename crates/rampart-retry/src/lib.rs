@@ -36,7 +36,8 @@
 //! - [`budget`]: a retry budget shared by every clone, so that retries can't grow into a storm.
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
 //! - [`replay`]: how a request is sent again: by `Clone`, or from a buffered HTTP body.
-//! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request.
+//! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request
+//!   (random), and `Sha256KeyLayer` (deterministic).
 
 pub mod after;
 pub mod backoff;
