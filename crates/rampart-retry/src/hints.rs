@@ -123,6 +123,95 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
     }
 }
 
+/// The HTTP classifier for retries: rampart-core's default (transport errors, 408, 429, 502,
+/// 503, 504 transient; 500 and other 5xx fatal; other 4xx neither) plus `409 Conflict` as
+/// transient.
+///
+/// A 409 is what a server-side idempotency layer (rampart-idempotency) answers while the first
+/// request with the same key is still in progress: worth retrying, after its `Retry-After`. A
+/// request without an idempotency key is retried on it only if its method is idempotent, where
+/// a retried conflict costs an attempt and nothing else. To retry 500 too, build your own with
+/// `HttpClassifier::builder()`.
+#[cfg(feature = "http")]
+pub fn http_retry_classifier() -> rampart_core::classify::HttpClassifier {
+    rampart_core::classify::HttpClassifier::builder()
+        .failure_statuses([408..=409, 429..=429, 500..=599])
+        .transient_statuses([408..=409, 429..=429, 502..=504])
+        .build()
+        .unwrap_or_default()
+}
+
+/// gRPC (gRFC A6): every call may be replayed (a gRPC client opts in to retries per method, by
+/// adding the layer where it wants them; [`replay_safe`](Self::replay_safe) changes that), the
+/// server's wait is `grpc-retry-pushback-ms`, and `RESOURCE_EXHAUSTED` is retried only when the
+/// server sent a pushback: without one, the server is out of something a retry won't bring
+/// back. Reads trailers-only responses (the usual shape of an error); a status that arrives in
+/// the trailers of a streamed body comes after the response, too late to retry.
+///
+/// ```
+/// use rampart_retry::hints::{GrpcHints, Hints, ServerHint};
+///
+/// let hints = GrpcHints::default();
+/// let exhausted = http::Response::builder().header("grpc-status", "8").body(()).unwrap();
+/// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&exhausted));
+/// assert_eq!(hint, ServerHint::DontRetry);
+/// let with_pushback = http::Response::builder()
+///     .header("grpc-status", "8")
+///     .header("grpc-retry-pushback-ms", "250")
+///     .body(())
+///     .unwrap();
+/// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&with_pushback));
+/// assert_eq!(hint, ServerHint::After(std::time::Duration::from_millis(250)));
+/// ```
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcHints {
+    replay_safe: bool,
+}
+
+#[cfg(feature = "http")]
+impl Default for GrpcHints {
+    fn default() -> Self {
+        Self { replay_safe: true }
+    }
+}
+
+#[cfg(feature = "http")]
+impl GrpcHints {
+    /// Whether calls may be replayed (default `true`).
+    pub fn replay_safe(mut self, safe: bool) -> Self {
+        self.replay_safe = safe;
+        self
+    }
+}
+
+#[cfg(feature = "http")]
+impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
+    fn replay_safe(&self, _: &http::Request<B>) -> bool {
+        self.replay_safe
+    }
+
+    fn server_hint(&self, result: Result<&http::Response<Res>, &E>) -> ServerHint {
+        use rampart_core::classify::GrpcCode;
+        let Ok(res) = result else {
+            return ServerHint::None;
+        };
+        let pushback = crate::after::pushback(res.headers()).map(|p| match p {
+            crate::after::Pushback::RetryAfter(d) => ServerHint::After(d),
+            crate::after::Pushback::DontRetry => ServerHint::DontRetry,
+        });
+        let exhausted = res
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|v| GrpcCode::from_header(v.as_bytes()) == GrpcCode::ResourceExhausted);
+        match (pushback, exhausted) {
+            (Some(hint), _) => hint,
+            (None, true) => ServerHint::DontRetry,
+            (None, false) => ServerHint::None,
+        }
+    }
+}
+
 /// Changes the request before each attempt: refresh a token, set an attempt-count header.
 ///
 /// It gets the attempt's own copy of the request (attempts are rebuilt from the original, so

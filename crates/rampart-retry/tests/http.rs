@@ -240,3 +240,175 @@ mod replay {
         assert_eq!((err.attempts(), err.reason()), (1, GiveUp::NotReplayable));
     }
 }
+
+mod conflict_and_grpc {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use rampart_retry::hints::{GrpcHints, http_retry_classifier};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_409_for_a_key_in_progress_is_retried_after_its_retry_after() {
+        let layer = RetryLayer::builder()
+            .max_attempts(3)
+            .backoff(no_jitter())
+            .layer()
+            .unwrap()
+            .classifier(http_retry_classifier())
+            .hints(ResponseHints::default());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let svc = layer.layer(service_fn({
+            let calls = calls.clone();
+            move |_: u32| {
+                let n = {
+                    let mut c = calls.lock().unwrap();
+                    c.push(Instant::now());
+                    c.len()
+                };
+                async move {
+                    let res = if n == 1 {
+                        http::Response::builder()
+                            .status(409)
+                            .header("retry-after", "2")
+                            .body(())
+                    } else {
+                        http::Response::builder().status(201).body(())
+                    };
+                    Ok::<_, std::io::Error>(res.unwrap())
+                }
+            }
+        }));
+        assert_eq!(svc.oneshot(1).await.unwrap().status(), 201);
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1] - calls[0], secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_422_is_not_retried() {
+        let layer = RetryLayer::builder()
+            .backoff(no_jitter())
+            .layer()
+            .unwrap()
+            .classifier(http_retry_classifier())
+            .hints(ResponseHints::default());
+        let calls = Arc::new(Mutex::new(0));
+        let svc = layer.layer(service_fn({
+            let calls = calls.clone();
+            move |_: u32| {
+                *calls.lock().unwrap() += 1;
+                async {
+                    Ok::<_, std::io::Error>(http::Response::builder().status(422).body(()).unwrap())
+                }
+            }
+        }));
+        assert_eq!(svc.oneshot(1).await.unwrap().status(), 422);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            1,
+            "a key/payload mismatch: retrying won't help"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct GrpcResponseHints(GrpcHints);
+
+    impl Hints<u32, http::Response<Empty<Bytes>>, std::io::Error> for GrpcResponseHints {
+        fn replay_safe(&self, _: &u32) -> bool {
+            true
+        }
+
+        fn server_hint(
+            &self,
+            result: Result<&http::Response<Empty<Bytes>>, &std::io::Error>,
+        ) -> ServerHint {
+            Hints::<http::Request<()>, _, _>::server_hint(&self.0, result)
+        }
+    }
+
+    /// A gRPC server answering trailers-only responses with `code` (and `pushback`, if any)
+    /// `fails` times, then OK.
+    fn grpc(
+        code: &'static str,
+        pushback: Option<&'static str>,
+        fails: usize,
+        calls: Arc<Mutex<usize>>,
+    ) -> impl tower::Service<
+        u32,
+        Response = http::Response<Empty<Bytes>>,
+        Error = std::io::Error,
+        Future: Send,
+    > + Clone {
+        service_fn(move |_: u32| {
+            let n = {
+                let mut c = calls.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            async move {
+                let mut res = http::Response::builder().header("content-type", "application/grpc");
+                if n <= fails {
+                    res = res.header("grpc-status", code);
+                    if let Some(p) = pushback {
+                        res = res.header("grpc-retry-pushback-ms", p);
+                    }
+                } else {
+                    res = res.header("grpc-status", "0");
+                }
+                Ok::<_, std::io::Error>(res.body(Empty::new()).unwrap())
+            }
+        })
+    }
+
+    fn grpc_retry() -> RetryLayer<rampart_core::classify::GrpcClassifier, GrpcResponseHints> {
+        RetryLayer::builder()
+            .max_attempts(3)
+            .backoff(no_jitter())
+            .layer()
+            .unwrap()
+            .classifier(rampart_core::classify::GrpcClassifier::default())
+            .hints(GrpcResponseHints::default())
+    }
+
+    fn status(res: &http::Response<Empty<Bytes>>) -> &str {
+        res.headers()["grpc-status"].to_str().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grpc_unavailable_is_retried_and_a_pushback_is_waited() {
+        let calls = Arc::new(Mutex::new(0));
+        let started = Instant::now();
+        let svc = grpc_retry().layer(grpc("14", Some("1500"), 2, calls.clone()));
+        let res = svc.oneshot(1).await.unwrap();
+        assert_eq!(status(&res), "0");
+        assert_eq!(*calls.lock().unwrap(), 3);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(3500),
+            "the pushback's 1.5 s, then the backoff's 2 s (the longer of the two each time)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grpc_resource_exhausted_is_retried_only_with_a_pushback() {
+        let calls = Arc::new(Mutex::new(0));
+        let svc = grpc_retry().layer(grpc("8", None, 2, calls.clone()));
+        let res = svc.oneshot(1).await.unwrap();
+        assert_eq!(status(&res), "8", "no pushback: not retried");
+        assert_eq!(*calls.lock().unwrap(), 1);
+
+        let calls = Arc::new(Mutex::new(0));
+        let svc = grpc_retry().layer(grpc("8", Some("100"), 1, calls.clone()));
+        assert_eq!(status(&svc.oneshot(1).await.unwrap()), "0");
+        assert_eq!(*calls.lock().unwrap(), 2);
+
+        let calls = Arc::new(Mutex::new(0));
+        let svc = grpc_retry().layer(grpc("14", Some("-1"), 2, calls.clone()));
+        assert_eq!(
+            status(&svc.oneshot(1).await.unwrap()),
+            "14",
+            "a negative pushback: stop"
+        );
+        assert_eq!(*calls.lock().unwrap(), 1);
+    }
+}
