@@ -39,6 +39,13 @@
 //! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request
 //!   (random), and `Sha256KeyLayer` (deterministic).
 
+//! # Fuzzing
+//!
+//! The header parsers have cargo-fuzz targets in `crates/rampart-retry/fuzz` (a crate of its
+//! own, outside the workspace): `cargo +nightly fuzz run retry_after` and `… run pushback`, from
+//! `crates/rampart-retry`. Property tests in [`after`] throw random bytes at them on every test
+//! run too.
+
 pub mod after;
 pub mod backoff;
 pub mod budget;
