@@ -1,22 +1,42 @@
 //! [`RetryError`]: the last failure of a request that was given up on.
 
-use std::{error::Error, fmt};
+use std::{error::Error, fmt, time::Duration};
 
 use crate::policy::GiveUp;
 
-/// The error of a [`Retry`](crate::Retry) service: the last attempt's error, with how many
+/// How the last attempt failed: with the inner service's error, or by running out of its
+/// per-attempt time.
+#[derive(Debug)]
+pub enum LastError<E> {
+    /// The inner service's error.
+    Inner(E),
+    /// The attempt took longer than the per-attempt timeout and was cancelled.
+    TimedOut(Duration),
+}
+
+impl<E: fmt::Display> fmt::Display for LastError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LastError::Inner(e) => e.fmt(f),
+            LastError::TimedOut(d) => write!(f, "the attempt timed out after {d:?}"),
+        }
+    }
+}
+
+/// The error of a [`Retry`](crate::Retry) service: how the last attempt failed, with how many
 /// attempts were made and why no further one was.
 ///
-/// Its `source` is the last error, so `rampart_core::error::find` sees through it.
+/// Its `source` is the inner service's last error, so `rampart_core::error::find` sees
+/// through it.
 #[derive(Debug)]
 pub struct RetryError<E> {
     attempts: u32,
     reason: GiveUp,
-    last: E,
+    last: LastError<E>,
 }
 
 impl<E> RetryError<E> {
-    pub(crate) fn new(attempts: u32, reason: GiveUp, last: E) -> Self {
+    pub(crate) fn new(attempts: u32, reason: GiveUp, last: LastError<E>) -> Self {
         Self {
             attempts,
             reason,
@@ -24,7 +44,7 @@ impl<E> RetryError<E> {
         }
     }
 
-    /// How many attempts were made (at least 1).
+    /// How many attempts were made (0 if the inner service failed before any).
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -34,14 +54,17 @@ impl<E> RetryError<E> {
         self.reason
     }
 
-    /// The last attempt's error.
-    pub fn last(&self) -> &E {
+    /// How the last attempt failed.
+    pub fn last(&self) -> &LastError<E> {
         &self.last
     }
 
-    /// The last attempt's error, by value.
-    pub fn into_inner(self) -> E {
-        self.last
+    /// The inner service's last error, unless the last attempt timed out.
+    pub fn into_inner(self) -> Option<E> {
+        match self.last {
+            LastError::Inner(e) => Some(e),
+            LastError::TimedOut(_) => None,
+        }
     }
 }
 
@@ -60,6 +83,9 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
 
 impl<E: Error + 'static> Error for RetryError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&self.last)
+        match &self.last {
+            LastError::Inner(e) => Some(e),
+            LastError::TimedOut(_) => None,
+        }
     }
 }

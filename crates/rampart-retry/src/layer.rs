@@ -137,3 +137,63 @@ impl RetryPolicyBuilder {
         Ok(RetryLayer::new(self.build()?))
     }
 }
+
+/// The HTTP client stack, outermost first: [`IdempotencyKeyLayer`] (one key per logical `POST`
+/// or `PATCH`), [`BufferBodyLayer`] (bodies up to 64 KiB held for replay), then the
+/// [`RetryLayer`] with [`http_retry_classifier`], [`HttpHints`] and [`HttpReplay`]. The inner
+/// service takes `http::Request<ReplayBody<B>>`.
+///
+/// [`IdempotencyKeyLayer`]: crate::key::IdempotencyKeyLayer
+/// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
+/// [`http_retry_classifier`]: crate::hints::http_retry_classifier
+/// [`HttpHints`]: crate::hints::HttpHints
+/// [`HttpReplay`]: crate::replay::HttpReplay
+#[cfg(feature = "http")]
+pub type HttpRetryLayer = tower::layer::util::Stack<
+    tower::layer::util::Stack<
+        RetryLayer<
+            rampart_core::classify::HttpClassifier,
+            crate::hints::HttpHints,
+            crate::replay::HttpReplay,
+        >,
+        crate::replay::BufferBodyLayer,
+    >,
+    crate::key::IdempotencyKeyLayer,
+>;
+
+#[cfg(feature = "http")]
+impl RetryPolicyBuilder {
+    /// Validates the policy and builds the whole [`HttpRetryLayer`] stack, idempotency keys
+    /// switched on.
+    ///
+    /// ```
+    /// use rampart_retry::RetryLayer;
+    ///
+    /// let client_stack = RetryLayer::builder().max_attempts(4).http_layer()?;
+    /// # let _ = client_stack;
+    /// # Ok::<(), rampart_core::error::ConfigError>(())
+    /// ```
+    pub fn http_layer(self) -> Result<HttpRetryLayer, ConfigError> {
+        self.http_layer_with(
+            crate::key::IdempotencyKeyLayer::new(),
+            crate::replay::BufferBodyLayer::default(),
+        )
+    }
+
+    /// Like [`http_layer`](Self::http_layer), with your key and buffering layers.
+    pub fn http_layer_with(
+        self,
+        keys: crate::key::IdempotencyKeyLayer,
+        buffer: crate::replay::BufferBodyLayer,
+    ) -> Result<HttpRetryLayer, ConfigError> {
+        let retry = self
+            .layer()?
+            .classifier(crate::hints::http_retry_classifier())
+            .hints(crate::hints::HttpHints::default())
+            .replay(crate::replay::HttpReplay);
+        Ok(tower::layer::util::Stack::new(
+            tower::layer::util::Stack::new(retry, buffer),
+            keys,
+        ))
+    }
+}

@@ -58,8 +58,10 @@ pub mod policy;
 pub mod replay;
 mod service;
 
+#[cfg(feature = "http")]
+pub use crate::layer::HttpRetryLayer;
 pub use crate::{
-    error::RetryError,
+    error::{LastError, RetryError},
     layer::RetryLayer,
     service::{ResponseFuture, Retry},
 };

@@ -155,6 +155,7 @@ pub struct RetryPolicy {
     backoff: Backoff,
     budget: Option<RetryBudget>,
     deadline: Option<Duration>,
+    attempt_timeout: Option<Duration>,
     max_server_delay: Duration,
 }
 
@@ -168,6 +169,7 @@ impl RetryPolicy {
                 backoff: Backoff::default(),
                 budget: None,
                 deadline: None,
+                attempt_timeout: None,
                 max_server_delay: Duration::from_secs(30),
             },
         }
@@ -176,6 +178,11 @@ impl RetryPolicy {
     /// The budget, if any; the adapter [deposits](RetryBudget::deposit) each new request.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.budget.as_ref()
+    }
+
+    /// The per-attempt timeout, if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
     }
 
     /// `true` if the policy has an overall deadline (then the adapter times the attempts).
@@ -269,6 +276,13 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// Cancels an attempt that takes longer than `timeout`; a timed-out attempt is a transient
+    /// failure (retried like a reset connection).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.attempt_timeout = Some(timeout);
+        self
+    }
+
     /// The longest wait a server may ask for; above it, give up at once (default 30 s).
     pub fn max_server_delay(mut self, cap: Duration) -> Self {
         self.policy.max_server_delay = cap;
@@ -283,6 +297,13 @@ impl RetryPolicyBuilder {
                 COMPONENT,
                 "max_attempts",
                 format!("must be in 1..=100, got {}", p.max_attempts),
+            ));
+        }
+        if p.attempt_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "attempt_timeout",
+                "must be greater than zero, got 0s",
             ));
         }
         if p.deadline.is_some_and(|d| d.is_zero()) {

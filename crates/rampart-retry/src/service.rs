@@ -16,7 +16,7 @@ use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::{
-    error::RetryError,
+    error::{LastError, RetryError},
     hints::{Hints, NoHook, OnAttempt, ServerHint},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
     replay::{ByClone, Replay},
@@ -109,7 +109,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
             .poll_ready(cx)
-            .map_err(|e| RetryError::new(0, GiveUp::Fatal, e))
+            .map_err(|e| RetryError::new(0, GiveUp::Fatal, LastError::Inner(e)))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -122,6 +122,10 @@ where
         let fut = self.inner.call(first);
         ResponseFuture {
             state: State::First { fut },
+            timeout: self
+                .policy
+                .attempt_timeout()
+                .map(|d| Box::pin(tokio::time::sleep(d))),
             ctx: Ctx {
                 svc: self.inner.clone(),
                 stored,
@@ -170,19 +174,22 @@ where
 {
     fn after_attempt(
         &mut self,
-        result: Result<S::Response, S::Error>,
+        result: Result<Result<S::Response, S::Error>, Duration>,
     ) -> Next<Result<S::Response, RetryError<S::Error>>> {
         self.attempts += 1;
-        let kind = match self.classifier.outcome_of(result.as_ref()) {
-            Some(Outcome::Failure(kind)) => kind,
-            // Success, ignored, or an outcome only the end of the stream will tell: done.
-            _ => {
-                return Next::Done(
-                    result.map_err(|e| RetryError::new(self.attempts, GiveUp::Fatal, e)),
-                );
-            }
+        let judged = match &result {
+            // A timed-out attempt: transient, and the server said nothing.
+            Err(_) => Some((FailureKind::Transient, ServerHint::None)),
+            Ok(r) => match self.classifier.outcome_of(r.as_ref()) {
+                Some(Outcome::Failure(kind)) => Some((kind, self.hints.server_hint(r.as_ref()))),
+                // Success, ignored, or an outcome only the end of the stream will tell.
+                _ => None,
+            },
         };
-        let (server_delay, server_forbids) = match self.hints.server_hint(result.as_ref()) {
+        let Some((kind, hint)) = judged else {
+            return Next::Done(self.finish(result, GiveUp::Fatal));
+        };
+        let (server_delay, server_forbids) = match hint {
             ServerHint::None => (None, false),
             ServerHint::After(d) => (Some(d), false),
             ServerHint::DontRetry => (None, true),
@@ -214,8 +221,25 @@ where
                 );
                 metrics::counter!("rampart_retry_give_ups_total", "reason" => reason.as_str())
                     .increment(1);
-                Next::Done(result.map_err(|e| RetryError::new(self.attempts, reason, e)))
+                Next::Done(self.finish(result, reason))
             }
+        }
+    }
+
+    /// The final result: a response as it came, or the error with the attempts and `reason`.
+    fn finish(
+        &self,
+        result: Result<Result<S::Response, S::Error>, Duration>,
+        reason: GiveUp,
+    ) -> Result<S::Response, RetryError<S::Error>> {
+        match result {
+            Ok(Ok(res)) => Ok(res),
+            Ok(Err(e)) => Err(RetryError::new(self.attempts, reason, LastError::Inner(e))),
+            Err(took) => Err(RetryError::new(
+                self.attempts,
+                reason,
+                LastError::TimedOut(took),
+            )),
         }
     }
 }
@@ -238,6 +262,7 @@ pin_project! {
             // Boxed: only a retry waits, and it allocates nothing else.
             sleep: Pin<Box<Sleep>>,
         },
+        TimedOut,
     }
 }
 
@@ -250,6 +275,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req>,
+        // The current attempt's timeout, if the policy has one (boxed: only then allocated).
+        timeout: Option<Pin<Box<Sleep>>>,
         ctx: Ctx<S, Req, C, H, R, A>,
     }
 }
@@ -279,9 +306,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let result = match this.state.as_mut().project() {
-                StateProj::First { fut } => ready!(fut.poll(cx)),
-                StateProj::Again { fut } => ready!(fut.poll(cx)),
+            let attempt = match this.state.as_mut().project() {
+                StateProj::First { fut } => fut.poll(cx),
+                StateProj::Again { fut } => fut.poll(cx),
+                StateProj::TimedOut => unreachable!("a timed-out attempt is decided at once"),
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
                     let Some(stored) = this.ctx.stored.as_ref() else {
@@ -291,7 +319,27 @@ where
                     this.ctx.hook.before(&mut req, this.ctx.attempts + 1);
                     let fut = Oneshot::new(this.ctx.svc.clone(), req);
                     this.state.set(State::Again { fut });
+                    if let (Some(t), Some(d)) =
+                        (this.timeout.as_mut(), this.ctx.policy.attempt_timeout())
+                    {
+                        t.as_mut().reset(Instant::now() + d);
+                    }
                     continue;
+                }
+            };
+            let result = match attempt {
+                Poll::Ready(result) => Ok(result),
+                Poll::Pending => {
+                    let timed_out = this
+                        .timeout
+                        .as_mut()
+                        .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                    if !timed_out {
+                        return Poll::Pending;
+                    }
+                    // Drop the attempt (cancelling it) before deciding.
+                    this.state.set(State::TimedOut);
+                    Err(this.ctx.policy.attempt_timeout().unwrap_or_default())
                 }
             };
             match this.ctx.after_attempt(result) {

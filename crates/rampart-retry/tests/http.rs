@@ -412,3 +412,50 @@ mod conflict_and_grpc {
         assert_eq!(*calls.lock().unwrap(), 1);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_builder_switches_the_whole_http_stack_on() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use rampart_retry::replay::ReplayBody;
+
+    let stack = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(no_jitter())
+        .http_layer()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = tower::Layer::layer(
+        &stack,
+        service_fn({
+            let seen = seen.clone();
+            move |req: http::Request<ReplayBody<Full<Bytes>>>| {
+                let seen = seen.clone();
+                async move {
+                    let key = req.headers().get("idempotency-key").cloned();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let n = {
+                        let mut s = seen.lock().unwrap();
+                        s.push((key, body));
+                        s.len()
+                    };
+                    let status = if n == 1 { 503 } else { 201 };
+                    Ok::<_, std::io::Error>(
+                        http::Response::builder().status(status).body(()).unwrap(),
+                    )
+                }
+            }
+        }),
+    );
+    let req = http::Request::post("/charges")
+        .body(Full::new(Bytes::from_static(b"pay")))
+        .unwrap();
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), 201);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].0.is_some() && seen[0].0 == seen[1].0,
+        "one key, set by the stack"
+    );
+    assert_eq!(seen[1].1, "pay");
+}

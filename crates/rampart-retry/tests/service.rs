@@ -209,3 +209,60 @@ fn metrics_count_retries_and_give_ups_by_reason() {
         1
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_cancelled_at_its_timeout_and_retried() {
+    let layer = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(no_jitter())
+        .attempt_timeout(Duration::from_millis(500))
+        .layer()
+        .unwrap();
+    let n = Arc::new(AtomicU32::new(0));
+    let svc = layer.layer(service_fn({
+        let n = n.clone();
+        move |req: u32| {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if i == 0 {
+                    std::future::pending::<()>().await; // hangs
+                }
+                Ok::<_, std::io::Error>(req)
+            }
+        }
+    }));
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(5).await.unwrap(), 5);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(1500),
+        "0.5 s, then the 1 s backoff"
+    );
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn giving_up_after_timeouts_says_so() {
+    let layer = RetryLayer::builder()
+        .max_attempts(2)
+        .backoff(no_jitter())
+        .attempt_timeout(Duration::from_millis(200))
+        .layer()
+        .unwrap();
+    let svc = layer.layer(service_fn(|_: u32| async {
+        std::future::pending::<Result<u32, std::io::Error>>().await
+    }));
+    let err = svc.oneshot(1).await.unwrap_err();
+    assert_eq!(
+        (err.attempts(), err.reason()),
+        (2, GiveUp::AttemptsExhausted)
+    );
+    assert!(matches!(
+        err.last(),
+        rampart_retry::LastError::TimedOut(d) if *d == Duration::from_millis(200)
+    ));
+    assert_eq!(
+        err.to_string(),
+        "gave up after 2 attempts (every allowed attempt was made): the attempt timed out after 200ms"
+    );
+}
