@@ -112,6 +112,7 @@ where
             .map_err(|e| RetryError::new(0, GiveUp::Fatal, LastError::Inner(e)))
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if let Some(budget) = self.policy.budget() {
             budget.deposit();
@@ -137,7 +138,7 @@ where
                 attempts: 0,
                 replay_safe,
                 started: self.policy.has_deadline().then(Instant::now),
-                previous: Duration::ZERO,
+                previous_nanos: 0,
             },
         }
     }
@@ -156,7 +157,8 @@ struct Ctx<S, Req, C, H, R: Replay<Req>, A> {
     replay_safe: bool,
     /// When the first attempt started; only read when the policy has a deadline.
     started: Option<Instant>,
-    previous: Duration,
+    /// The last wait, in nanoseconds (a `u64` keeps every call's future smaller).
+    previous_nanos: u64,
 }
 
 /// After an attempt: the final result, or a wait before the next attempt.
@@ -189,6 +191,19 @@ where
         let Some((kind, hint)) = judged else {
             return Next::Done(self.finish(result, GiveUp::Fatal));
         };
+        self.after_failure(result, kind, hint)
+    }
+
+    /// A failed attempt: retry after a wait, or give up. Out of line: the success path above
+    /// stays small.
+    #[cold]
+    #[inline(never)]
+    fn after_failure(
+        &mut self,
+        result: Result<Result<S::Response, S::Error>, Duration>,
+        kind: FailureKind,
+        hint: ServerHint,
+    ) -> Next<Result<S::Response, RetryError<S::Error>>> {
         let (server_delay, server_forbids) = match hint {
             ServerHint::None => (None, false),
             ServerHint::After(d) => (Some(d), false),
@@ -202,7 +217,7 @@ where
             server_delay,
             server_forbids,
             elapsed: self.started.map_or(Duration::ZERO, |t| t.elapsed()),
-            previous_delay: self.previous,
+            previous_delay: Duration::from_nanos(self.previous_nanos),
         };
         match self.policy.decide(&attempt) {
             Decision::Retry { after } => {
@@ -211,7 +226,7 @@ where
                     attempt = self.attempts, ?after, ?server_delay, "retrying"
                 );
                 metrics::counter!("rampart_retry_retries_total").increment(1);
-                self.previous = after;
+                self.previous_nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
                 Next::Wait(after)
             }
             Decision::GiveUp(reason) => {
