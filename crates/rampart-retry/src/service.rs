@@ -318,51 +318,79 @@ where
 {
     type Output = Result<S::Response, RetryError<S::Error>>;
 
+    // Always inlined, with everything but a first attempt that completes at once kept out of
+    // line in `drive`: the common case then costs one poll and no call.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let attempt = match this.state.as_mut().project() {
-                StateProj::First { fut } => fut.poll(cx),
-                StateProj::Again { fut } => fut.poll(cx),
-                StateProj::TimedOut => unreachable!("a timed-out attempt is decided at once"),
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.as_mut().poll(cx));
-                    let Some(stored) = this.ctx.stored.as_ref() else {
-                        unreachable!("a request that cannot be replayed is never retried")
-                    };
-                    let mut req = this.ctx.replay.again(stored);
-                    this.ctx.hook.before(&mut req, this.ctx.attempts + 1);
-                    let fut = Oneshot::new(this.ctx.svc.clone(), req);
-                    this.state.set(State::Again { fut });
-                    if let (Some(t), Some(d)) =
-                        (this.timeout.as_mut(), this.ctx.policy.attempt_timeout())
-                    {
-                        t.as_mut().reset(Instant::now() + d);
-                    }
-                    continue;
+        if let StateProj::First { fut } = this.state.as_mut().project() {
+            if let Poll::Ready(result) = fut.poll(cx) {
+                match this.ctx.after_attempt(Ok(result)) {
+                    Next::Done(out) => return Poll::Ready(out),
+                    Next::Wait(after) => this.state.set(State::Waiting {
+                        sleep: Box::pin(tokio::time::sleep(after)),
+                    }),
                 }
-            };
-            let result = match attempt {
-                Poll::Ready(result) => Ok(result),
-                Poll::Pending => {
-                    let timed_out = this
-                        .timeout
-                        .as_mut()
-                        .is_some_and(|t| t.as_mut().poll(cx).is_ready());
-                    if !timed_out {
-                        return Poll::Pending;
-                    }
-                    // Drop the attempt (cancelling it) before deciding.
-                    this.state.set(State::TimedOut);
-                    Err(this.ctx.policy.attempt_timeout().unwrap_or_default())
-                }
-            };
-            match this.ctx.after_attempt(result) {
-                Next::Done(out) => return Poll::Ready(out),
-                Next::Wait(after) => this.state.set(State::Waiting {
-                    sleep: Box::pin(tokio::time::sleep(after)),
-                }),
             }
+        }
+        drive(this.state, this.timeout, this.ctx, cx)
+    }
+}
+
+/// Every step of a retry future but the first attempt completing at once.
+#[inline(never)]
+fn drive<S, Req, C, H, R, A>(
+    mut state: Pin<&mut State<S, Req>>,
+    timeout: &mut Option<Pin<Box<Sleep>>>,
+    ctx: &mut Ctx<S, Req, C, H, R, A>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, RetryError<S::Error>>>
+where
+    S: Service<Req> + Clone,
+    R: Replay<Req>,
+    C: Classify<S::Response, S::Error>,
+    H: Hints<Req, S::Response, S::Error>,
+    A: OnAttempt<Req>,
+{
+    loop {
+        let attempt = match state.as_mut().project() {
+            StateProj::First { fut } => fut.poll(cx),
+            StateProj::Again { fut } => fut.poll(cx),
+            StateProj::TimedOut => unreachable!("a timed-out attempt is decided at once"),
+            StateProj::Waiting { sleep } => {
+                ready!(sleep.as_mut().poll(cx));
+                let Some(stored) = ctx.stored.as_ref() else {
+                    unreachable!("a request that cannot be replayed is never retried")
+                };
+                let mut req = ctx.replay.again(stored);
+                ctx.hook.before(&mut req, ctx.attempts + 1);
+                let fut = Oneshot::new(ctx.svc.clone(), req);
+                state.set(State::Again { fut });
+                if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.policy.attempt_timeout()) {
+                    t.as_mut().reset(Instant::now() + d);
+                }
+                continue;
+            }
+        };
+        let result = match attempt {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => {
+                let timed_out = timeout
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if !timed_out {
+                    return Poll::Pending;
+                }
+                // Drop the attempt (cancelling it) before deciding.
+                state.set(State::TimedOut);
+                Err(ctx.policy.attempt_timeout().unwrap_or_default())
+            }
+        };
+        match ctx.after_attempt(result) {
+            Next::Done(out) => return Poll::Ready(out),
+            Next::Wait(after) => state.set(State::Waiting {
+                sleep: Box::pin(tokio::time::sleep(after)),
+            }),
         }
     }
 }
