@@ -323,14 +323,14 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let StateProj::First { fut } = this.state.as_mut().project() {
-            if let Poll::Ready(result) = fut.poll(cx) {
-                match this.ctx.after_attempt(Ok(result)) {
-                    Next::Done(out) => return Poll::Ready(out),
-                    Next::Wait(after) => this.state.set(State::Waiting {
-                        sleep: Box::pin(tokio::time::sleep(after)),
-                    }),
-                }
+        if let StateProj::First { fut } = this.state.as_mut().project()
+            && let Poll::Ready(result) = fut.poll(cx)
+        {
+            match this.ctx.after_attempt(Ok(result)) {
+                Next::Done(out) => return Poll::Ready(out),
+                Next::Wait(after) => this.state.set(State::Waiting {
+                    sleep: Box::pin(tokio::time::sleep(after)),
+                }),
             }
         }
         drive(this.state, this.timeout, this.ctx, cx)
