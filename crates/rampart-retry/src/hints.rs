@@ -28,6 +28,24 @@ pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
 
     /// What the server asked for in the failed attempt's result.
     fn server_hint(&self, result: Result<&Res, &E>) -> ServerHint;
+
+    /// Marks the final response with how it was reached: the attempts made and, if the layer
+    /// gave up on a failure response, why. Nothing by default; the HTTP and gRPC hints put a
+    /// [`RetryInfo`] in the response's extensions.
+    #[inline]
+    fn annotate(&self, _res: &mut Res, _info: RetryInfo) {}
+}
+
+/// How a final response was reached, in its extensions (with [`HttpHints`] or [`GrpcHints`]).
+///
+/// The error of a request given up on carries the same in `RetryError`; a *response* given up
+/// on (the last `503`) carries it here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryInfo {
+    /// Attempts made, the last one included.
+    pub attempts: u32,
+    /// Why no further attempt was made, if the response is a failure the layer gave up on.
+    pub gave_up: Option<crate::policy::GiveUp>,
 }
 
 /// No protocol knowledge: every request may be replayed (the caller chose to retry it) and the
@@ -121,6 +139,10 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
             Some(Err(_)) | None => ServerHint::None,
         }
     }
+
+    fn annotate(&self, res: &mut http::Response<Res>, info: RetryInfo) {
+        res.extensions_mut().insert(info);
+    }
 }
 
 /// The HTTP classifier for retries: rampart-core's default (transport errors, 408, 429, 502,
@@ -209,6 +231,10 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
             (None, true) => ServerHint::DontRetry,
             (None, false) => ServerHint::None,
         }
+    }
+
+    fn annotate(&self, res: &mut http::Response<Res>, info: RetryInfo) {
+        res.extensions_mut().insert(info);
     }
 }
 

@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use crate::{
     error::{LastError, RetryError},
-    hints::{Hints, NoHook, OnAttempt, ServerHint},
+    hints::{Hints, NoHook, OnAttempt, RetryInfo, ServerHint},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
     replay::{ByClone, Replay},
 };
@@ -248,7 +248,19 @@ where
         reason: GiveUp,
     ) -> Result<S::Response, RetryError<S::Error>> {
         match result {
-            Ok(Ok(res)) => Ok(res),
+            Ok(Ok(mut res)) => {
+                // Only a failure response is "given up on"; a success just says how many.
+                let failed = matches!(
+                    self.classifier.outcome_of(Ok(&res)),
+                    Some(Outcome::Failure(_))
+                );
+                let info = RetryInfo {
+                    attempts: self.attempts,
+                    gave_up: failed.then_some(reason),
+                };
+                self.hints.annotate(&mut res, info);
+                Ok(res)
+            }
             Ok(Err(e)) => Err(RetryError::new(self.attempts, reason, LastError::Inner(e))),
             Err(took) => Err(RetryError::new(
                 self.attempts,

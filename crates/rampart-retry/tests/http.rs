@@ -38,6 +38,10 @@ impl Hints<u32, http::Response<()>, std::io::Error> for ResponseHints {
     fn server_hint(&self, result: Result<&http::Response<()>, &std::io::Error>) -> ServerHint {
         Hints::<http::Request<()>, _, _>::server_hint(&self.0, result)
     }
+
+    fn annotate(&self, res: &mut http::Response<()>, info: rampart_retry::hints::RetryInfo) {
+        Hints::<http::Request<()>, _, std::io::Error>::annotate(&self.0, res, info)
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -68,6 +72,14 @@ async fn retry_after_is_waited_and_a_503_comes_back_when_giving_up() {
     }));
     let res = svc.oneshot(1).await.unwrap();
     assert_eq!(res.status(), 503, "the last response, not an error");
+    assert_eq!(
+        res.extensions().get::<rampart_retry::hints::RetryInfo>(),
+        Some(&rampart_retry::hints::RetryInfo {
+            attempts: 3,
+            gave_up: Some(rampart_retry::policy::GiveUp::AttemptsExhausted),
+        }),
+        "and how it came to be the last"
+    );
     assert_eq!(
         calls
             .lock()
@@ -450,7 +462,15 @@ async fn the_builder_switches_the_whole_http_stack_on() {
     let req = http::Request::post("/charges")
         .body(Full::new(Bytes::from_static(b"pay")))
         .unwrap();
-    assert_eq!(svc.oneshot(req).await.unwrap().status(), 201);
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        res.extensions().get::<rampart_retry::hints::RetryInfo>(),
+        Some(&rampart_retry::hints::RetryInfo {
+            attempts: 2,
+            gave_up: None
+        })
+    );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     assert!(
