@@ -8,8 +8,8 @@
 //! header with the request; dead letters record the key).
 //!
 //! Put it *outside* the retry layer: it then runs once per logical request, and every attempt
-//! carries the same key. [`Sha256KeyLayer`] makes deterministic keys instead: a hash of the
-//! method, the URI and the body.
+//! carries the same key. [`IdempotencyKeyLayer::sha256`] makes deterministic keys instead: a
+//! hash of the method, the URI and the body.
 //!
 //! ```
 //! use rampart_core::key::IdempotencyKey;
@@ -67,12 +67,40 @@ impl fmt::Debug for KeyKind {
     }
 }
 
+/// Makes the key of a request that has none.
+pub trait MakeKey<B>: Clone + Send + Sync + 'static {
+    /// The key for the request with this head and body.
+    fn make_key(&self, parts: &http::request::Parts, body: &B) -> HeaderValue;
+}
+
+impl<B> MakeKey<B> for KeyKind {
+    fn make_key(&self, parts: &http::request::Parts, _: &B) -> HeaderValue {
+        new_key(self, parts)
+    }
+}
+
+/// Deterministic keys: the SHA-256 of the method, the URI and the body, in hex, so that the
+/// same operation with the same parameters always gets the same key (a client that crashes
+/// and sends the request again is recognised by the server). See
+/// [`IdempotencyKeyLayer::sha256`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sha256Key;
+
+impl<B: Send + 'static> MakeKey<ReplayBody<B>> for Sha256Key {
+    fn make_key(&self, parts: &http::request::Parts, body: &ReplayBody<B>) -> HeaderValue {
+        sha256_key(parts, body)
+    }
+}
+
 /// Sets one idempotency key per request; see the [module docs](self).
+///
+/// `M` makes the keys: [`KeyKind`] (random UUIDs, the default, or a function of the head) or
+/// [`Sha256Key`] (deterministic).
 #[derive(Debug, Clone)]
-pub struct IdempotencyKeyLayer {
+pub struct IdempotencyKeyLayer<M = KeyKind> {
     header: HeaderName,
     methods: Arc<[Method]>,
-    kind: KeyKind,
+    make: M,
 }
 
 impl Default for IdempotencyKeyLayer {
@@ -87,10 +115,57 @@ impl IdempotencyKeyLayer {
         Self {
             header: HeaderName::from_static("idempotency-key"),
             methods: Arc::from([Method::POST, Method::PATCH]),
-            kind: KeyKind::V7,
+            make: KeyKind::V7,
         }
     }
 
+    /// Makes keys this way instead.
+    pub fn kind(mut self, kind: KeyKind) -> Self {
+        self.make = kind;
+        self
+    }
+
+    /// Makes *deterministic* keys instead: the SHA-256 of the method, the URI and the body.
+    ///
+    /// It needs the body in memory: put it *inside* a [`BufferBodyLayer`] (and outside the
+    /// retry layer). A body too large to hold gets a random UUID v7 instead: it is sent once
+    /// anyway.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use rampart_core::key::IdempotencyKey;
+    /// use rampart_retry::{key::IdempotencyKeyLayer, replay::{BufferBodyLayer, ReplayBody}};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(BufferBodyLayer::default())
+    ///     .layer(IdempotencyKeyLayer::sha256())
+    ///     .service(service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
+    ///         Ok::<_, std::convert::Infallible>(IdempotencyKey::of(&req).cloned())
+    ///     }));
+    /// let post = || http::Request::post("/charges").body(Full::new(Bytes::from("{\"amount\":42}"))).unwrap();
+    /// let a = svc.clone().oneshot(post()).await.unwrap().unwrap();
+    /// let b = svc.oneshot(post()).await.unwrap().unwrap();
+    /// assert_eq!(a, b, "the same operation, the same key");
+    /// assert_eq!(a.0.len(), 64);
+    /// # }
+    /// ```
+    ///
+    /// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
+    pub fn sha256() -> IdempotencyKeyLayer<Sha256Key> {
+        let base = Self::new();
+        IdempotencyKeyLayer {
+            header: base.header,
+            methods: base.methods,
+            make: Sha256Key,
+        }
+    }
+}
+
+impl<M> IdempotencyKeyLayer<M> {
     /// Uses the header `name` instead.
     pub fn header(mut self, name: HeaderName) -> Self {
         self.header = name;
@@ -102,16 +177,10 @@ impl IdempotencyKeyLayer {
         self.methods = methods.into_iter().collect();
         self
     }
-
-    /// Makes keys this way instead.
-    pub fn kind(mut self, kind: KeyKind) -> Self {
-        self.kind = kind;
-        self
-    }
 }
 
-impl<S> Layer<S> for IdempotencyKeyLayer {
-    type Service = SetIdempotencyKey<S>;
+impl<S, M: Clone> Layer<S> for IdempotencyKeyLayer<M> {
+    type Service = SetIdempotencyKey<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         SetIdempotencyKey {
@@ -123,12 +192,12 @@ impl<S> Layer<S> for IdempotencyKeyLayer {
 
 /// The service of [`IdempotencyKeyLayer`].
 #[derive(Debug, Clone)]
-pub struct SetIdempotencyKey<S> {
+pub struct SetIdempotencyKey<S, M = KeyKind> {
     inner: S,
-    layer: IdempotencyKeyLayer,
+    layer: IdempotencyKeyLayer<M>,
 }
 
-impl<S> SetIdempotencyKey<S> {
+impl<S, M> SetIdempotencyKey<S, M> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -150,136 +219,6 @@ fn new_key(kind: &KeyKind, parts: &http::request::Parts) -> HeaderValue {
     let text = uuid.hyphenated().encode_lower(&mut buf);
     // A hyphenated UUID is always a valid header value.
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid-uuid"))
-}
-
-impl<S, B> Service<Request<B>> for SetIdempotencyKey<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let layer = &self.layer;
-        let req = apply_key(req, &layer.header, &layer.methods, |parts, _| {
-            new_key(&layer.kind, parts)
-        });
-        self.inner.call(req)
-    }
-}
-
-/// Sets the key made by `make` on `req` if its method is one of `methods` and it carries none
-/// yet; a key the caller set is never overwritten, only put in the extensions too.
-fn apply_key<B>(
-    req: Request<B>,
-    header: &HeaderName,
-    methods: &[Method],
-    make: impl FnOnce(&http::request::Parts, &B) -> HeaderValue,
-) -> Request<B> {
-    if let Some(value) = req.headers().get(header).cloned() {
-        let mut req = req;
-        req.extensions_mut().insert(IdempotencyKey(value));
-        return req;
-    }
-    if !methods.contains(req.method()) {
-        return req;
-    }
-    let (mut parts, body) = req.into_parts();
-    let value = make(&parts, &body);
-    parts.headers.insert(header.clone(), value.clone());
-    parts.extensions.insert(IdempotencyKey(value));
-    Request::from_parts(parts, body)
-}
-
-/// Sets a *deterministic* idempotency key: the SHA-256 of the method, the URI and the body, in
-/// hex, so that the same operation with the same parameters always gets the same key (a client
-/// that crashes and sends the request again is recognised by the server).
-///
-/// It needs the body in memory: put it *inside* a [`BufferBodyLayer`] (and outside the retry
-/// layer). A body too large to hold gets a random UUID v7 instead: it is sent once anyway. Same
-/// header, methods and never-overwrite rule as [`IdempotencyKeyLayer`].
-///
-/// ```
-/// use bytes::Bytes;
-/// use http_body_util::Full;
-/// use rampart_core::key::IdempotencyKey;
-/// use rampart_retry::{key::Sha256KeyLayer, replay::{BufferBodyLayer, ReplayBody}};
-/// use tower::{ServiceBuilder, ServiceExt, service_fn};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let svc = ServiceBuilder::new()
-///     .layer(BufferBodyLayer::default())
-///     .layer(Sha256KeyLayer::new())
-///     .service(service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
-///         Ok::<_, std::convert::Infallible>(IdempotencyKey::of(&req).cloned())
-///     }));
-/// let post = || http::Request::post("/charges").body(Full::new(Bytes::from("{\"amount\":42}"))).unwrap();
-/// let a = svc.clone().oneshot(post()).await.unwrap().unwrap();
-/// let b = svc.oneshot(post()).await.unwrap().unwrap();
-/// assert_eq!(a, b, "the same operation, the same key");
-/// assert_eq!(a.0.len(), 64);
-/// # }
-/// ```
-///
-/// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
-#[derive(Debug, Clone)]
-pub struct Sha256KeyLayer {
-    header: HeaderName,
-    methods: Arc<[Method]>,
-}
-
-impl Default for Sha256KeyLayer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Sha256KeyLayer {
-    /// `Idempotency-Key` on `POST` and `PATCH`.
-    pub fn new() -> Self {
-        let base = IdempotencyKeyLayer::new();
-        Self {
-            header: base.header,
-            methods: base.methods,
-        }
-    }
-
-    /// Uses the header `name` instead.
-    pub fn header(mut self, name: HeaderName) -> Self {
-        self.header = name;
-        self
-    }
-
-    /// Sets keys on requests of these methods instead.
-    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.methods = methods.into_iter().collect();
-        self
-    }
-}
-
-impl<S> Layer<S> for Sha256KeyLayer {
-    type Service = SetSha256Key<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SetSha256Key {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service of [`Sha256KeyLayer`].
-#[derive(Debug, Clone)]
-pub struct SetSha256Key<S> {
-    inner: S,
-    layer: Sha256KeyLayer,
 }
 
 fn sha256_key<B>(parts: &http::request::Parts, body: &ReplayBody<B>) -> HeaderValue {
@@ -304,9 +243,10 @@ fn sha256_key<B>(parts: &http::request::Parts, body: &ReplayBody<B>) -> HeaderVa
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid-digest"))
 }
 
-impl<S, B> Service<Request<ReplayBody<B>>> for SetSha256Key<S>
+impl<S, M, B> Service<Request<B>> for SetIdempotencyKey<S, M>
 where
-    S: Service<Request<ReplayBody<B>>>,
+    S: Service<Request<B>>,
+    M: MakeKey<B>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -317,8 +257,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
-        let req = apply_key(req, &self.layer.header, &self.layer.methods, sha256_key);
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let layer = &self.layer;
+        let req = if let Some(value) = req.headers().get(&layer.header).cloned() {
+            // The caller's key is never overwritten; it is only made visible inside.
+            let mut req = req;
+            req.extensions_mut().insert(IdempotencyKey(value));
+            req
+        } else if layer.methods.contains(req.method()) {
+            let (mut parts, body) = req.into_parts();
+            let value = layer.make.make_key(&parts, &body);
+            parts.headers.insert(layer.header.clone(), value.clone());
+            parts.extensions.insert(IdempotencyKey(value));
+            Request::from_parts(parts, body)
+        } else {
+            req
+        };
         self.inner.call(req)
     }
 }
@@ -417,7 +371,7 @@ mod tests {
 
         let svc = ServiceBuilder::new()
             .layer(BufferBodyLayer::new(16))
-            .layer(Sha256KeyLayer::new())
+            .layer(IdempotencyKeyLayer::sha256())
             .service(service_fn(
                 |req: Request<ReplayBody<Full<Bytes>>>| async move {
                     Ok::<_, Infallible>(req.headers().get("idempotency-key").cloned())

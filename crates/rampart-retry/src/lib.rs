@@ -37,7 +37,7 @@
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
 //! - [`replay`]: how a request is sent again: by `Clone`, or from a buffered HTTP body.
 //! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request
-//!   (random), and `Sha256KeyLayer` (deterministic).
+//!   (random UUIDs, or deterministic SHA-256 with `IdempotencyKeyLayer::sha256`).
 
 //! # Fuzzing
 //!
