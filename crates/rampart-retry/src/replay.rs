@@ -67,7 +67,9 @@ mod http_replay {
         ///
         /// `Buffered { data, trailers }`: the data (`None` once sent, or if empty) and the
         /// trailers, if any. `Streaming { prefix, rest }`: what was read before the limit was
-        /// passed, then the rest of the original body.
+        /// passed, then the rest of the original body. `Failed { prefix, error }`: what was
+        /// read before the original body failed, then its error (never lost: the inner
+        /// service reads it as the body's error).
         #[allow(missing_docs)] // the fields are described above: the macro takes no field docs
         #[project = ReplayBodyProj]
         pub enum ReplayBody<B> {
@@ -81,6 +83,11 @@ mod http_replay {
                 prefix: Option<Bytes>,
                 #[pin]
                 rest: B,
+            },
+            /// The original body failed while it was being read.
+            Failed {
+                prefix: Option<Bytes>,
+                error: Option<rampart_core::error::BoxError>,
             },
         }
     }
@@ -100,21 +107,27 @@ mod http_replay {
                     .field("len", &data.as_ref().map_or(0, Bytes::len))
                     .finish(),
                 ReplayBody::Streaming { .. } => f.debug_struct("Streaming").finish_non_exhaustive(),
+                ReplayBody::Failed { error, .. } => {
+                    f.debug_struct("Failed").field("error", error).finish()
+                }
             }
         }
     }
 
+    /// Its error is a `BoxError`: the original body's error, or the one it failed with while
+    /// being buffered.
     impl<B> Body for ReplayBody<B>
     where
         B: Body<Data = Bytes>,
+        B::Error: Into<rampart_core::error::BoxError>,
     {
         type Data = Bytes;
-        type Error = B::Error;
+        type Error = rampart_core::error::BoxError;
 
         fn poll_frame(
             self: Pin<&mut Self>,
             cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
             match self.project() {
                 ReplayBodyProj::Buffered { data, trailers } => {
                     if let Some(d) = data.take() {
@@ -126,7 +139,13 @@ mod http_replay {
                     if let Some(p) = prefix.take() {
                         return Poll::Ready(Some(Ok(Frame::data(p))));
                     }
-                    rest.poll_frame(cx)
+                    rest.poll_frame(cx).map_err(Into::into)
+                }
+                ReplayBodyProj::Failed { prefix, error } => {
+                    if let Some(p) = prefix.take() {
+                        return Poll::Ready(Some(Ok(Frame::data(p))));
+                    }
+                    Poll::Ready(error.take().map(Err))
                 }
             }
         }
@@ -135,6 +154,7 @@ mod http_replay {
             match self {
                 ReplayBody::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
                 ReplayBody::Streaming { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+                ReplayBody::Failed { prefix, error } => prefix.is_none() && error.is_none(),
             }
         }
 
@@ -152,6 +172,9 @@ mod http_replay {
                         out.set_upper(u + p);
                     }
                     out
+                }
+                ReplayBody::Failed { prefix, .. } => {
+                    SizeHint::with_exact(prefix.as_ref().map_or(0, |d| d.len() as u64))
                 }
             }
         }
@@ -191,7 +214,7 @@ mod http_replay {
                     data: data.clone(),
                     trailers: trailers.clone(),
                 }),
-                ReplayBody::Streaming { .. } => None,
+                ReplayBody::Streaming { .. } | ReplayBody::Failed { .. } => None,
             };
             (Request::from_parts(parts, body), stored)
         }
@@ -255,6 +278,7 @@ mod http_replay {
     where
         S: Service<Request<ReplayBody<B>>> + Clone,
         B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<rampart_core::error::BoxError>,
     {
         type Response = S::Response;
         type Error = S::Error;
@@ -340,6 +364,7 @@ mod http_replay {
     where
         S: Service<Request<ReplayBody<B>>>,
         B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<rampart_core::error::BoxError>,
     {
         type Output = Result<S::Response, S::Error>;
 
@@ -375,8 +400,22 @@ mod http_replay {
                                     None
                                 }
                             },
-                            // A read error: pass the body on so the inner service sees it.
-                            Some(Err(_)) => Some(false),
+                            // A read error: handed on with what was read, so the inner service
+                            // sees the body fail exactly as it would have.
+                            Some(Err(e)) => {
+                                let parts =
+                                    parts.take().expect("BufferFuture polled after completion");
+                                let svc = svc.take().expect("BufferFuture polled after completion");
+                                let read = buf.split().freeze();
+                                let body = ReplayBody::Failed {
+                                    prefix: (!read.is_empty()).then_some(read),
+                                    error: Some(e.into()),
+                                };
+                                let mut svc = svc;
+                                let fut = svc.call(Request::from_parts(parts, body));
+                                state.set(BufferState::Calling { fut });
+                                continue;
+                            }
                             None => Some(true),
                         };
                         let Some(complete) = done else { continue };

@@ -479,3 +479,64 @@ async fn the_builder_switches_the_whole_http_stack_on() {
     );
     assert_eq!(seen[1].1, "pay");
 }
+
+/// A request body that sends `ab` and then fails.
+struct FailingBody(bool);
+
+impl http_body::Body for FailingBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let first = !self.0;
+        self.0 = true;
+        std::task::Poll::Ready(Some(if first {
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(b"ab")))
+        } else {
+            Err(std::io::Error::other("client went away"))
+        }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_fails_while_buffered_fails_the_same_way_inside_once() {
+    use http_body_util::BodyExt;
+    use rampart_retry::{policy::GiveUp, replay::ReplayBody};
+
+    let stack = RetryLayer::builder()
+        .backoff(no_jitter())
+        .http_layer()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = tower::Layer::layer(
+        &stack,
+        service_fn({
+            let seen = seen.clone();
+            move |req: http::Request<ReplayBody<FailingBody>>| {
+                let seen = seen.clone();
+                async move {
+                    let read = req.into_body().collect().await;
+                    seen.lock()
+                        .unwrap()
+                        .push(read.map(|_| ()).map_err(|e| e.to_string()));
+                    Err::<http::Response<()>, _>(std::io::Error::other(
+                        "upstream saw a broken body",
+                    ))
+                }
+            }
+        }),
+    );
+    let req = http::Request::post("/upload")
+        .body(FailingBody(false))
+        .unwrap();
+    let err = svc.oneshot(req).await.unwrap_err();
+    assert_eq!((err.attempts(), err.reason()), (1, GiveUp::NotReplayable));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Err("client went away".to_owned())],
+        "the error reached the inner service: no truncated body passed as whole"
+    );
+}
