@@ -70,3 +70,54 @@ async fn bulkhead_rejections_do_not_trip_an_outer_breaker() {
     }
     assert_eq!(breaker_handle.state(), State::Open);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_recommended_client_stack_retries_through_breaker_and_bulkhead() {
+    use rampart::retry::backoff::{Backoff, Jitter};
+    use std::sync::atomic::AtomicU32;
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(5)
+        .layer()
+        .unwrap()
+        .ignore_rejections();
+    let handle = breaker.handle();
+    let svc = ServiceBuilder::new()
+        .retry(
+            RetryLayer::builder()
+                .max_attempts(3)
+                .backoff(Backoff::builder().jitter(Jitter::None).build().unwrap())
+                .layer()
+                .unwrap(),
+        )
+        .circuit_breaker(breaker)
+        .bulkhead(BulkheadLayer::builder().max_concurrent(4).layer().unwrap())
+        .service(service_fn({
+            let calls = calls.clone();
+            move |_: ()| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Err(std::io::Error::other("blip"))
+                    } else {
+                        Ok("done")
+                    }
+                }
+            }
+        }));
+    let started = tokio::time::Instant::now();
+    assert_eq!(svc.oneshot(()).await.unwrap(), "done");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "after the 1 s backoff"
+    );
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.failures, stats.successes),
+        (1, 1),
+        "the breaker judged each attempt"
+    );
+}

@@ -1,13 +1,20 @@
 //! [`ServiceBuilderExt`]: rampart's layers as `ServiceBuilder` methods.
 
 use tower::ServiceBuilder;
-#[cfg(any(feature = "circuit-breaker", feature = "bulkhead", feature = "tonic"))]
+#[cfg(any(
+    feature = "circuit-breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "tonic"
+))]
 use tower::layer::util::Stack;
 
 #[cfg(feature = "bulkhead")]
 use rampart_bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
 #[cfg(feature = "circuit-breaker")]
 use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+#[cfg(feature = "retry")]
+use rampart_retry::RetryLayer;
 
 mod sealed {
     pub trait Sealed<L> {}
@@ -66,6 +73,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: KeyedBulkheadLayer<X, K, P>,
     ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>>;
 
+    /// Retries failed calls ([`RetryLayer`]): put it outside the circuit breaker, so that each
+    /// attempt is judged and an open breaker fails attempts fast.
+    #[cfg(feature = "retry")]
+    fn retry<C, H, R, A>(
+        self,
+        layer: RetryLayer<C, H, R, A>,
+    ) -> ServiceBuilder<Stack<RetryLayer<C, H, R, A>, L>>;
+
     /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
     /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit, `RESOURCE_EXHAUSTED`
     /// for a full bulkhead), so tonic clients and
@@ -102,6 +117,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: KeyedBulkheadLayer<X, K, P>,
     ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "retry")]
+    fn retry<C, H, R, A>(
+        self,
+        layer: RetryLayer<C, H, R, A>,
+    ) -> ServiceBuilder<Stack<RetryLayer<C, H, R, A>, L>> {
         self.layer(layer)
     }
 

@@ -39,6 +39,7 @@
 //! |---|---|---|
 //! | `circuit-breaker` | yes | `rampart::circuit_breaker`: `CircuitBreakerLayer`, per-key breakers, handles |
 //! | `bulkhead` | yes | `rampart::bulkhead`: `BulkheadLayer`, priority classes, bounded wait, per-key partitions, handles |
+//! | `retry` | yes | `rampart::retry`: `RetryLayer`, backoff and jitter, retry budgets, `Retry-After` and pushback, idempotency keys, HTTP body replay |
 //! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
 //! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
@@ -120,6 +121,10 @@ pub use rampart_circuit_breaker as circuit_breaker;
 #[cfg(feature = "bulkhead")]
 pub use rampart_bulkhead as bulkhead;
 
+/// Retries with idempotency keys (the `rampart-retry` crate).
+#[cfg(feature = "retry")]
+pub use rampart_retry as retry;
+
 /// The names most programs need, for a glob import: `use rampart::prelude::*;`.
 pub mod prelude {
     pub use crate::ServiceBuilderExt;
@@ -139,6 +144,11 @@ pub mod prelude {
     };
     #[cfg(all(feature = "bulkhead", feature = "http"))]
     pub use rampart_bulkhead::{ByExtension, PriorityHeader};
+
+    #[cfg(all(feature = "retry", feature = "http"))]
+    pub use rampart_retry::key::IdempotencyKeyLayer;
+    #[cfg(feature = "retry")]
+    pub use rampart_retry::{RetryError, RetryLayer, budget::RetryBudget};
 
     #[cfg(feature = "grpc")]
     pub use rampart_core::classify::GrpcClassifier;
