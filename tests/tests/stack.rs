@@ -84,7 +84,7 @@ async fn the_recommended_client_stack_retries_through_breaker_and_bulkhead() {
         .ignore_rejections();
     let handle = breaker.handle();
     let svc = ServiceBuilder::new()
-        .retry(
+        .retries(
             RetryLayer::builder()
                 .max_attempts(3)
                 .backoff(Backoff::builder().jitter(Jitter::None).build().unwrap())

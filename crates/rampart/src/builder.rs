@@ -74,9 +74,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>>;
 
     /// Retries failed calls ([`RetryLayer`]): put it outside the circuit breaker, so that each
-    /// attempt is judged and an open breaker fails attempts fast.
+    /// attempt is judged and an open breaker fails attempts fast. (Named `retries`, not
+    /// `retry`: tower's `ServiceBuilder::retry` takes a tower retry policy.)
     #[cfg(feature = "retry")]
-    fn retry<C, H, R, A>(
+    fn retries<C, H, R, A>(
         self,
         layer: RetryLayer<C, H, R, A>,
     ) -> ServiceBuilder<Stack<RetryLayer<C, H, R, A>, L>>;
@@ -121,7 +122,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "retry")]
-    fn retry<C, H, R, A>(
+    fn retries<C, H, R, A>(
         self,
         layer: RetryLayer<C, H, R, A>,
     ) -> ServiceBuilder<Stack<RetryLayer<C, H, R, A>, L>> {
