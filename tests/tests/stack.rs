@@ -121,3 +121,19 @@ async fn the_recommended_client_stack_retries_through_breaker_and_bulkhead() {
         "the breaker judged each attempt"
     );
 }
+
+#[test]
+fn the_builder_takes_a_bulkhead_that_holds_permits_until_the_body_ends() {
+    // Would not compile if `ServiceBuilderExt::bulkhead` took only the default release policy.
+    let _svc = ServiceBuilder::new()
+        .bulkhead(
+            BulkheadLayer::builder()
+                .max_concurrent(1)
+                .layer()
+                .unwrap()
+                .release_on_body_end(),
+        )
+        .service(service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::io::Error>(http::Response::new(()))
+        }));
+}

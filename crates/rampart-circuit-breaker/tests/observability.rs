@@ -5,23 +5,15 @@
 
 use std::time::Duration;
 
-use rampart_circuit_breaker::{CircuitBreakerLayer, State};
+use rampart_circuit_breaker::State;
 use rampart_core::{
     clock::ManualClock,
     testing::{MetricsRecorder, ready},
 };
 use tower::{Layer, ServiceExt, service_fn};
 
-fn breaker(clock: &ManualClock) -> CircuitBreakerLayer {
-    CircuitBreakerLayer::builder()
-        .name("obs")
-        .clock(clock.shared())
-        .count_window(2)
-        .minimum_calls(2)
-        .open_duration(Duration::from_secs(5))
-        .layer()
-        .unwrap()
-}
+mod common;
+use common::breaker;
 
 #[test]
 fn metrics_count_calls_rejections_and_transitions_and_gauge_the_state() {

@@ -4,25 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
 
-use std::time::Duration;
-
-use rampart_circuit_breaker::{CircuitBreakerLayer, State};
+use rampart_circuit_breaker::State;
 use rampart_core::{
     clock::ManualClock,
     testing::{LogBuffer, ready},
 };
 use tower::{Layer, ServiceExt, service_fn};
 
-fn breaker(clock: &ManualClock) -> CircuitBreakerLayer {
-    CircuitBreakerLayer::builder()
-        .name("obs")
-        .clock(clock.shared())
-        .count_window(2)
-        .minimum_calls(2)
-        .open_duration(Duration::from_secs(5))
-        .layer()
-        .unwrap()
-}
+mod common;
+use common::breaker;
 
 #[test]
 fn every_transition_is_a_tracing_event() {

@@ -63,15 +63,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Adds a bulkhead. Every service built from this builder, and every clone of them, shares
     /// the layer's one set of permits.
     #[cfg(feature = "bulkhead")]
-    fn bulkhead<P>(self, layer: BulkheadLayer<P>) -> ServiceBuilder<Stack<BulkheadLayer<P>, L>>;
+    fn bulkhead<P, H>(
+        self,
+        layer: BulkheadLayer<P, H>,
+    ) -> ServiceBuilder<Stack<BulkheadLayer<P, H>, L>>;
 
     /// Adds one bulkhead partition per key (per tenant, per host, …), from a
     /// [`KeyedBulkheadLayer`].
     #[cfg(feature = "bulkhead")]
-    fn keyed_bulkhead<X, K, P>(
+    fn keyed_bulkhead<X, K, P, H>(
         self,
-        layer: KeyedBulkheadLayer<X, K, P>,
-    ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>>;
+        layer: KeyedBulkheadLayer<X, K, P, H>,
+    ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P, H>, L>>;
 
     /// Retries failed calls ([`RetryLayer`]): put it outside the circuit breaker, so that each
     /// attempt is judged and an open breaker fails attempts fast. (Named `retries`, not
@@ -109,15 +112,18 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "bulkhead")]
-    fn bulkhead<P>(self, layer: BulkheadLayer<P>) -> ServiceBuilder<Stack<BulkheadLayer<P>, L>> {
+    fn bulkhead<P, H>(
+        self,
+        layer: BulkheadLayer<P, H>,
+    ) -> ServiceBuilder<Stack<BulkheadLayer<P, H>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "bulkhead")]
-    fn keyed_bulkhead<X, K, P>(
+    fn keyed_bulkhead<X, K, P, H>(
         self,
-        layer: KeyedBulkheadLayer<X, K, P>,
-    ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P>, L>> {
+        layer: KeyedBulkheadLayer<X, K, P, H>,
+    ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P, H>, L>> {
         self.layer(layer)
     }
 
