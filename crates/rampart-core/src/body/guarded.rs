@@ -1,4 +1,4 @@
-//! [`GuardedBody`]: a response body that holds a value until the stream ends.
+//! A response body that holds a value until the stream ends.
 //!
 //! A policy that must keep something for as long as a response streams (a bulkhead permit, a
 //! concurrency slot) wraps the body: the guard is dropped as soon as the body reports its end

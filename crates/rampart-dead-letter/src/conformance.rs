@@ -1,0 +1,194 @@
+//! The store conformance suite: what every [`DeadLetterStore`] must do, as one async function
+//! that panics (with what failed) on the first broken promise.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use rampart_dead_letter::{conformance, MemoryStore};
+//!
+//! conformance::run(&MemoryStore::bounded(10_000).unwrap()).await;
+//! # }
+//! ```
+//!
+//! The store must start empty (give each run its own file, key prefix or stream).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test helper: panics are its reports
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::{
+    record::{
+        DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, RecordedBody, State,
+        Target, system_time_from_millis, unix_millis,
+    },
+    store::{DeadLetterStore, Filter, Query, StoreErrorKind},
+};
+
+/// A record for tests: number `i`, with a binary header, a body, and a failure kind and
+/// service that vary with `i` (`i % 3` picks transient, timeout or circuit-open; odd numbers
+/// are service `b`, even ones `a`).
+pub fn record(i: u32) -> DeadLetter {
+    let kind = [
+        FailureKind::Transient,
+        FailureKind::Timeout,
+        FailureKind::CircuitOpen,
+    ][(i % 3) as usize];
+    let mut r = DeadLetter::new(
+        if i % 2 == 0 { "a" } else { "b" },
+        Target {
+            method: "POST".into(),
+            uri: format!("http://127.0.0.1:9/orders/{i}"),
+            headers: vec![
+                Header {
+                    name: "content-type".into(),
+                    value: Payload(Bytes::from_static(b"application/json")),
+                    redacted: false,
+                },
+                Header {
+                    name: "x-binary".into(),
+                    value: Payload(Bytes::from_static(&[0, 159, 146, 150])),
+                    redacted: false,
+                },
+                Header {
+                    name: "authorization".into(),
+                    value: Payload(Bytes::from_static(crate::record::REDACTED.as_bytes())),
+                    redacted: true,
+                },
+            ],
+            body: RecordedBody::whole(Bytes::from(format!("{{\"order\":{i}}}"))),
+        },
+        Failure {
+            kind,
+            status: (kind == FailureKind::Transient).then_some(503),
+            chain: vec![format!("failure {i}"), "cause".into()],
+        },
+    );
+    r.idempotency_key = Some(format!("key-{i}"));
+    r.attempts = 3;
+    // Whole milliseconds, as every store keeps them.
+    let t = system_time_from_millis(unix_millis(SystemTime::now()));
+    r.first_failed_at = t - Duration::from_secs(u64::from(100 - i.min(100)));
+    r.last_failed_at = t;
+    r.updated_at = t;
+    r
+}
+
+/// Runs every check against `store`, which must start empty. Leaves it empty.
+pub async fn run(store: &dyn DeadLetterStore) {
+    let name = store.describe();
+    assert!(
+        store.stats().await.unwrap().total == 0,
+        "{name}: the conformance suite needs an empty store"
+    );
+
+    // append + get: the record comes back field for field.
+    let records: Vec<DeadLetter> = (0..12).map(record).collect();
+    for r in &records[..6] {
+        store.append(r).await.unwrap();
+    }
+    store.append_batch(&records[6..]).await.unwrap();
+    let got = store.get(records[4].id).await.unwrap().expect("appended record");
+    assert_eq!(got, records[4], "{name}: get returns the record as appended");
+    assert!(
+        store.get(DeadLetterId::new()).await.unwrap().is_none(),
+        "{name}: get of an unknown id is None"
+    );
+
+    // An id stored twice is a conflict, and the first record stays.
+    let mut dup = records[0].clone();
+    dup.service = "other".into();
+    let err = store.append(&dup).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Conflict, "{name}: {err}");
+    assert_eq!(store.get(dup.id).await.unwrap().unwrap().service, "a");
+
+    // list: id order, paging with a cursor, filters.
+    let all = store.list(&Query::new(Filter::all(), 100)).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|r| r.id).collect();
+    let expected: Vec<_> = records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, expected, "{name}: list is in id order");
+    let page1 = store.list(&Query::new(Filter::all(), 5)).await.unwrap();
+    assert_eq!(page1.len(), 5);
+    let page2 = store
+        .list(&Query::new(Filter::all(), 5).after(page1[4].id))
+        .await
+        .unwrap();
+    assert_eq!(page2[0].id, records[5].id, "{name}: the cursor pages on");
+    let last = store
+        .list(&Query::new(Filter::all(), 5).after(records[10].id))
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1, "{name}: the last page is short");
+
+    let timeouts = store
+        .list(&Query::new(Filter::all().kind(FailureKind::Timeout), 100))
+        .await
+        .unwrap();
+    assert_eq!(timeouts.len(), 4, "{name}: filter by kind");
+    assert!(timeouts.iter().all(|r| r.failure.kind == FailureKind::Timeout));
+    let b = store
+        .list(&Query::new(
+            Filter::all().service("b").kind(FailureKind::Transient),
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.iter().map(|r| r.target.uri.clone()).collect::<Vec<_>>(),
+        vec!["http://127.0.0.1:9/orders/3", "http://127.0.0.1:9/orders/9"],
+        "{name}: filters combine"
+    );
+    let paged_filter = store
+        .list(&Query::new(Filter::all().service("a"), 2).after(records[2].id))
+        .await
+        .unwrap();
+    assert_eq!(
+        paged_filter.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![records[4].id, records[6].id],
+        "{name}: a filtered page starts after the cursor"
+    );
+
+    // update: state and counts change; an unknown id is NotFound.
+    let mut changed = records[1].clone();
+    changed.state = State::Delivered;
+    changed.redrive_count = 2;
+    changed.updated_at += Duration::from_secs(1);
+    store.update(&changed).await.unwrap();
+    assert_eq!(store.get(changed.id).await.unwrap().unwrap(), changed);
+    let mut given_up = records[2].clone();
+    given_up.state = State::GivenUp;
+    store.update(&given_up).await.unwrap();
+    let err = store.update(&record(99)).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::NotFound, "{name}: {err}");
+    let delivered = store
+        .list(&Query::new(Filter::all().state(State::Delivered), 100))
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1, "{name}: filter by state after update");
+
+    // stats: by state, by kind, oldest pending.
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.total, 12);
+    assert_eq!(stats.in_state(State::Pending), 10);
+    assert_eq!(stats.in_state(State::Delivered), 1);
+    assert_eq!(stats.in_state(State::GivenUp), 1);
+    assert_eq!(stats.backlog(), 10);
+    assert_eq!(stats.by_kind.get(&FailureKind::CircuitOpen), Some(&4));
+    assert_eq!(
+        stats.oldest_pending,
+        Some(records[0].first_failed_at),
+        "{name}: the oldest pending record's first failure"
+    );
+
+    // delete and purge.
+    assert!(store.delete(records[3].id).await.unwrap());
+    assert!(!store.delete(records[3].id).await.unwrap(), "{name}: deleted twice");
+    assert!(store.get(records[3].id).await.unwrap().is_none());
+    let purged = store
+        .purge(&Filter::all().state(State::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "{name}: purge by state");
+    let purged = store.purge(&Filter::all()).await.unwrap();
+    assert_eq!(purged, 10, "{name}: purge everything else");
+    assert_eq!(store.stats().await.unwrap(), Default::default());
+}
