@@ -63,6 +63,28 @@ impl fmt::Display for ConfigError {
 
 impl Error for ConfigError {}
 
+/// An operation ran out of time: an attempt's timeout or a whole call's deadline.
+///
+/// Every rampart timeout is this type (or has it in its source chain), so one check finds
+/// them all, e.g. to map them to `504` or `DEADLINE_EXCEEDED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Elapsed(());
+
+impl Elapsed {
+    /// The error.
+    pub const fn new() -> Self {
+        Self(())
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl Error for Elapsed {}
+
 /// A rejection made by a resilience policy rather than by the inner service.
 ///
 /// Implemented by every rampart rejection type so that adapters (axum responses, tonic

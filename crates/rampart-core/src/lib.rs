@@ -11,6 +11,7 @@
 //! - [`key`]: key extraction for per-host / per-tenant / per-route instances, and
 //!   [`registry`]: the bounded map that holds those instances.
 //! - [`error`]: the shared error vocabulary.
+//! - [`attempt`]: an attempt counter that a retry layer fills in for the layers outside it.
 //! - `body` (feature `http`): `GuardedBody`, which holds a value until a response stream ends.
 //!
 //! ```
@@ -22,6 +23,7 @@
 //! assert_eq!(outcome, Some(Outcome::Failure(FailureKind::Transient)));
 //! ```
 
+pub mod attempt;
 #[cfg(feature = "http")]
 pub mod body;
 pub mod classify;

@@ -46,7 +46,7 @@ pub fn record(i: u32) -> DeadLetter {
                 },
                 Header {
                     name: "x-binary".into(),
-                    value: Payload(Bytes::from_static(&[0, 159, 146, 150])),
+                    value: Payload(Bytes::from_static(&[0xc3, 0x28, 0xff])),
                     redacted: false,
                 },
                 Header {
@@ -191,4 +191,77 @@ pub async fn run(store: &dyn DeadLetterStore) {
     let purged = store.purge(&Filter::all()).await.unwrap();
     assert_eq!(purged, 10, "{name}: purge everything else");
     assert_eq!(store.stats().await.unwrap(), Default::default());
+}
+
+/// A store that refuses everything with [`StoreErrorKind::Unavailable`], and counts the
+/// attempts: for testing fallbacks.
+#[derive(Debug, Default)]
+pub struct FailingStore {
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl FailingStore {
+    /// A store that always fails.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times it was asked for anything.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn fail<T>(&self) -> Result<T, crate::store::StoreError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(crate::store::StoreError::new(self.describe(), StoreErrorKind::Unavailable)
+            .with_source("connection refused"))
+    }
+}
+
+impl DeadLetterStore for FailingStore {
+    fn describe(&self) -> String {
+        "failing".into()
+    }
+    fn append<'a>(
+        &'a self,
+        _: &'a DeadLetter,
+    ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
+    fn get(
+        &self,
+        _: DeadLetterId,
+    ) -> crate::store::BoxFuture<'_, Result<Option<DeadLetter>, crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
+    fn list<'a>(
+        &'a self,
+        _: &'a Query,
+    ) -> crate::store::BoxFuture<'a, Result<Vec<DeadLetter>, crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
+    fn update<'a>(
+        &'a self,
+        _: &'a DeadLetter,
+    ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
+    fn delete(
+        &self,
+        _: DeadLetterId,
+    ) -> crate::store::BoxFuture<'_, Result<bool, crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
+    fn purge<'a>(
+        &'a self,
+        _: &'a Filter,
+    ) -> crate::store::BoxFuture<'a, Result<u64, crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
+    fn stats(
+        &self,
+    ) -> crate::store::BoxFuture<'_, Result<crate::store::Stats, crate::store::StoreError>> {
+        Box::pin(async move { self.fail() })
+    }
 }

@@ -1,18 +1,116 @@
 //! Dead letters for tower: a request that finally fails is parked in a durable store, where
 //! it can be inspected and redriven. Nothing is lost.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use rampart_core::body::ReplayBody;
+//! use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, MemoryStore, Filter, Query, DEAD_LETTER_ID};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = Arc::new(MemoryStore::bounded(10_000).unwrap());
+//! let client = ServiceBuilder::new()
+//!     .layer(DeadLetterLayer::builder("billing", store.clone()).build().unwrap())
+//!     // … retries, breaker, bulkhead, then the transport; here an upstream that is down:
+//!     .service(service_fn(|_req: http::Request<ReplayBody<Full<Bytes>>>| async {
+//!         let mut res = http::Response::new(Full::new(Bytes::new()));
+//!         *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+//!         Ok::<_, std::convert::Infallible>(res)
+//!     }));
+//!
+//! let req = http::Request::post("http://billing.internal/charge")
+//!     .header("idempotency-key", "order-42")
+//!     .body(Full::new(Bytes::from_static(b"{\"amount\":5}")))
+//!     .unwrap();
+//! let res = client.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), 503);
+//!
+//! // The failure was parked, and the response says as what.
+//! let parked = store.list(&Query::new(Filter::all(), 10)).await.unwrap();
+//! assert_eq!(res.headers()[DEAD_LETTER_ID], parked[0].id.to_string().as_str());
+//! assert_eq!(parked[0].idempotency_key.as_deref(), Some("order-42"));
+//! # }
+//! ```
+//!
+//! - [`DeadLetterLayer`]: parks final failures, and answers with the failure annotated
+//!   ([`ReturnFailure`], the default) or `202 Accepted` ([`AcceptForLater`]). Which failures
+//!   are parked: [`ParkOn`] and [`kind`].
 //! - [`DeadLetter`]: the record, in a versioned JSON format (see [`record`]).
-//! - [`DeadLetterStore`]: where records are kept; [`MemoryStore`] here, the embedded SQLite
-//!   store (the default), Redis Streams in `rampart-redis` and NATS JetStream in
-//!   `rampart-nats`.
+//! - [`DeadLetterStore`]: where records are kept; [`MemoryStore`] (bounded, not durable), the
+//!   embedded [`SqliteStore`] (feature `sqlite`, on by default: one SQLite file readable with
+//!   `sqlite3`, fsynced, with group commit; see [`sqlite`]), Redis Streams in `rampart-redis`
+//!   and NATS JetStream in `rampart-nats`.
+//! - [`Redrive`]: sends parked requests again, paced, with their original idempotency key.
+//! - The `rampart` CLI (crate `rampart-cli`): `rampart dlq list|show|stats|redrive|purge`.
+//!
+//! # Where it goes in a stack
+//!
+//! Outermost, with the idempotency key set outside it:
+//!
+//! ```text
+//! IdempotencyKeyLayer → DeadLetterLayer → deadline → RetryLayer → CircuitBreakerLayer → BulkheadLayer → transport
+//! ```
+//!
+//! - Outside the retries, so that only a request every attempt failed is parked, once, with
+//!   the number of attempts (a rampart retry inside notes them in an
+//!   [`AttemptCounter`](rampart_core::attempt::AttemptCounter) the layer puts in the request).
+//! - Inside the key layer, so that the record holds the key every attempt carried, and a
+//!   redrive sends it again: a server-side idempotency layer then runs the work at most once.
+//!   A key injected inside this layer is not seen by it.
+//! - Outside the breaker and the bulkhead, so that their rejections are parked too (as
+//!   `circuit_open` and `bulkhead_full`).
+//!
+//! # When the store fails
+//!
+//! A [`secondary`](Builder::secondary) store takes the record when the primary fails (logged
+//! at `warn`, counted in `rampart_dead_letter_fallbacks_total`). If that fails too, the caller
+//! gets a [`ParkFailed`] error carrying the original failure and every store's error. A
+//! failure is never dropped silently.
+//!
+//! # Costs
+//!
+//! On every request, failing or not, the layer reads the body into memory up to
+//! [`max_body`](Builder::max_body) (64 KiB) and keeps a copy of the request head (method, URI,
+//! headers) until the response: that is what lets it record a request that has already been
+//! consumed. Recording, redaction, hashing and the store write happen only for a request that
+//! failed.
+//!
+//! # Metrics
+//!
+//! | name | labels | what |
+//! |---|---|---|
+//! | `rampart_dead_letter_parked_total` | `service`, `kind` | records stored |
+//! | `rampart_dead_letter_fallbacks_total` | `service`, `kind` | records the secondary store took |
+//! | `rampart_dead_letter_park_failures_total` | `service`, `kind` | failures no store kept |
+//! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up` |
 
+pub mod error;
+pub mod kind;
+mod layer;
 pub mod memory;
 pub mod record;
+pub mod redrive;
+mod service;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod store;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 
+pub use error::{FailedResponse, ParkFailed, Parked};
+pub use kind::ParkOn;
+pub use layer::{
+    AcceptForLater, Builder, DEAD_LETTER_ID, DeadLetterLayer, Final, MAX_BODY_LIMIT, OnParked,
+    ParkedAs, ReturnFailure,
+};
 pub use memory::MemoryStore;
+pub use redrive::{Redrive, RedriveBuilder};
+pub use service::{DeadLetterService, ResponseFuture};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, State};
 pub use store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind};

@@ -466,9 +466,10 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// A pending record with a new id, failed once, now.
+    /// A pending record with a new id, failed once, now (to the millisecond, as the format
+    /// keeps times, so a record reads back from any store equal to itself).
     pub fn new(service: impl Into<String>, target: Target, failure: Failure) -> Self {
-        let now = SystemTime::now();
+        let now = millis::truncate(SystemTime::now());
         Self {
             version: FORMAT_VERSION,
             id: DeadLetterId::new(),
@@ -532,6 +533,11 @@ pub(crate) mod millis {
     pub fn to_millis(t: SystemTime) -> u64 {
         t.duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// `t` to the millisecond below.
+    pub(crate) fn truncate(t: SystemTime) -> SystemTime {
+        from_millis(to_millis(t))
     }
 
     /// The time `ms` milliseconds after the Unix epoch.

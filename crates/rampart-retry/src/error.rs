@@ -27,7 +27,7 @@ impl<E: fmt::Display> fmt::Display for LastError<E> {
 /// attempts were made and why no further one was.
 ///
 /// Its `source` is the inner service's last error, so `rampart_core::error::find` sees
-/// through it.
+/// through it; if the last attempt timed out, its source is a `rampart_core::error::Elapsed`.
 #[derive(Debug)]
 pub struct RetryError<E> {
     attempts: u32,
@@ -85,7 +85,11 @@ impl<E: Error + 'static> Error for RetryError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.last {
             LastError::Inner(e) => Some(e),
-            LastError::TimedOut(_) => None,
+            LastError::TimedOut(_) => Some(&TIMED_OUT),
         }
     }
 }
+
+/// The source of a retry whose last attempt timed out, so that
+/// `find::<rampart_core::error::Elapsed>` finds every timeout.
+static TIMED_OUT: rampart_core::error::Elapsed = rampart_core::error::Elapsed::new();

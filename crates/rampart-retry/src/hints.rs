@@ -34,6 +34,12 @@ pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
     /// [`RetryInfo`] in the response's extensions.
     #[inline]
     fn annotate(&self, _res: &mut Res, _info: RetryInfo) {}
+
+    /// Notes that attempt number `n` of `req` is about to be sent. Nothing by default; the HTTP
+    /// and gRPC hints note it in a `rampart_core::attempt::AttemptCounter` found in the
+    /// request's extensions (put there by an outer layer, e.g. the dead-letter layer).
+    #[inline]
+    fn note_attempt(&self, _req: &Req, _n: u32) {}
 }
 
 /// How a final response was reached, in its extensions (with [`HttpHints`] or [`GrpcHints`]).
@@ -111,6 +117,13 @@ impl HttpHints {
 
 #[cfg(feature = "http")]
 impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
+    #[inline]
+    fn note_attempt(&self, req: &http::Request<B>, n: u32) {
+        if let Some(c) = req.extensions().get::<rampart_core::attempt::AttemptCounter>() {
+            c.note(n);
+        }
+    }
+
     fn replay_safe(&self, req: &http::Request<B>) -> bool {
         use http::Method;
         matches!(
@@ -209,6 +222,13 @@ impl GrpcHints {
 
 #[cfg(feature = "http")]
 impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
+    #[inline]
+    fn note_attempt(&self, req: &http::Request<B>, n: u32) {
+        if let Some(c) = req.extensions().get::<rampart_core::attempt::AttemptCounter>() {
+            c.note(n);
+        }
+    }
+
     fn replay_safe(&self, _: &http::Request<B>) -> bool {
         self.replay_safe
     }

@@ -120,6 +120,7 @@ where
         let replay_safe = self.hints.replay_safe(&req);
         let (mut first, stored) = self.replay.keep(req);
         self.hook.before(&mut first, 1);
+        self.hints.note_attempt(&first, 1);
         let fut = self.inner.call(first);
         ResponseFuture {
             state: State::First { fut },
@@ -376,6 +377,7 @@ where
                 };
                 let mut req = ctx.replay.again(stored);
                 ctx.hook.before(&mut req, ctx.attempts + 1);
+                ctx.hints.note_attempt(&req, ctx.attempts + 1);
                 let fut = Oneshot::new(ctx.svc.clone(), req);
                 state.set(State::Again { fut });
                 if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.policy.attempt_timeout()) {

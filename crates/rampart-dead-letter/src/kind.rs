@@ -1,0 +1,140 @@
+//! Which failures are parked: how a final response or error becomes a [`FailureKind`], and
+//! the set of kinds a layer parks ([`ParkOn`]).
+
+use std::error::Error;
+
+use http::StatusCode;
+use rampart_core::error::find;
+
+use crate::record::FailureKind;
+
+/// A final response's kind: `5xx`, `408` and `429` are transient failures, other `4xx` are
+/// fatal, anything else is not a failure.
+///
+/// A final `500` is parked (the server may recover); a `400` is not by default (the same
+/// request will be refused again).
+pub fn status_kind(status: StatusCode) -> Option<FailureKind> {
+    match status.as_u16() {
+        408 | 429 | 500..=599 => Some(FailureKind::Transient),
+        400..=499 => Some(FailureKind::Fatal),
+        _ => None,
+    }
+}
+
+/// A final error's kind, from the error and its sources:
+///
+/// | found in the chain | kind |
+/// |---|---|
+/// | `rampart_circuit_breaker::CircuitOpen` (feature `circuit-breaker`) | [`CircuitOpen`](FailureKind::CircuitOpen) |
+/// | `rampart_bulkhead::BulkheadFull` (feature `bulkhead`) | [`BulkheadFull`](FailureKind::BulkheadFull) |
+/// | `rampart_core::error::Elapsed` (every rampart timeout, e.g. a retry whose last attempt timed out), `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, an `io::Error` of kind `TimedOut` | [`Timeout`](FailureKind::Timeout) |
+/// | anything else (a transport error) | [`Transient`](FailureKind::Transient) |
+pub fn error_kind(err: &(dyn Error + 'static)) -> FailureKind {
+    #[cfg(feature = "circuit-breaker")]
+    if find::<rampart_circuit_breaker::CircuitOpen>(err).is_some() {
+        return FailureKind::CircuitOpen;
+    }
+    #[cfg(feature = "bulkhead")]
+    if find::<rampart_bulkhead::BulkheadFull>(err).is_some() {
+        return FailureKind::BulkheadFull;
+    }
+    if find::<rampart_core::error::Elapsed>(err).is_some()
+        || find::<tower::timeout::error::Elapsed>(err).is_some()
+        || find::<tokio::time::error::Elapsed>(err).is_some()
+        || find::<std::io::Error>(err).is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+    {
+        return FailureKind::Timeout;
+    }
+    FailureKind::Transient
+}
+
+/// The set of [`FailureKind`]s a layer parks.
+///
+/// By default every kind but [`Fatal`](FailureKind::Fatal): final transient failures, an open
+/// circuit, a full bulkhead and timeouts are parked; a `4xx` that the same request will meet
+/// again is returned as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkOn(u8);
+
+impl Default for ParkOn {
+    fn default() -> Self {
+        Self::NONE
+            .with(FailureKind::Transient)
+            .with(FailureKind::CircuitOpen)
+            .with(FailureKind::BulkheadFull)
+            .with(FailureKind::Timeout)
+    }
+}
+
+impl ParkOn {
+    /// No kind.
+    pub const NONE: ParkOn = ParkOn(0);
+
+    /// Every kind, fatal failures included.
+    pub const ALL: ParkOn = ParkOn(0b1_1111);
+
+    /// The set with `kind` too.
+    pub const fn with(self, kind: FailureKind) -> Self {
+        Self(self.0 | kind.bit())
+    }
+
+    /// The set without `kind`.
+    pub const fn without(self, kind: FailureKind) -> Self {
+        Self(self.0 & !kind.bit())
+    }
+
+    /// `true` if `kind` is parked.
+    pub const fn contains(self, kind: FailureKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        assert_eq!(status_kind(StatusCode::OK), None);
+        assert_eq!(status_kind(StatusCode::NOT_MODIFIED), None);
+        assert_eq!(
+            status_kind(StatusCode::INTERNAL_SERVER_ERROR),
+            Some(FailureKind::Transient)
+        );
+        assert_eq!(
+            status_kind(StatusCode::TOO_MANY_REQUESTS),
+            Some(FailureKind::Transient)
+        );
+        assert_eq!(status_kind(StatusCode::NOT_FOUND), Some(FailureKind::Fatal));
+    }
+
+    #[test]
+    fn default_set_parks_all_but_fatal() {
+        let on = ParkOn::default();
+        assert!(!on.contains(FailureKind::Fatal));
+        for k in FailureKind::ALL {
+            assert!(ParkOn::ALL.contains(k));
+            assert_eq!(on.contains(k), k != FailureKind::Fatal);
+            assert!(!ParkOn::ALL.without(k).contains(k));
+        }
+    }
+
+    #[test]
+    fn errors_are_recognised_through_wrappers() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert_eq!(error_kind(&io), FailureKind::Timeout);
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(error_kind(&reset), FailureKind::Transient);
+        #[cfg(feature = "circuit-breaker")]
+        {
+            let open = rampart_circuit_breaker::CircuitOpen::new(
+                rampart_circuit_breaker::RejectedBy::Open,
+                None,
+            );
+            let err: rampart_core::error::BoxError = Box::new(
+                rampart_circuit_breaker::BreakerError::<std::io::Error>::Rejected(open),
+            );
+            assert_eq!(error_kind(&*err), FailureKind::CircuitOpen);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! [`DeadLetterService`] and its [`ResponseFuture`].
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use rampart_core::{
+    body::{ReadBody, ReplayBody},
+    error::BoxError,
+};
+use tower_service::Service;
+
+use crate::layer::{Final, OnParked, Shared, Snapshot, park_failed};
+
+/// Parks the requests that finally fail. Made by [`DeadLetterLayer`](crate::DeadLetterLayer).
+///
+/// The request body is read into memory up to the layer's `max_body` first (so that it can be
+/// recorded), and the inner service gets it as a [`ReplayBody`], which rampart-retry's
+/// `HttpReplay` replays without reading it again.
+pub struct DeadLetterService<S, M> {
+    inner: S,
+    shared: Arc<Shared>,
+    mode: M,
+}
+
+impl<S: Clone, M: Clone> Clone for DeadLetterService<S, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            mode: self.mode.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, M: fmt::Debug> fmt::Debug for DeadLetterService<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterService")
+            .field("inner", &self.inner)
+            .field("service", &self.shared.service)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl<S, M> DeadLetterService<S, M> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, mode: M) -> Self {
+        Self {
+            inner,
+            shared,
+            mode,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Bodies must be `Unpin` (hyper's, axum's, reqwest's and http-body-util's are): they are
+/// read in place before the call.
+impl<S, M, B, ResB> Service<Request<B>> for DeadLetterService<S, M>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    M: OnParked<ResB>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    ResB: Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B, M>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // An inner service that cannot be made ready fails the call before any request exists:
+        // there is nothing to park.
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The service made ready is the one called; a clone takes its place.
+        let fresh = self.inner.clone();
+        let svc = std::mem::replace(&mut self.inner, fresh);
+        let (parts, body) = req.into_parts();
+        ResponseFuture {
+            state: State::Reading {
+                svc: Some(svc),
+                parts: Some(parts),
+                read: ReadBody::new(body, self.shared.max_body),
+            },
+            shared: self.shared.clone(),
+            mode: self.mode.clone(),
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        Reading {
+            svc: Option<S>,
+            parts: Option<http::request::Parts>,
+            read: ReadBody<B>,
+        },
+        Calling {
+            #[pin]
+            fut: S::Future,
+            snap: Option<Snapshot>,
+        },
+        Parking {
+            fut: Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>,
+        },
+    }
+}
+
+pin_project! {
+    /// The response future of [`DeadLetterService`]: reads the body, calls the inner service,
+    /// and parks a final failure.
+    pub struct ResponseFuture<S, B, M>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        #[pin]
+        state: State<S, B>,
+        shared: Arc<Shared>,
+        mode: M,
+    }
+}
+
+impl<S, B, M> fmt::Debug for ResponseFuture<S, B, M>
+where
+    S: Service<Request<ReplayBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, B, M, ResB> Future for ResponseFuture<S, B, M>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    M: OnParked<ResB>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    ResB: Send + 'static,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Reading { svc, parts, read } => {
+                    let body = ready!(read.poll_read(cx));
+                    let mut parts = parts.take().expect("polled after completion");
+                    let mut svc = svc.take().expect("polled after completion");
+                    let snap = Snapshot::of(&mut parts, &body);
+                    let fut = svc.call(Request::from_parts(parts, body));
+                    this.state.set(State::Calling {
+                        fut,
+                        snap: Some(snap),
+                    });
+                }
+                StateProj::Calling { fut, snap } => {
+                    let failure = match ready!(fut.poll(cx)) {
+                        Ok(res) => match this.shared.park_response(res.status()) {
+                            None => return Poll::Ready(Ok(res)),
+                            Some(kind) => (kind, Final::Response(res)),
+                        },
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            match this.shared.park_error(&*e) {
+                                None => return Poll::Ready(Err(e)),
+                                Some(kind) => (kind, Final::Error(e)),
+                            }
+                        }
+                    };
+                    let snap = snap.take().expect("polled after completion");
+                    let fut = park(this.shared.clone(), this.mode.clone(), snap, failure);
+                    this.state.set(State::Parking { fut });
+                }
+                StateProj::Parking { fut } => return fut.as_mut().poll(cx),
+            }
+        }
+    }
+}
+
+/// Records and stores a final failure, then answers as the mode says. Boxed: only a failed
+/// request gets here.
+#[cold]
+fn park<M, ResB>(
+    shared: Arc<Shared>,
+    mode: M,
+    snap: Snapshot,
+    (kind, failure): (crate::record::FailureKind, Final<ResB>),
+) -> Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>
+where
+    M: OnParked<ResB>,
+    ResB: Send + 'static,
+{
+    Box::pin(async move {
+        let record = shared.record(snap, kind, &failure);
+        match shared.park(&record).await {
+            Ok(id) => mode.parked(id, kind, failure),
+            Err(stores) => Err(park_failed(kind, failure, stores)),
+        }
+    })
+}

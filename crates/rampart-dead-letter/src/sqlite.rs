@@ -1,0 +1,1188 @@
+//! [`SqliteStore`]: the embedded, durable dead-letter store, and the default one. One SQLite
+//! file, no server; `append` returns `Ok` only once the record is committed and `fsync`ed.
+//!
+//! ```
+//! use rampart_dead_letter::{DeadLetter, DeadLetterStore, Failure, FailureKind, SqliteStore};
+//! use rampart_dead_letter::record::Target;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("dlq.db");
+//! let store = SqliteStore::builder(&path).max_batch(256).open()?;
+//!
+//! let record = DeadLetter::new(
+//!     "billing",
+//!     Target { method: "POST".into(), uri: "http://billing/charge".into(), ..Default::default() },
+//!     Failure::from_status(FailureKind::Transient, http::StatusCode::BAD_GATEWAY),
+//! );
+//! store.append(&record).await?; // committed and fsynced
+//! assert_eq!(store.get(record.id).await?, Some(record));
+//! assert_eq!(store.describe(), format!("sqlite:{}", path.display()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The file
+//!
+//! The file is an ordinary SQLite 3 database, so the standard `sqlite3` tool reads it (and
+//! `jq` reads the records):
+//!
+//! ```text
+//! sqlite3 dlq.db "select id, state, kind from dead_letters"
+//! sqlite3 dlq.db "select record from dead_letters where state = 'pending'" | jq .target.uri
+//! ```
+//!
+//! One table, `dead_letters`, one row per record:
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `id` | `TEXT PRIMARY KEY` | the record's id, a hyphenated lowercase UUID v7 (so text order is id order, oldest first) |
+//! | `state` | `TEXT` | `pending`, `redriving`, `delivered`, `given_up` |
+//! | `kind` | `TEXT` | the failure kind: `transient`, `fatal`, `circuit_open`, `bulkhead_full`, `timeout` |
+//! | `service` | `TEXT` | the service that parked it |
+//! | `first_failed_at`, `last_failed_at`, `updated_at` | `INTEGER` | Unix time in milliseconds |
+//! | `record` | `TEXT` | the whole record as JSON, in the [record format](crate::record) |
+//!
+//! The columns besides `record` are copies of the record's fields, kept for filtering and
+//! counting; `record` is what is read back. Indexes: `(state, id)`, `(kind, id)` and
+//! `(service, id)` for filtered pages in id order, and `(state, first_failed_at)` for the age
+//! of the backlog. `PRAGMA user_version` holds the schema version, [`SCHEMA_VERSION`]; a file
+//! with a newer one is refused rather than misread. `PRAGMA application_id` is
+//! [`APPLICATION_ID`] (`0x52444c51`, "RDLQ"), so a database that belongs to something else is
+//! refused too. Changing rows by hand with `sqlite3` is possible, but keep the columns and the
+//! JSON in step.
+//!
+//! # Durability
+//!
+//! The file is in [WAL mode](https://www.sqlite.org/wal.html): while a store is open, two
+//! files sit beside it, `dlq.db-wal` and `dlq.db-shm`. They are part of the database: copy or
+//! move the three together, or only while no store has the file open (on the last close
+//! SQLite folds the WAL back into the file and removes them). Keep the file on a local disk:
+//! WAL needs shared memory, which network file systems do not give.
+//!
+//! With [`synchronous(true)`](SqliteStoreBuilder::synchronous), the default
+//! (`PRAGMA synchronous=FULL`), every transaction's commit is `fsync`ed before any `append` in
+//! it returns `Ok`: an acknowledged record survives a crash of the process, of the machine, or
+//! a power cut. With `synchronous(false)` (`PRAGMA synchronous=NORMAL`) a commit is written but
+//! not synced: an acknowledged record survives a crash of the process, but not of the machine.
+//!
+//! # Group commit
+//!
+//! A `fsync` costs from tens of microseconds to several milliseconds, depending on the disk, so
+//! one transaction per record would cap the store at a few hundred to a few thousand records a
+//! second. Instead, one writer thread owns the write connection. Every write (`append`,
+//! `append_batch`, `update`, `delete`, `purge`) is a command sent to it; it takes the first
+//! command in its queue and every other one already waiting (up to
+//! [`max_batch`](SqliteStoreBuilder::max_batch) records), runs them in one transaction, commits
+//! (one `fsync`), and only then answers each one. N appends that arrive while a commit is
+//! under way share the next commit.
+//!
+//! The trade-off is latency against throughput, and it is made without a timer: a lone append
+//! is committed at once (one `fsync` of latency, as without grouping); under load an append
+//! waits for the commit in progress and then for its own, at most about two commits. Nothing
+//! waits to fill a batch. Commands in one transaction are independent: an append whose id is
+//! already stored fails with [`StoreErrorKind::Conflict`] and the others still commit. Only a
+//! failure of the transaction itself (a disk error, a full disk) fails every command in it.
+//! [`append_batch`](DeadLetterStore::append_batch) is all or nothing: its records go into one
+//! transaction, and one conflicting id keeps every one of them out.
+//!
+//! Reads (`get`, `list`, `stats`) run on a second thread with its own connection; in WAL mode
+//! they never wait for the writer, and they see only committed records.
+//!
+//! # Threads, blocking and dropping
+//!
+//! The store's futures only wait for an answer from its threads, so they never block the
+//! executor (and need no tokio runtime). [`SqliteStore::open`] does block: it opens the file
+//! and creates the schema, so call it at start-up (or in `spawn_blocking`). A write whose
+//! future is dropped after its first poll may still be committed. Dropping the store lets the
+//! writer finish every command already queued, then waits for both threads to exit, so the
+//! file is closed when `drop` returns; that wait is at most about one commit.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use rampart_core::error::ConfigError;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, types::Value};
+use tokio::sync::oneshot;
+
+use crate::{
+    record::{DeadLetter, DeadLetterId, FailureKind, State, system_time_from_millis, unix_millis},
+    store::{BoxFuture, DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind},
+};
+
+/// The schema version this crate writes and reads, kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a dead-letter database: `0x52444c51`, "RDLQ" in ASCII.
+pub const APPLICATION_ID: i64 = 0x5244_4c51;
+
+/// The default [`max_batch`](SqliteStoreBuilder::max_batch).
+pub const DEFAULT_MAX_BATCH: usize = 512;
+
+/// The default [`busy_timeout`](SqliteStoreBuilder::busy_timeout).
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const COMPONENT: &str = "sqlite dead-letter store";
+
+const SCHEMA: &str = "
+CREATE TABLE dead_letters (
+    id TEXT PRIMARY KEY NOT NULL,
+    state TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    service TEXT NOT NULL,
+    first_failed_at INTEGER NOT NULL,
+    last_failed_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX dead_letters_state_id ON dead_letters (state, id);
+CREATE INDEX dead_letters_state_first_failed ON dead_letters (state, first_failed_at);
+CREATE INDEX dead_letters_kind_id ON dead_letters (kind, id);
+CREATE INDEX dead_letters_service_id ON dead_letters (service, id);
+";
+
+const INSERT: &str = "INSERT INTO dead_letters \
+    (id, state, kind, service, first_failed_at, last_failed_at, updated_at, record) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+const UPDATE: &str = "UPDATE dead_letters SET state = ?2, kind = ?3, service = ?4, \
+    first_failed_at = ?5, last_failed_at = ?6, updated_at = ?7, record = ?8 WHERE id = ?1";
+
+/// Dead letters in a SQLite file: durable, embedded, readable with `sqlite3`.
+///
+/// See the [module docs](self) for the file's schema, durability and group commit.
+pub struct SqliteStore {
+    name: Arc<str>,
+    path: PathBuf,
+    max_batch: usize,
+    synchronous: bool,
+    // Dropped in this order: the writer finishes its queue first.
+    writer: Worker<WriteCommand>,
+    reader: Worker<ReadJob>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the store in the file at `path`, with the default
+    /// settings: durable commits, batches of up to [`DEFAULT_MAX_BATCH`] records.
+    ///
+    /// Blocks while it opens the file. A directory that does not exist, a file that is not a
+    /// SQLite database (or is another program's), or one with a newer schema is a
+    /// [`StoreErrorKind::Config`] error; other failures to open it are
+    /// [`StoreErrorKind::Unavailable`]. Either way the message names the path.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder(path).open()
+    }
+
+    /// A builder for a store in the file at `path`, to change the settings.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            path: path.as_ref().to_path_buf(),
+            max_batch: DEFAULT_MAX_BATCH,
+            synchronous: true,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+
+    /// The database file's path, as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::new(&*self.name, StoreErrorKind::Unavailable)
+            .with_source("the store's worker thread has stopped")
+    }
+
+    /// Sends `op` to the writer and waits for its commit.
+    async fn write(&self, op: WriteOp) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteCommand { op, reply })
+            .map_err(|()| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Runs `f` on the reader thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.reader.send(job).map_err(|()| self.stopped())?;
+        answer
+            .await
+            .map_err(|_| self.stopped())?
+            .map_err(|e| sql_error(&self.name, &e))
+    }
+
+    fn parse(&self, json: &str) -> Result<DeadLetter, StoreError> {
+        DeadLetter::from_json(json.as_bytes())
+            .map_err(|e| StoreError::new(&*self.name, StoreErrorKind::Corrupt).with_source(e))
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("max_batch", &self.max_batch)
+            .field("synchronous", &self.synchronous)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of a [`SqliteStore`], from [`SqliteStore::builder`]; [`open`](Self::open) checks
+/// them and opens the file.
+///
+/// ```
+/// use std::time::Duration;
+/// use rampart_dead_letter::{SqliteStore, StoreErrorKind};
+/// use rampart_core::error::{find, ConfigError};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("dlq.db");
+/// let store = SqliteStore::builder(&path)
+///     .max_batch(1024)
+///     .busy_timeout(Duration::from_secs(10))
+///     .open()
+///     .unwrap();
+/// # drop(store);
+///
+/// let err = SqliteStore::builder(&path).max_batch(0).open().unwrap_err();
+/// assert_eq!(err.kind(), StoreErrorKind::Config);
+/// assert_eq!(find::<ConfigError>(&err).unwrap().field(), "max_batch");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStoreBuilder {
+    path: PathBuf,
+    max_batch: usize,
+    synchronous: bool,
+    busy_timeout: Duration,
+}
+
+impl SqliteStoreBuilder {
+    /// At most about this many records per transaction (one `fsync`); at least 1, by default
+    /// [`DEFAULT_MAX_BATCH`]. The writer stops taking commands into a transaction once it
+    /// holds this many records; an `append_batch` larger than this still goes in whole, in a
+    /// transaction of its own.
+    pub fn max_batch(mut self, records: usize) -> Self {
+        self.max_batch = records;
+        self
+    }
+
+    /// Whether a commit is `fsync`ed before it is acknowledged (`PRAGMA synchronous=FULL`),
+    /// the default; `false` is `PRAGMA synchronous=NORMAL`, which survives a crash of the
+    /// process but may lose the last commits in a crash of the machine. See
+    /// [Durability](self#durability).
+    pub fn synchronous(mut self, on: bool) -> Self {
+        self.synchronous = on;
+        self
+    }
+
+    /// How long a statement waits for a lock held by another connection to the same file
+    /// (another process, or `sqlite3`) before it fails with [`StoreErrorKind::Unavailable`];
+    /// by default [`DEFAULT_BUSY_TIMEOUT`], at most `i32::MAX` milliseconds.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Checks the settings, opens (or creates) the file and starts the store's threads.
+    ///
+    /// A bad setting is a [`StoreErrorKind::Config`] error whose source is a
+    /// [`ConfigError`] naming the field (find it with [`rampart_core::error::find`]). See
+    /// [`SqliteStore::open`] for the errors of opening the file.
+    pub fn open(self) -> Result<SqliteStore, StoreError> {
+        let name: Arc<str> = Arc::from(format!("sqlite:{}", self.path.display()));
+        self.check()
+            .map_err(|e| StoreError::new(&*name, StoreErrorKind::Config).with_source(e))?;
+        let path = self.path.as_path();
+        let shown = path.display();
+        let open_error = |e: rusqlite::Error| {
+            let kind = match e.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => StoreErrorKind::Config,
+                _ => StoreErrorKind::Unavailable,
+            };
+            let what = match e.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => "is not a SQLite database".to_owned(),
+                _ => format!("cannot be opened: {e}"),
+            };
+            StoreError::new(&*name, kind).with_source(format!("{shown} {what}"))
+        };
+
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(
+                StoreError::new(&*name, StoreErrorKind::Config).with_source(format!(
+                    "cannot create {shown}: the directory {} does not exist",
+                    dir.display()
+                )),
+            );
+        }
+
+        let write_conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        write_conn
+            .busy_timeout(self.busy_timeout)
+            .map_err(open_error)?;
+        let app_id: i64 = write_conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(open_error)?;
+        if app_id != 0 && app_id != APPLICATION_ID {
+            return Err(
+                StoreError::new(&*name, StoreErrorKind::Config).with_source(format!(
+                    "{shown} is another program's SQLite database (application_id {app_id:#x}, \
+                     a dead-letter store's is {APPLICATION_ID:#x})"
+                )),
+            );
+        }
+        let mode: String = write_conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(
+                StoreError::new(&*name, StoreErrorKind::Config).with_source(format!(
+                    "{shown} cannot be put in WAL journal mode (it stays in {mode:?} mode)"
+                )),
+            );
+        }
+        write_conn
+            .pragma_update(
+                None,
+                "synchronous",
+                if self.synchronous { "FULL" } else { "NORMAL" },
+            )
+            .map_err(open_error)?;
+        create_schema(&write_conn)
+            .map_err(open_error)?
+            .map_err(|why| {
+                StoreError::new(&*name, StoreErrorKind::Config)
+                    .with_source(format!("{shown} {why}"))
+            })?;
+
+        let read_conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        read_conn
+            .busy_timeout(self.busy_timeout)
+            .map_err(open_error)?;
+        read_conn
+            .pragma_update(None, "query_only", true)
+            .map_err(open_error)?;
+
+        let spawn_error = |e: std::io::Error| {
+            StoreError::new(&*name, StoreErrorKind::Unavailable)
+                .with_source(format!("cannot start the store's thread: {e}"))
+        };
+        let writer = Writer {
+            conn: write_conn,
+            name: name.clone(),
+            max_batch: self.max_batch,
+        };
+        // The reader first: if the writer's thread cannot start, dropping the reader's worker
+        // stops its thread.
+        let reader = Worker::spawn("rampart-dlq-reader", move |jobs: mpsc::Receiver<ReadJob>| {
+            while let Ok(job) = jobs.recv() {
+                job(&read_conn);
+            }
+        })
+        .map_err(spawn_error)?;
+        let writer =
+            Worker::spawn("rampart-dlq-writer", move |commands| writer.run(&commands))
+                .map_err(spawn_error)?;
+
+        Ok(SqliteStore {
+            name,
+            path: self.path,
+            max_batch: self.max_batch,
+            synchronous: self.synchronous,
+            writer,
+            reader,
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.max_batch == 0 {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "max_batch",
+                "must be at least 1 record, got 0",
+            ));
+        }
+        if self.busy_timeout.as_millis() > i32::MAX as u128 {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "busy_timeout",
+                format!(
+                    "must be at most {} ms, got {:?}",
+                    i32::MAX,
+                    self.busy_timeout
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Creates the schema in a new file, or checks an existing one's version. The inner error says
+/// what is wrong with the file.
+fn create_schema(conn: &Connection) -> rusqlite::Result<Result<(), String>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        Ok(match version {
+            0 => {
+                conn.execute_batch(SCHEMA)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+                Ok(())
+            }
+            SCHEMA_VERSION => Ok(()),
+            newer => Err(format!(
+                "has schema version {newer}, newer than this build's {SCHEMA_VERSION}: \
+                 open it with a newer rampart"
+            )),
+        })
+    })();
+    match result {
+        Ok(outcome) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(e)
+        }
+    }
+}
+
+impl DeadLetterStore for SqliteStore {
+    fn describe(&self) -> String {
+        self.name.to_string()
+    }
+
+    fn append<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.write(WriteOp::Append(vec![Row::of(record)]))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn append_batch<'a>(
+        &'a self,
+        records: &'a [DeadLetter],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let rows = records.iter().map(Row::of).collect();
+            self.write(WriteOp::Append(rows)).await.map(drop)
+        })
+    }
+
+    fn get(&self, id: DeadLetterId) -> BoxFuture<'_, Result<Option<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            let key = id.to_string();
+            let json = self
+                .read(move |conn| {
+                    conn.prepare_cached("SELECT record FROM dead_letters WHERE id = ?1")?
+                        .query_row([&key], |row| row.get::<_, String>(0))
+                        .optional()
+                })
+                .await?;
+            json.map(|j| self.parse(&j)).transpose()
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let (mut sql, mut args) = where_clause(&query.filter, query.after);
+            sql.insert_str(0, "SELECT record FROM dead_letters");
+            sql.push_str(" ORDER BY id LIMIT ?");
+            args.push(Value::Integer(
+                i64::try_from(query.limit).unwrap_or(i64::MAX),
+            ));
+            let rows = self
+                .read(move |conn| {
+                    conn.prepare_cached(&sql)?
+                        .query_map(rusqlite::params_from_iter(args), |row| {
+                            row.get::<_, String>(0)
+                        })?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .await?;
+            rows.iter().map(|j| self.parse(j)).collect()
+        })
+    }
+
+    fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.write(WriteOp::Update(Row::of(record))).await.map(drop) })
+    }
+
+    fn delete(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.write(WriteOp::Delete(id.to_string()))
+                .await
+                .map(|n| n > 0)
+        })
+    }
+
+    fn purge<'a>(&'a self, filter: &'a Filter) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { self.write(WriteOp::Purge(filter.clone())).await })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
+        Box::pin(async move {
+            let (by_state, by_kind, oldest) = self
+                .read(|conn| {
+                    // One read transaction: the counts and the age agree with each other.
+                    conn.execute_batch("BEGIN")?;
+                    let result = read_stats(conn);
+                    let _ = conn.execute_batch("COMMIT");
+                    result
+                })
+                .await?;
+            let corrupt = |what: &str, name: &str| {
+                StoreError::new(&*self.name, StoreErrorKind::Corrupt)
+                    .with_source(format!("unknown {what} {name:?} in the dead_letters table"))
+            };
+            let mut stats = Stats::default();
+            for (state, n) in by_state {
+                let state: State = state.parse().map_err(|_| corrupt("state", &state))?;
+                let n = u64::try_from(n).unwrap_or(0);
+                stats.total += n;
+                stats.by_state.insert(state, n);
+            }
+            for (kind, n) in by_kind {
+                let kind: FailureKind = kind.parse().map_err(|_| corrupt("kind", &kind))?;
+                stats.by_kind.insert(kind, u64::try_from(n).unwrap_or(0));
+            }
+            stats.oldest_pending =
+                oldest.map(|ms| system_time_from_millis(u64::try_from(ms).unwrap_or(0)));
+            Ok(stats)
+        })
+    }
+}
+
+type Counts = Vec<(String, i64)>;
+
+fn read_stats(conn: &Connection) -> rusqlite::Result<(Counts, Counts, Option<i64>)> {
+    let counts = |sql: &str| -> rusqlite::Result<Counts> {
+        conn.prepare_cached(sql)?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+    };
+    let by_state = counts("SELECT state, COUNT(*) FROM dead_letters GROUP BY state")?;
+    let by_kind = counts("SELECT kind, COUNT(*) FROM dead_letters GROUP BY kind")?;
+    let oldest = conn
+        .prepare_cached(
+            "SELECT MIN(first_failed_at) FROM dead_letters \
+             WHERE state IN ('pending', 'redriving')",
+        )?
+        .query_row([], |row| row.get::<_, Option<i64>>(0))?;
+    Ok((by_state, by_kind, oldest))
+}
+
+/// ` WHERE …` for `filter` and the cursor, with its arguments (empty when nothing is set).
+fn where_clause(filter: &Filter, after: Option<DeadLetterId>) -> (String, Vec<Value>) {
+    let mut conditions = Vec::new();
+    let mut args = Vec::new();
+    if let Some(after) = after {
+        conditions.push("id > ?");
+        args.push(Value::Text(after.to_string()));
+    }
+    if let Some(state) = filter.state {
+        conditions.push("state = ?");
+        args.push(Value::Text(state.as_str().to_owned()));
+    }
+    if let Some(kind) = filter.kind {
+        conditions.push("kind = ?");
+        args.push(Value::Text(kind.as_str().to_owned()));
+    }
+    if let Some(service) = &filter.service {
+        conditions.push("service = ?");
+        args.push(Value::Text(service.clone()));
+    }
+    if let Some(t) = filter.failed_before {
+        // Stored times are whole milliseconds, so `stored <= t` is `stored <= floor(t)`.
+        conditions.push("last_failed_at <= ?");
+        args.push(Value::Integer(millis(t)));
+    }
+    let sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    (sql, args)
+}
+
+fn millis(t: std::time::SystemTime) -> i64 {
+    i64::try_from(unix_millis(t)).unwrap_or(i64::MAX)
+}
+
+/// What kind of store error a SQLite error is.
+fn sql_error(name: &str, e: &rusqlite::Error) -> StoreError {
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreErrorKind::Full,
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(name, kind).with_source(e.to_string())
+}
+
+/// A record as it goes into its row: serialized on the caller's task, not the writer's thread.
+struct Row {
+    id: String,
+    state: &'static str,
+    kind: &'static str,
+    service: String,
+    first_failed_at: i64,
+    last_failed_at: i64,
+    updated_at: i64,
+    record: String,
+}
+
+impl Row {
+    fn of(r: &DeadLetter) -> Self {
+        Self {
+            id: r.id.to_string(),
+            state: r.state.as_str(),
+            kind: r.failure.kind.as_str(),
+            service: r.service.clone(),
+            first_failed_at: millis(r.first_failed_at),
+            last_failed_at: millis(r.last_failed_at),
+            updated_at: millis(r.updated_at),
+            record: r.to_json(),
+        }
+    }
+
+    /// Runs `sql` (`INSERT` or `UPDATE`, parameters in column order) with this row; how many
+    /// rows it changed.
+    fn execute(&self, conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+        conn.prepare_cached(sql)?.execute(rusqlite::params![
+            self.id,
+            self.state,
+            self.kind,
+            self.service,
+            self.first_failed_at,
+            self.last_failed_at,
+            self.updated_at,
+            self.record,
+        ])
+    }
+}
+
+/// A write for the writer thread.
+enum WriteOp {
+    /// Insert every row, all or none.
+    Append(Vec<Row>),
+    Update(Row),
+    Delete(String),
+    Purge(Filter),
+}
+
+/// A write and where to answer it: with the number of rows it changed.
+struct WriteCommand {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+impl WriteCommand {
+    /// Its share of a transaction's `max_batch`.
+    fn weight(&self) -> usize {
+        match &self.op {
+            WriteOp::Append(rows) => rows.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// A read for the reader thread; it answers through a channel of its own.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// The thread that owns the write connection and commits writes in groups.
+struct Writer {
+    conn: Connection,
+    name: Arc<str>,
+    max_batch: usize,
+}
+
+impl Writer {
+    /// Commits groups of commands until every sender is gone and the queue is empty.
+    fn run(mut self, commands: &mpsc::Receiver<WriteCommand>) {
+        let mut group = Vec::new();
+        while let Ok(first) = commands.recv() {
+            let mut weight = first.weight();
+            group.push(first);
+            while weight < self.max_batch {
+                match commands.try_recv() {
+                    Ok(next) => {
+                        weight += next.weight();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut group);
+        }
+    }
+
+    fn error(&self, e: &rusqlite::Error) -> StoreError {
+        sql_error(&self.name, e)
+    }
+
+    /// Runs `group` in one transaction and answers each command once it is committed.
+    fn commit(&mut self, group: &mut Vec<WriteCommand>) {
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = self.error(&e);
+            tracing::warn!(store = %self.name, error = %err, "dead-letter transaction failed to start");
+            for cmd in group.drain(..) {
+                let _ = cmd.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+        let mut answers = Vec::with_capacity(group.len());
+        let mut failed: Option<StoreError> = None;
+        for cmd in group.drain(..) {
+            if failed.is_none() {
+                let result = self.apply(&cmd.op);
+                if self.conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (an I/O error, a full disk):
+                    // nothing of it stands, answer every command with the failure.
+                    failed = Some(result.err().unwrap_or_else(|| {
+                        StoreError::new(&*self.name, StoreErrorKind::Unavailable)
+                            .with_source("the transaction was rolled back")
+                    }));
+                    answers.push((cmd.reply, Ok(0)));
+                } else {
+                    answers.push((cmd.reply, result));
+                }
+            } else {
+                answers.push((cmd.reply, Ok(0)));
+            }
+        }
+        let committed = match failed {
+            Some(err) => Err(err),
+            None => self.conn.execute_batch("COMMIT").map_err(|e| {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                self.error(&e)
+            }),
+        };
+        match committed {
+            Ok(()) => {
+                for (reply, result) in answers {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(store = %self.name, error = %err, "dead-letter transaction failed");
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// Runs one command inside the open transaction; a failure leaves the transaction as it
+    /// was before the command (unless SQLite rolled it all back, which `commit` checks).
+    fn apply(&self, op: &WriteOp) -> Result<u64, StoreError> {
+        match op {
+            WriteOp::Append(rows) => match rows.as_slice() {
+                // One statement: a failed INSERT undoes itself and nothing else.
+                [row] => self.insert(row).map(|()| 1),
+                rows => {
+                    self.savepoint("SAVEPOINT append_batch")?;
+                    match rows.iter().try_for_each(|row| self.insert(row)) {
+                        Ok(()) => {
+                            self.savepoint("RELEASE append_batch")?;
+                            Ok(rows.len() as u64)
+                        }
+                        Err(err) => {
+                            if !self.conn.is_autocommit() {
+                                let _ = self
+                                    .conn
+                                    .execute_batch("ROLLBACK TO append_batch; RELEASE append_batch");
+                            }
+                            Err(err)
+                        }
+                    }
+                }
+            },
+            WriteOp::Update(row) => match row.execute(&self.conn, UPDATE) {
+                Ok(0) => Err(StoreError::new(&*self.name, StoreErrorKind::NotFound)
+                    .with_source(format!("no record has id {}", row.id))),
+                Ok(n) => Ok(n as u64),
+                Err(e) => Err(self.error(&e)),
+            },
+            WriteOp::Delete(id) => self
+                .conn
+                .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([id]))
+                .map(|n| n as u64)
+                .map_err(|e| self.error(&e)),
+            WriteOp::Purge(filter) => {
+                let (clause, args) = where_clause(filter, None);
+                self.conn
+                    .prepare_cached(&format!("DELETE FROM dead_letters{clause}"))
+                    .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(args)))
+                    .map(|n| n as u64)
+                    .map_err(|e| self.error(&e))
+            }
+        }
+    }
+
+    fn insert(&self, row: &Row) -> Result<(), StoreError> {
+        match row.execute(&self.conn, INSERT) {
+            Ok(_) => Ok(()),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                Err(StoreError::new(&*self.name, StoreErrorKind::Conflict)
+                    .with_source(format!("id {} is already stored", row.id)))
+            }
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    fn savepoint(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(|e| self.error(&e))
+    }
+}
+
+/// A thread that serves a queue; dropping it closes the queue and waits for the thread to
+/// drain it and exit.
+struct Worker<T> {
+    queue: Option<mpsc::Sender<T>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    fn spawn(
+        name: &str,
+        serve: impl FnOnce(mpsc::Receiver<T>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (queue, rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || serve(rx))?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, item: T) -> Result<(), ()> {
+        match &self.queue {
+            Some(queue) => queue.send(item).map_err(drop),
+            None => Err(()),
+        }
+    }
+}
+
+impl<T> Drop for Worker<T> {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            // A thread that panicked has nothing left to finish.
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Poll, Waker},
+    };
+
+    use rampart_core::error::find;
+
+    use super::*;
+    use crate::conformance::record;
+
+    fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("dlq.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let (_dir, store) = temp_store();
+        crate::conformance::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite_with_batches_of_one_and_no_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::builder(dir.path().join("dlq.db"))
+            .max_batch(1)
+            .synchronous(false)
+            .open()
+            .unwrap();
+        crate::conformance::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening_and_the_file_has_the_documented_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.db");
+        let records: Vec<_> = (0..5).map(record).collect();
+        let mut delivered = records[1].clone();
+        delivered.state = State::Delivered;
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.describe(), format!("sqlite:{}", path.display()));
+            store.append_batch(&records[..3]).await.unwrap();
+            store.append(&records[3]).await.unwrap();
+            store.append(&records[4]).await.unwrap();
+            store.update(&delivered).await.unwrap();
+            assert!(store.delete(records[4].id).await.unwrap());
+        }
+        // Closed: SQLite folded the WAL back into the file.
+        assert!(!dir.path().join("dlq.db-wal").exists());
+
+        let store = SqliteStore::open(&path).unwrap();
+        let all = store.list(&Query::new(Filter::all(), 10)).await.unwrap();
+        assert_eq!(
+            all,
+            vec![
+                records[0].clone(),
+                delivered.clone(),
+                records[2].clone(),
+                records[3].clone()
+            ]
+        );
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.total, 4);
+        assert_eq!(stats.in_state(State::Delivered), 1);
+
+        // What `sqlite3 dlq.db "select id, state, kind from dead_letters"` shows.
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<(String, String, String, i64, String)> = conn
+            .prepare(
+                "SELECT id, state, kind, first_failed_at, record FROM dead_letters ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[1].0, delivered.id.to_string());
+        assert_eq!(rows[1].1, "delivered");
+        assert_eq!(rows[1].2, delivered.failure.kind.as_str());
+        assert_eq!(rows[1].3, millis(delivered.first_failed_at));
+        assert_eq!(rows[1].4, delivered.to_json());
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_bad_path_or_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+
+        let missing = dir.path().join("no-such-dir").join("dlq.db");
+        let err = SqliteStore::open(&missing).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config);
+        let msg = err.to_string();
+        assert!(msg.contains(&missing.display().to_string()), "{msg}");
+        assert!(msg.contains("does not exist"), "{msg}");
+
+        let garbage = dir.path().join("notes.txt");
+        std::fs::write(&garbage, vec![b'x'; 8192]).unwrap();
+        let err = SqliteStore::open(&garbage).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config);
+        let msg = err.to_string();
+        assert!(msg.contains(&garbage.display().to_string()), "{msg}");
+        assert!(msg.contains("is not a SQLite database"), "{msg}");
+
+        let other = dir.path().join("other.db");
+        let conn = Connection::open(&other).unwrap();
+        conn.pragma_update(None, "application_id", 7).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&other).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config);
+        assert!(err.to_string().contains("another program's"), "{err}");
+
+        let newer = dir.path().join("newer.db");
+        drop(SqliteStore::open(&newer).unwrap());
+        let conn = Connection::open(&newer).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&newer).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config);
+        assert!(err.to_string().contains("schema version 2"), "{err}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.db");
+        let err = SqliteStore::builder(&path).max_batch(0).open().unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Config);
+        assert_eq!(find::<ConfigError>(&err).unwrap().field(), "max_batch");
+        assert!(err.to_string().contains("max_batch must be at least 1"), "{err}");
+        let err = SqliteStore::builder(&path)
+            .busy_timeout(Duration::from_secs(u64::MAX / 2))
+            .open()
+            .unwrap_err();
+        assert_eq!(find::<ConfigError>(&err).unwrap().field(), "busy_timeout");
+        assert!(!path.exists(), "a refused configuration creates no file");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_appends_all_succeed_and_are_all_stored() {
+        let (_dir, store) = temp_store();
+        let store = Arc::new(store);
+        let records: Vec<_> = (0..200).map(record).collect();
+        let tasks: Vec<_> = records
+            .iter()
+            .cloned()
+            .map(|r| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(&r).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let stored = store.list(&Query::new(Filter::all(), 1000)).await.unwrap();
+        let mut expected = records.clone();
+        expected.sort_by_key(|r| r.id);
+        assert_eq!(stored, expected);
+        assert_eq!(store.stats().await.unwrap().total, 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_conflict_in_a_group_fails_only_its_own_append() {
+        let (_dir, store) = temp_store();
+        let store = Arc::new(store);
+        let stored: Vec<_> = (0..50).map(record).collect();
+        store.append_batch(&stored).await.unwrap();
+        // Half new records, half ids already stored, all at once: they share transactions.
+        let fresh: Vec<_> = (50..100).map(record).collect();
+        let tasks: Vec<_> = fresh
+            .iter()
+            .chain(&stored)
+            .cloned()
+            .map(|r| {
+                let store = store.clone();
+                tokio::spawn(async move { (r.id, store.append(&r).await) })
+            })
+            .collect();
+        let mut conflicts = 0;
+        for task in tasks {
+            let (id, result) = task.await.unwrap();
+            if fresh.iter().any(|r| r.id == id) {
+                result.unwrap();
+            } else {
+                assert_eq!(result.unwrap_err().kind(), StoreErrorKind::Conflict);
+                conflicts += 1;
+            }
+        }
+        assert_eq!(conflicts, 50);
+        assert_eq!(store.stats().await.unwrap().total, 100);
+    }
+
+    #[tokio::test]
+    async fn append_batch_is_all_or_nothing() {
+        let (_dir, store) = temp_store();
+        let first = record(0);
+        store.append(&first).await.unwrap();
+        let batch = vec![record(1), record(2), first.clone(), record(3)];
+        let err = store.append_batch(&batch).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Conflict);
+        assert!(err.to_string().contains(&first.id.to_string()), "{err}");
+        assert_eq!(store.stats().await.unwrap().total, 1, "none of the batch is kept");
+        // A batch that repeats an id of its own is refused too.
+        let twice = vec![batch[0].clone(), batch[0].clone()];
+        let err = store.append_batch(&twice).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Conflict);
+        assert_eq!(store.stats().await.unwrap().total, 1);
+        // And the writer goes on.
+        store.append_batch(&batch[..2]).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().total, 3);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_finishes_queued_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.db");
+        let records: Vec<_> = (0..20).map(record).collect();
+        let store = SqliteStore::open(&path).unwrap();
+        for r in &records {
+            // Poll once (the command is queued), then give up on the answer.
+            let mut append = pin!(store.append(r));
+            let polled = append
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            assert!(matches!(polled, Poll::Pending | Poll::Ready(Ok(()))));
+        }
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        for r in &records {
+            assert_eq!(store.get(r.id).await.unwrap().as_ref(), Some(r));
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_match_the_memory_store() {
+        // The SQL filters and the in-memory `Filter::matches` agree, including the time bound
+        // at the millisecond.
+        let (_dir, store) = temp_store();
+        let records: Vec<_> = (0..30).map(record).collect();
+        store.append_batch(&records).await.unwrap();
+        let t = records[0].last_failed_at;
+        let filters = [
+            Filter::all().failed_before(t),
+            Filter::all().failed_before(t - Duration::from_millis(1)),
+            Filter::all().failed_before(t + Duration::from_micros(500)),
+            Filter::all().service("a").kind(FailureKind::Timeout),
+            Filter::all().state(State::Pending).service("b"),
+            Filter::all().state(State::GivenUp),
+        ];
+        for filter in filters {
+            let got = store.list(&Query::new(filter.clone(), 100)).await.unwrap();
+            let mut want: Vec<_> = records.iter().filter(|r| filter.matches(r)).cloned().collect();
+            want.sort_by_key(|r| r.id);
+            assert_eq!(got, want, "{filter:?}");
+        }
+    }
+}

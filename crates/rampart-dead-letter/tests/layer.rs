@@ -1,0 +1,302 @@
+#![allow(clippy::unwrap_used)]
+//! The dead-letter layer: what is parked, what is recorded, what the caller gets.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use rampart_core::{body::ReplayBody, error::BoxError};
+use rampart_dead_letter::{
+    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, FailureKind, Filter, MemoryStore, ParkFailed,
+    ParkOn, Parked, ParkedAs, Query, State,
+    conformance::FailingStore,
+};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+type Req = Request<ReplayBody<Full<Bytes>>>;
+
+fn store() -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::bounded(1000).unwrap())
+}
+
+fn layer(store: Arc<dyn DeadLetterStore>) -> DeadLetterLayer {
+    DeadLetterLayer::builder("billing", store)
+        .redact(http::HeaderName::from_static("x-api-key"))
+        .build()
+        .unwrap()
+}
+
+fn post(body: &'static str) -> Request<Full<Bytes>> {
+    Request::post("http://127.0.0.1:9/charge")
+        .header("authorization", "Bearer secret")
+        .header("cookie", "session=1")
+        .header("x-api-key", "k")
+        .header("content-type", "application/json")
+        .header("idempotency-key", "key-1")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+/// An upstream that answers every request with `status`, after reading the whole body.
+fn answering(
+    status: u16,
+    seen: Arc<std::sync::Mutex<Vec<Bytes>>>,
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(move |req: Req| {
+        let seen = seen.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            seen.lock().unwrap().push(body);
+            let mut res = Response::new(Full::new(Bytes::from_static(b"upstream")));
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(res)
+        }
+    })
+}
+
+async fn all(store: &dyn DeadLetterStore) -> Vec<rampart_dead_letter::DeadLetter> {
+    store.list(&Query::new(Filter::all(), 100)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_success_is_passed_on_and_nothing_is_parked() {
+    let store = store();
+    let seen = Arc::default();
+    let svc = layer(store.clone()).layer(answering(200, Arc::clone(&seen)));
+    let res = svc.oneshot(post("{\"amount\":5}")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get(DEAD_LETTER_ID).is_none());
+    assert_eq!(seen.lock().unwrap()[0], "{\"amount\":5}", "the body reaches upstream whole");
+    assert!(all(&*store).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_final_503_is_parked_with_the_request_redacted_and_marked_on_the_response() {
+    let store = store();
+    let svc = layer(store.clone()).layer(answering(503, Arc::default()));
+    let res = svc.oneshot(post("{\"amount\":5}")).await.unwrap();
+    assert_eq!(res.status(), 503, "the caller still gets the failure");
+    let id = res.headers()[DEAD_LETTER_ID].to_str().unwrap().to_owned();
+    assert_eq!(res.extensions().get::<ParkedAs>().unwrap().0.to_string(), id);
+
+    let records = all(&*store).await;
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r.id.to_string(), id);
+    assert_eq!(r.service, "billing");
+    assert_eq!(r.state, State::Pending);
+    assert_eq!(r.target.method, "POST");
+    assert_eq!(r.target.uri, "http://127.0.0.1:9/charge");
+    assert_eq!(r.failure.kind, FailureKind::Transient);
+    assert_eq!(r.failure.status, Some(503));
+    assert_eq!(r.attempts, 1);
+    assert_eq!(r.idempotency_key.as_deref(), Some("key-1"));
+    assert_eq!(r.target.body.data.0, "{\"amount\":5}");
+    assert!(!r.target.body.truncated);
+    assert_eq!(r.target.body.len, Some(12));
+    for h in &r.target.headers {
+        let secret = ["authorization", "cookie", "x-api-key"].contains(&h.name.as_str());
+        assert_eq!(h.redacted, secret, "{}", h.name);
+        if secret {
+            assert_eq!(h.value.0, "[redacted]");
+        }
+    }
+    assert!(
+        r.target
+            .headers
+            .iter()
+            .any(|h| h.name == "content-type" && h.value.0 == "application/json")
+    );
+}
+
+#[tokio::test]
+async fn a_fatal_4xx_is_not_parked_unless_configured() {
+    let store = store();
+    let svc = layer(store.clone()).layer(answering(422, Arc::default()));
+    let res = svc.oneshot(post("x")).await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(all(&*store).await.is_empty());
+
+    let svc = DeadLetterLayer::builder("billing", store.clone())
+        .park_on(ParkOn::ALL)
+        .build()
+        .unwrap()
+        .layer(answering(422, Arc::default()));
+    svc.oneshot(post("x")).await.unwrap();
+    let records = all(&*store).await;
+    assert_eq!(records[0].failure.kind, FailureKind::Fatal);
+}
+
+#[tokio::test]
+async fn a_transport_error_becomes_a_parked_error_that_keeps_its_source() {
+    let store = store();
+    let svc = layer(store.clone()).layer(service_fn(|_: Req| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset",
+        ))
+    }));
+    let err = svc.oneshot(post("x")).await.unwrap_err();
+    let parked = err.downcast_ref::<Parked>().unwrap();
+    assert_eq!(parked.kind(), FailureKind::Transient);
+    let io = rampart_core::error::find_in::<std::io::Error>(&*err).unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+    assert!(err.to_string().contains("dead-lettered as"), "{err}");
+
+    let r = store.get(parked.id()).await.unwrap().unwrap();
+    assert_eq!(r.failure.chain, vec!["connection reset".to_owned()]);
+    assert_eq!(r.failure.status, None);
+}
+
+#[tokio::test]
+async fn accept_for_later_answers_202_with_the_id() {
+    let store = store();
+    let svc = layer(store.clone())
+        .accept_for_later()
+        .layer(service_fn(|_: Req| async {
+            Err::<Response<Full<Bytes>>, _>(std::io::Error::other("down"))
+        }));
+    let res = svc.oneshot(post("x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.headers()[DEAD_LETTER_ID].to_str().unwrap();
+    assert_eq!(all(&*store).await[0].id.to_string(), id);
+}
+
+#[tokio::test]
+async fn a_failing_store_falls_back_to_the_secondary() {
+    let failing = Arc::new(FailingStore::new());
+    let secondary = store();
+    let svc = DeadLetterLayer::builder("billing", failing.clone())
+        .secondary(secondary.clone())
+        .build()
+        .unwrap()
+        .layer(answering(502, Arc::default()));
+    let res = svc.oneshot(post("x")).await.unwrap();
+    assert_eq!(failing.calls(), 1);
+    let records = all(&*secondary).await;
+    assert_eq!(records.len(), 1, "kept by the secondary");
+    assert_eq!(
+        res.headers()[DEAD_LETTER_ID].to_str().unwrap(),
+        records[0].id.to_string()
+    );
+}
+
+#[tokio::test]
+async fn when_every_store_fails_the_caller_gets_both_errors_and_the_original() {
+    let svc = DeadLetterLayer::builder("billing", Arc::new(FailingStore::new()))
+        .secondary(Arc::new(FailingStore::new()))
+        .build()
+        .unwrap()
+        .layer(answering(503, Arc::default()));
+    let err = svc.oneshot(post("x")).await.unwrap_err();
+    let failed = err.downcast_ref::<ParkFailed>().unwrap();
+    assert_eq!(failed.store_errors().len(), 2);
+    assert_eq!(failed.kind(), FailureKind::Transient);
+    let text = err.to_string();
+    assert!(text.contains("response status 503"), "{text}");
+    assert!(text.contains("could not be dead-lettered"), "{text}");
+    assert!(text.contains("failing: unavailable: connection refused; then"), "{text}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_streams_through_and_is_recorded_truncated() {
+    let store = store();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let svc = DeadLetterLayer::builder("billing", store.clone())
+        .max_body(4)
+        .build()
+        .unwrap()
+        .layer(answering(503, seen.clone()));
+    svc.oneshot(post("0123456789")).await.unwrap();
+    assert_eq!(seen.lock().unwrap()[0], "0123456789", "upstream got it all");
+    let r = &all(&*store).await[0];
+    assert!(r.target.body.truncated);
+    assert_eq!(r.target.body.len, None);
+    assert!(r.target.body.data.0.len() <= 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_inside_are_counted_and_the_key_is_recorded() {
+    use rampart_core::classify::HttpClassifier;
+    use rampart_retry::{
+        RetryLayer,
+        backoff::{Backoff, Delays, Jitter},
+        hints::HttpHints,
+        replay::HttpReplay,
+    };
+    let store = store();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let upstream = service_fn(move |_: Req| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let retry = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(
+            Backoff::builder()
+                .delays(Delays::Constant(Duration::from_millis(10)))
+                .jitter(Jitter::None)
+                .build()
+                .unwrap(),
+        )
+        .layer()
+        .unwrap()
+        .classifier(HttpClassifier::default())
+        .hints(HttpHints::default())
+        .replay(HttpReplay);
+    let svc = ServiceBuilder::new()
+        .layer(layer(store.clone()))
+        .layer(retry)
+        .service(upstream);
+    let res = svc.oneshot(post("{}")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let r = &all(&*store).await[0];
+    assert_eq!(r.attempts, 3, "the retry layer's attempts");
+    assert_eq!(r.idempotency_key.as_deref(), Some("key-1"));
+}
+
+#[tokio::test]
+async fn an_open_circuit_is_parked_as_circuit_open() {
+    use rampart_circuit_breaker::CircuitBreakerLayer;
+    let store = store();
+    let breaker = CircuitBreakerLayer::builder().layer().unwrap();
+    breaker.handle().force_open();
+    let svc = ServiceBuilder::new()
+        .layer(layer(store.clone()))
+        .map_err(|e: rampart_core::error::PolicyError<_, Infallible>| e.into_box())
+        .layer(breaker)
+        .service(answering(200, Arc::default()));
+    let err = svc.oneshot(post("{}")).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<Parked>().unwrap().kind(), FailureKind::CircuitOpen);
+    assert_eq!(all(&*store).await[0].failure.kind, FailureKind::CircuitOpen);
+}
+
+#[test]
+fn bad_configuration_names_the_field() {
+    let err = DeadLetterLayer::builder(" ", store()).build().unwrap_err();
+    assert_eq!(err.field(), "service");
+    let err = DeadLetterLayer::builder("x", store())
+        .max_body(usize::MAX)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "max_body");
+    assert!(err.to_string().contains("16 MiB"), "{err}");
+}
+
+#[allow(dead_code)]
+fn boxed_stack_compiles(_: BoxError) {}
