@@ -5,6 +5,7 @@ use tower::ServiceBuilder;
     feature = "circuit-breaker",
     feature = "bulkhead",
     feature = "retry",
+    feature = "dead-letter",
     feature = "tonic"
 ))]
 use tower::layer::util::Stack;
@@ -13,6 +14,8 @@ use tower::layer::util::Stack;
 use rampart_bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
 #[cfg(feature = "circuit-breaker")]
 use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+#[cfg(feature = "dead-letter")]
+use rampart_dead_letter::DeadLetterLayer;
 #[cfg(feature = "retry")]
 use rampart_retry::RetryLayer;
 
@@ -85,6 +88,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: RetryLayer<C, H, R, A>,
     ) -> ServiceBuilder<Stack<RetryLayer<C, H, R, A>, L>>;
 
+    /// Parks every request that finally fails in a dead-letter store. Call it first (outermost)
+    /// in a client stack, inside the idempotency-key layer and outside the retries: see
+    /// [`crate::dead_letter`].
+    #[cfg(feature = "dead-letter")]
+    fn dead_letter<M>(self, layer: DeadLetterLayer<M>)
+    -> ServiceBuilder<Stack<DeadLetterLayer<M>, L>>;
+
     /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
     /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit, `RESOURCE_EXHAUSTED`
     /// for a full bulkhead), so tonic clients and
@@ -132,6 +142,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: RetryLayer<C, H, R, A>,
     ) -> ServiceBuilder<Stack<RetryLayer<C, H, R, A>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "dead-letter")]
+    fn dead_letter<M>(
+        self,
+        layer: DeadLetterLayer<M>,
+    ) -> ServiceBuilder<Stack<DeadLetterLayer<M>, L>> {
         self.layer(layer)
     }
 

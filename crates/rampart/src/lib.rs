@@ -40,6 +40,8 @@
 //! | `circuit-breaker` | yes | `rampart::circuit_breaker`: `CircuitBreakerLayer`, per-key breakers, handles |
 //! | `bulkhead` | yes | `rampart::bulkhead`: `BulkheadLayer`, priority classes, bounded wait, per-key partitions, handles |
 //! | `retry` | yes | `rampart::retry`: `RetryLayer`, backoff and jitter, retry budgets, `Retry-After` and pushback, idempotency keys, HTTP body replay |
+//! | `dead-letter` | no | `rampart::dead_letter`: `DeadLetterLayer`, the record format, stores (memory), redrive |
+//! | `dead-letter-sqlite` | no | the embedded durable store, `rampart::dead_letter::SqliteStore` (implies `dead-letter`) |
 //! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
 //! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
@@ -125,6 +127,10 @@ pub use rampart_bulkhead as bulkhead;
 #[cfg(feature = "retry")]
 pub use rampart_retry as retry;
 
+/// Dead letters: the `DeadLetterLayer`, stores and redrive (feature `dead-letter`).
+#[cfg(feature = "dead-letter")]
+pub use rampart_dead_letter as dead_letter;
+
 /// The names most programs need, for a glob import: `use rampart::prelude::*;`.
 pub mod prelude {
     pub use crate::ServiceBuilderExt;
@@ -149,6 +155,11 @@ pub mod prelude {
     pub use rampart_retry::key::IdempotencyKeyLayer;
     #[cfg(feature = "retry")]
     pub use rampart_retry::{RetryError, RetryLayer, budget::RetryBudget};
+
+    #[cfg(feature = "dead-letter")]
+    pub use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, MemoryStore, Redrive};
+    #[cfg(feature = "dead-letter-sqlite")]
+    pub use rampart_dead_letter::SqliteStore;
 
     #[cfg(feature = "grpc")]
     pub use rampart_core::classify::GrpcClassifier;
