@@ -11,6 +11,7 @@
 //! - [`key`]: key extraction for per-host / per-tenant / per-route instances, and
 //!   [`registry`]: the bounded map that holds those instances.
 //! - [`error`]: the shared error vocabulary.
+//! - [`deadline`]: a call's deadline, carried in the request so inner layers keep to it.
 //! - [`attempt`]: an attempt counter that a retry layer fills in for the layers outside it.
 //! - `body` (feature `http`): `GuardedBody`, which holds a value until a response stream ends.
 //!
@@ -28,6 +29,7 @@ pub mod attempt;
 pub mod body;
 pub mod classify;
 pub mod clock;
+pub mod deadline;
 pub mod error;
 pub mod key;
 pub mod registry;

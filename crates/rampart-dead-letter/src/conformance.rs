@@ -34,7 +34,7 @@ pub fn record(i: u32) -> DeadLetter {
         FailureKind::CircuitOpen,
     ][(i % 3) as usize];
     let mut r = DeadLetter::new(
-        if i % 2 == 0 { "a" } else { "b" },
+        if i.is_multiple_of(2) { "a" } else { "b" },
         Target {
             method: "POST".into(),
             uri: format!("http://127.0.0.1:9/orders/{i}"),

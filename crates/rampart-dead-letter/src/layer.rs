@@ -65,7 +65,7 @@ impl DeadLetterLayer {
             primary: store,
             secondary: None,
             park_on: ParkOn::default(),
-            redact: DEFAULT_REDACTED.iter().cloned().collect(),
+            redact: DEFAULT_REDACTED.to_vec(),
             max_body: 64 * 1024,
             key_header: HeaderName::from_static("idempotency-key"),
             status_kind,

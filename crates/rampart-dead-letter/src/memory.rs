@@ -152,7 +152,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_store_refuses_with_an_error_and_keeps_what_it_has() {
         let store = MemoryStore::bounded(2).unwrap();
-        let records: Vec<_> = (0..3).map(|i| crate::conformance::record(i)).collect();
+        let records: Vec<_> = (0..3).map(crate::conformance::record).collect();
         store.append(&records[0]).await.unwrap();
         store.append(&records[1]).await.unwrap();
         let err = store.append(&records[2]).await.unwrap_err();

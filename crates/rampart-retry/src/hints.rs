@@ -40,6 +40,14 @@ pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
     /// request's extensions (put there by an outer layer, e.g. the dead-letter layer).
     #[inline]
     fn note_attempt(&self, _req: &Req, _n: u32) {}
+
+    /// The deadline `req` carries, if any: no retry waits past it. None by default; the HTTP
+    /// and gRPC hints read a `rampart_core::deadline::Deadline` from the request's extensions
+    /// (put there by a `TimeoutLayer` outside the retries).
+    #[inline]
+    fn deadline(&self, _req: &Req) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 /// How a final response was reached, in its extensions (with [`HttpHints`] or [`GrpcHints`]).
@@ -117,6 +125,11 @@ impl HttpHints {
 
 #[cfg(feature = "http")]
 impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
+    #[inline]
+    fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
+        rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
+    }
+
     #[inline]
     fn note_attempt(&self, req: &http::Request<B>, n: u32) {
         if let Some(c) = req.extensions().get::<rampart_core::attempt::AttemptCounter>() {
@@ -222,6 +235,11 @@ impl GrpcHints {
 
 #[cfg(feature = "http")]
 impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
+    #[inline]
+    fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
+        rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
+    }
+
     #[inline]
     fn note_attempt(&self, req: &http::Request<B>, n: u32) {
         if let Some(c) = req.extensions().get::<rampart_core::attempt::AttemptCounter>() {

@@ -118,6 +118,7 @@ where
             budget.deposit();
         }
         let replay_safe = self.hints.replay_safe(&req);
+        let deadline = self.hints.deadline(&req);
         let (mut first, stored) = self.replay.keep(req);
         self.hook.before(&mut first, 1);
         self.hints.note_attempt(&first, 1);
@@ -139,6 +140,7 @@ where
                 attempts: 0,
                 replay_safe,
                 started: self.policy.has_deadline().then(Instant::now),
+                deadline,
                 previous_nanos: 0,
             },
         }
@@ -158,6 +160,8 @@ struct Ctx<S, Req, C, H, R: Replay<Req>, A> {
     replay_safe: bool,
     /// When the first attempt started; only read when the policy has a deadline.
     started: Option<Instant>,
+    /// The deadline the request carries (from a timeout layer outside), if any.
+    deadline: Option<Instant>,
     /// The last wait, in nanoseconds (a `u64` keeps every call's future smaller).
     previous_nanos: u64,
 }
@@ -220,7 +224,16 @@ where
             elapsed: self.started.map_or(Duration::ZERO, |t| t.elapsed()),
             previous_delay: Duration::from_nanos(self.previous_nanos),
         };
-        match self.policy.decide(&attempt) {
+        let decision = match self.policy.decide(&attempt) {
+            // The request's own deadline (from an outer timeout layer) is kept too.
+            Decision::Retry { after }
+                if self.deadline.is_some_and(|d| Instant::now() + after >= d) =>
+            {
+                Decision::GiveUp(GiveUp::DeadlineWouldPass)
+            }
+            decision => decision,
+        };
+        match decision {
             Decision::Retry { after } => {
                 tracing::debug!(
                     target: "rampart::retry",

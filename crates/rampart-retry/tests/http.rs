@@ -540,3 +540,41 @@ async fn a_body_that_fails_while_buffered_fails_the_same_way_inside_once() {
         "the error reached the inner service: no truncated body passed as whole"
     );
 }
+
+/// A deadline from an outer timeout layer, in the request: no retry waits past it, and the
+/// attempt counter an outer layer put there sees every attempt.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_in_the_request_stops_retries_and_attempts_are_counted() {
+    use rampart_core::{attempt::AttemptCounter, deadline::Deadline};
+    use rampart_retry::{policy::GiveUp, replay::HttpReplay};
+
+    let layer = RetryLayer::builder()
+        .max_attempts(10)
+        .backoff(no_jitter()) // 1 s, 2 s, 4 s, …
+        .layer()
+        .unwrap()
+        .classifier(HttpClassifier::default())
+        .hints(HttpHints::default())
+        .replay(HttpReplay);
+    let svc = layer.layer(service_fn(
+        |_: http::Request<rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>>| async {
+            Err::<http::Response<()>, _>(std::io::Error::other("refused"))
+        },
+    ));
+    let counter = AttemptCounter::new();
+    let mut req = http::Request::get("/").body(http_body_util::Empty::new()).unwrap();
+    req.extensions_mut().insert(counter.clone());
+    Deadline::after(secs(5)).tighten(req.extensions_mut());
+    let start = Instant::now();
+    let err = ServiceExt::oneshot(
+        rampart_core::body::BufferBodyLayer::default().layer(svc),
+        req,
+    )
+    .await
+    .unwrap_err();
+    // Attempts at 0 s, 1 s and 3 s; the next would wait 4 s, past the 5 s deadline.
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(err.reason(), GiveUp::DeadlineWouldPass);
+    assert_eq!(start.elapsed(), secs(3));
+    assert_eq!(counter.get(), 3);
+}

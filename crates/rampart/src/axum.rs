@@ -133,6 +133,7 @@ const fn status_of(kind: RejectionKind) -> StatusCode {
         RejectionKind::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
         // The server is saturated, not the client over a quota (see the module docs for `429`).
         RejectionKind::BulkheadFull => StatusCode::SERVICE_UNAVAILABLE,
+        RejectionKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
     }
 }
 

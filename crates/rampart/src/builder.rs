@@ -6,6 +6,7 @@ use tower::ServiceBuilder;
     feature = "bulkhead",
     feature = "retry",
     feature = "dead-letter",
+    feature = "timeout",
     feature = "tonic"
 ))]
 use tower::layer::util::Stack;
@@ -18,6 +19,8 @@ use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 use rampart_dead_letter::DeadLetterLayer;
 #[cfg(feature = "retry")]
 use rampart_retry::RetryLayer;
+#[cfg(feature = "timeout")]
+use rampart_timeout::TimeoutLayer;
 
 mod sealed {
     pub trait Sealed<L> {}
@@ -95,6 +98,11 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     fn dead_letter<M>(self, layer: DeadLetterLayer<M>)
     -> ServiceBuilder<Stack<DeadLetterLayer<M>, L>>;
 
+    /// Times calls out by operation class. Outside the retries it is the total deadline (the
+    /// retries keep to it); inside them, a per-attempt timeout. See [`crate::timeout`].
+    #[cfg(feature = "timeout")]
+    fn timeouts(self, layer: TimeoutLayer) -> ServiceBuilder<Stack<TimeoutLayer, L>>;
+
     /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
     /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit, `RESOURCE_EXHAUSTED`
     /// for a full bulkhead), so tonic clients and
@@ -150,6 +158,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: DeadLetterLayer<M>,
     ) -> ServiceBuilder<Stack<DeadLetterLayer<M>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "timeout")]
+    fn timeouts(self, layer: TimeoutLayer) -> ServiceBuilder<Stack<TimeoutLayer, L>> {
         self.layer(layer)
     }
 

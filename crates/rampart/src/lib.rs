@@ -42,6 +42,7 @@
 //! | `retry` | yes | `rampart::retry`: `RetryLayer`, backoff and jitter, retry budgets, `Retry-After` and pushback, idempotency keys, HTTP body replay |
 //! | `dead-letter` | no | `rampart::dead_letter`: `DeadLetterLayer`, the record format, stores (memory), redrive |
 //! | `dead-letter-sqlite` | no | the embedded durable store, `rampart::dead_letter::SqliteStore` (implies `dead-letter`) |
+//! | `timeout` | no | `rampart::timeout`: `TimeoutLayer`, timeouts by operation class, deadlines carried to inner layers and as `grpc-timeout` |
 //! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
 //! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
@@ -127,6 +128,10 @@ pub use rampart_bulkhead as bulkhead;
 #[cfg(feature = "retry")]
 pub use rampart_retry as retry;
 
+/// Timeouts by operation class (the `rampart-timeout` crate).
+#[cfg(feature = "timeout")]
+pub use rampart_timeout as timeout;
+
 /// Dead letters: the `DeadLetterLayer`, stores and redrive (feature `dead-letter`).
 #[cfg(feature = "dead-letter")]
 pub use rampart_dead_letter as dead_letter;
@@ -156,6 +161,8 @@ pub mod prelude {
     #[cfg(feature = "retry")]
     pub use rampart_retry::{RetryError, RetryLayer, budget::RetryBudget};
 
+    #[cfg(feature = "timeout")]
+    pub use rampart_timeout::{OperationClass, TimeoutLayer};
     #[cfg(feature = "dead-letter")]
     pub use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, MemoryStore, Redrive};
     #[cfg(feature = "dead-letter-sqlite")]

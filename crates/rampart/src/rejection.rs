@@ -12,6 +12,7 @@
 //! |---|---|---|---|---|
 //! | [`CircuitOpen`](RejectionKind::CircuitOpen) | circuit breaker | the rest of the open time (`None` when forced open or half-open) | `503` + `Retry-After` | `UNAVAILABLE` + `grpc-retry-pushback-ms` |
 //! | [`BulkheadFull`](RejectionKind::BulkheadFull) | bulkhead | always `None`: nobody knows when a permit frees | `503` | `RESOURCE_EXHAUSTED` |
+//! | [`Timeout`](RejectionKind::Timeout) | a deadline (`rampart-timeout`, a retry's attempt timeout) | `None` | `504` | `DEADLINE_EXCEEDED` |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -51,6 +52,9 @@ pub enum RejectionKind {
     /// A bulkhead had no permit for the call's class: none free and no waiting allowed, the
     /// wait queue full, or the wait elapsed.
     BulkheadFull,
+    /// A deadline or timeout passed (any error with `rampart_core::error::Elapsed` in its
+    /// chain: a `rampart-timeout` deadline, a retry whose last attempt timed out).
+    Timeout,
 }
 
 impl RejectionKind {
@@ -59,6 +63,7 @@ impl RejectionKind {
         match self {
             RejectionKind::CircuitOpen => "circuit_open",
             RejectionKind::BulkheadFull => "bulkhead_full",
+            RejectionKind::Timeout => "timeout",
         }
     }
 }
@@ -97,7 +102,6 @@ impl Rejected {
     }
 
     /// Recognises one error (not its sources). Each pattern adds one arm here.
-    #[allow(unused_variables)] // with no pattern feature enabled, nothing is recognised
     fn downcast(e: &(dyn Error + 'static)) -> Option<Rejected> {
         #[cfg(feature = "circuit-breaker")]
         if let Some(open) = e.downcast_ref::<rampart_circuit_breaker::CircuitOpen>() {
@@ -113,6 +117,13 @@ impl Rejected {
                 RejectionKind::CircuitOpen,
                 Rejection::retry_after(open),
                 message,
+            ));
+        }
+        if e.downcast_ref::<rampart_core::error::Elapsed>().is_some() {
+            return Some(Rejected::new(
+                RejectionKind::Timeout,
+                None,
+                "the deadline passed before the call completed",
             ));
         }
         #[cfg(feature = "bulkhead")]
@@ -134,10 +145,6 @@ impl Rejected {
         None
     }
 
-    #[cfg_attr(
-        not(any(feature = "circuit-breaker", feature = "bulkhead")),
-        allow(dead_code)
-    )]
     const fn new(
         kind: RejectionKind,
         retry_after: Option<Duration>,

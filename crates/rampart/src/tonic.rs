@@ -87,6 +87,7 @@ const fn code_of(kind: RejectionKind) -> Code {
     match kind {
         RejectionKind::CircuitOpen => Code::Unavailable,
         RejectionKind::BulkheadFull => Code::ResourceExhausted,
+        RejectionKind::Timeout => Code::DeadlineExceeded,
     }
 }
 
