@@ -48,6 +48,35 @@ impl<B> KeyExtractor<http::Request<B>> for ByAuthority {
     }
 }
 
+/// Keys a request by its route: method, authority, path and query, e.g.
+/// `GET api.example.com/v1/items?page=2`. What a cache of responses is keyed by.
+///
+/// ```
+/// use rampart_core::key::{ByRoute, KeyExtractor};
+///
+/// let req = http::Request::get("http://api.example.com/v1/items?page=2").body(()).unwrap();
+/// assert_eq!(ByRoute.extract(&req).unwrap(), "GET api.example.com/v1/items?page=2");
+/// ```
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByRoute;
+
+#[cfg(feature = "http")]
+impl<B> KeyExtractor<http::Request<B>> for ByRoute {
+    type Key = String;
+
+    fn extract(&self, req: &http::Request<B>) -> Option<String> {
+        let uri = req.uri();
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
+            .unwrap_or("");
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Some(format!("{} {authority}{path}", req.method()))
+    }
+}
+
 /// Keys a request by the value of one header, e.g. `x-tenant-id`.
 ///
 /// ```

@@ -43,6 +43,7 @@
 //! | `dead-letter` | no | `rampart::dead_letter`: `DeadLetterLayer`, the record format, stores (memory), redrive |
 //! | `dead-letter-sqlite` | no | the embedded durable store, `rampart::dead_letter::SqliteStore` (implies `dead-letter`) |
 //! | `timeout` | no | `rampart::timeout`: `TimeoutLayer`, timeouts by operation class, deadlines carried to inner layers and as `grpc-timeout` |
+//! | `fallback` | no | `rampart::fallback`: `FallbackLayer`: the last good response (fresh, stale, very stale), a static response, or a function |
 //! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
 //! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
@@ -131,6 +132,10 @@ pub use rampart_retry as retry;
 /// Timeouts by operation class (the `rampart-timeout` crate).
 #[cfg(feature = "timeout")]
 pub use rampart_timeout as timeout;
+
+/// Graceful degradation (the `rampart-fallback` crate).
+#[cfg(feature = "fallback")]
+pub use rampart_fallback as fallback;
 
 /// Dead letters: the `DeadLetterLayer`, stores and redrive (feature `dead-letter`).
 #[cfg(feature = "dead-letter")]

@@ -1,0 +1,265 @@
+//! [`Fallback`] and its [`ResponseFuture`].
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use rampart_core::{error::BoxError, key::KeyExtractor};
+use tower_service::Service;
+
+use crate::{
+    body::{FallbackBody, Recorder},
+    layer::{
+        Alternative, BoxFuture, FALLBACK, Failed, FallbackAnswer, Shared, Source, StaticResponse,
+    },
+};
+
+/// A service whose failures are answered by a fallback. Made by
+/// [`FallbackLayer`](crate::FallbackLayer).
+pub struct Fallback<S, K> {
+    inner: S,
+    shared: Arc<Shared>,
+    key: K,
+}
+
+impl<S: Clone, K: Clone> Clone for Fallback<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K> fmt::Debug for Fallback<S, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K> Fallback<S, K> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, key: K) -> Self {
+        Self { inner, shared, key }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, K, B, ResB> Service<Request<B>> for Fallback<S, K>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    K: KeyExtractor<Request<B>>,
+    K::Key: fmt::Display,
+    ResB: Body<Data = Bytes>,
+{
+    type Response = Response<FallbackBody<ResB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        let key = match &shared.cache {
+            Some(_) if shared.cache_methods.contains(req.method()) => {
+                self.key.extract(&req).map(|k| k.to_string())
+            }
+            _ => None,
+        };
+        let head = matches!(shared.alternative, Some(Alternative::Function(_)))
+            .then(|| (req.method().clone(), req.uri().clone()));
+        ResponseFuture {
+            state: State::Calling {
+                fut: self.inner.call(req),
+            },
+            ctx: Ctx {
+                shared: shared.clone(),
+                key,
+                head,
+            },
+        }
+    }
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    key: Option<String>,
+    head: Option<(Method, Uri)>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling {
+            #[pin]
+            fut: F,
+        },
+        Function {
+            fut: BoxFuture<Result<StaticResponse, BoxError>>,
+            replaced_status: Option<StatusCode>,
+        },
+    }
+}
+
+pin_project! {
+    /// The response future of [`Fallback`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        ctx: Ctx,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+fn answer<B>(
+    (status, headers, body): (StatusCode, http::HeaderMap, Bytes),
+    info: FallbackAnswer,
+) -> Response<FallbackBody<B>> {
+    let mut res = Response::new(FallbackBody::full(body));
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res.headers_mut().insert(FALLBACK, info.header());
+    res.extensions_mut().insert(info);
+    tracing::debug!(target: "rampart::fallback", source = ?info.source, "fallback answered");
+    let source = match info.source {
+        Source::Cache { staleness, .. } => staleness.as_str(),
+        Source::Static => "static",
+        Source::Function => "function",
+    };
+    metrics::counter!("rampart_fallback_answers_total", "source" => source).increment(1);
+    res
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+{
+    type Output = Result<Response<FallbackBody<ResB>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { fut } => {
+                    let ctx = &mut *this.ctx;
+                    let (status, error) = match ready!(fut.poll(cx)) {
+                        Ok(res) if !(ctx.shared.is_failure)(res.status()) => {
+                            return Poll::Ready(Ok(good(ctx, res)));
+                        }
+                        Ok(res) => (Some(res.status()), Err(res)),
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            if !(ctx.shared.on_error)(&*e) {
+                                return Poll::Ready(Err(e));
+                            }
+                            (None, Ok(e))
+                        }
+                    };
+                    // The last good answer first.
+                    if let (Some(cache), Some(key)) = (&ctx.shared.cache, &ctx.key)
+                        && let Some((stored, staleness, age)) = cache.get(key)
+                    {
+                        let info = FallbackAnswer {
+                            source: Source::Cache { staleness, age },
+                            replaced_status: status,
+                        };
+                        return Poll::Ready(Ok(answer(
+                            (stored.status, stored.headers, stored.body),
+                            info,
+                        )));
+                    }
+                    match &ctx.shared.alternative {
+                        Some(Alternative::Static(r)) => {
+                            let info = FallbackAnswer {
+                                source: Source::Static,
+                                replaced_status: status,
+                            };
+                            return Poll::Ready(Ok(answer(r.parts(), info)));
+                        }
+                        Some(Alternative::Function(f)) => {
+                            let (method, uri) = ctx.head.take().unwrap_or_default();
+                            let fut = f(Failed {
+                                method,
+                                uri,
+                                status,
+                                error: error.ok(),
+                            });
+                            this.state.set(State::Function {
+                                fut,
+                                replaced_status: status,
+                            });
+                        }
+                        // Nothing to fall back on: the failure as it was.
+                        None => {
+                            return Poll::Ready(match error {
+                                Err(res) => Ok(res.map(|b| FallbackBody::inner(b, None))),
+                                Ok(e) => Err(e),
+                            });
+                        }
+                    }
+                }
+                StateProj::Function {
+                    fut,
+                    replaced_status,
+                } => {
+                    let r = ready!(fut.as_mut().poll(cx))?;
+                    let info = FallbackAnswer {
+                        source: Source::Function,
+                        replaced_status: *replaced_status,
+                    };
+                    return Poll::Ready(Ok(answer(r.parts(), info)));
+                }
+            }
+        }
+    }
+}
+
+/// A good response: passed on, and recorded for the cache as it streams if it is a `2xx` to a
+/// cached method.
+fn good<B>(ctx: &mut Ctx, res: Response<B>) -> Response<FallbackBody<B>> {
+    let recorder = match (&ctx.shared.cache, ctx.key.take()) {
+        (Some(cache), Some(key)) if res.status().is_success() => Some(Box::new(Recorder {
+            cache: cache.clone(),
+            key,
+            status: res.status(),
+            headers: res.headers().clone(),
+            buf: BytesMut::new(),
+        })),
+        _ => None,
+    };
+    res.map(|b| FallbackBody::inner(b, recorder))
+}
