@@ -108,7 +108,9 @@ fn rejected(retry_after: &str) -> Seen {
     Seen {
         status: 503,
         retry_after: Some(retry_after.to_owned()),
-        body: "circuit breaker is open".to_owned(),
+        body: format!(
+            r#"{{"type":"urn:rampart:circuit-open","title":"Circuit open","status":503,"detail":"circuit breaker is open","retry_after":{retry_after}}}"#
+        ),
     }
 }
 

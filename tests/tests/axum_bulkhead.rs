@@ -81,7 +81,8 @@ impl Seen {
         Self {
             status: 503,
             retry_after: None,
-            body: "bulkhead is full".to_owned(),
+            body: r#"{"type":"urn:rampart:bulkhead-full","title":"Bulkhead full","status":503,"detail":"bulkhead is full"}"#
+                .to_owned(),
         }
     }
 }

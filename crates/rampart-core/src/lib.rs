@@ -12,6 +12,7 @@
 //!   [`registry`]: the bounded map that holds those instances.
 //! - [`error`]: the shared error vocabulary.
 //! - [`deadline`]: a call's deadline, carried in the request so inner layers keep to it.
+//! - [`problem`]: RFC 9457 problem details, the body of rampart's error responses.
 //! - [`attempt`]: an attempt counter that a retry layer fills in for the layers outside it.
 //! - `body` (feature `http`): `GuardedBody`, which holds a value until a response stream ends.
 //!
@@ -32,6 +33,7 @@ pub mod clock;
 pub mod deadline;
 pub mod error;
 pub mod key;
+pub mod problem;
 pub mod registry;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -1,11 +1,14 @@
-//! Rejections as axum responses: `503 Service Unavailable`, with `Retry-After` when known.
+//! Rejections as axum responses: `503 Service Unavailable` or `504 Gateway Timeout`, with
+//! `Retry-After` when known and an RFC 9457 `application/problem+json` body.
 //!
-//! | rejection | status | headers |
-//! |---|---|---|
-//! | open circuit | `503 Service Unavailable` | `Retry-After: <seconds, rounded up, ≥ 1>` when known |
-//! | full bulkhead | `503 Service Unavailable` | none |
+//! | rejection | status | headers | problem `type` |
+//! |---|---|---|---|
+//! | open circuit | `503 Service Unavailable` | `Retry-After: <seconds, rounded up, ≥ 1>` when known | `urn:rampart:circuit-open` |
+//! | full bulkhead | `503 Service Unavailable` | none | `urn:rampart:bulkhead-full` |
+//! | deadline passed | `504 Gateway Timeout` | none | `urn:rampart:timeout` |
 //!
-//! The body is a short plain-text message. Any other error is the inner service's own failure:
+//! The body is a problem details document, e.g.
+//! `{"type":"urn:rampart:circuit-open","title":"Circuit open","status":503,"detail":"circuit breaker is open","retry_after":3}`. Any other error is the inner service's own failure:
 //! [`handle_error`] answers `500 Internal Server Error` for it, without leaking its text.
 //!
 //! This module needs only `axum-core` (for [`IntoResponse`]), not axum itself.
@@ -121,7 +124,11 @@
 use std::error::Error;
 
 use axum_core::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+use http::{
+    HeaderValue, StatusCode,
+    header::{CONTENT_TYPE, RETRY_AFTER},
+};
+use rampart_core::problem::{self, Problem};
 use rampart_core::error::BoxError;
 
 use crate::rejection::{Rejected, RejectionKind};
@@ -137,11 +144,34 @@ const fn status_of(kind: RejectionKind) -> StatusCode {
     }
 }
 
-/// `503 Service Unavailable` (for an open circuit or a full bulkhead), `Retry-After` when the
-/// wait is known, and the rejection's message as a plain-text body.
+/// The RFC 9457 problem type and title for a kind of rejection.
+const fn problem_of(kind: RejectionKind) -> (&'static str, &'static str) {
+    match kind {
+        RejectionKind::CircuitOpen => ("urn:rampart:circuit-open", "Circuit open"),
+        RejectionKind::BulkheadFull => ("urn:rampart:bulkhead-full", "Bulkhead full"),
+        RejectionKind::Timeout => ("urn:rampart:timeout", "Deadline exceeded"),
+    }
+}
+
+/// `503 Service Unavailable` (an open circuit, a full bulkhead) or `504 Gateway Timeout` (a
+/// deadline), `Retry-After` when the wait is known, and an `application/problem+json` body
+/// (RFC 9457): `type` (`urn:rampart:circuit-open`, `urn:rampart:bulkhead-full`,
+/// `urn:rampart:timeout`), `title`, `status`, `detail` (the rejection's message) and, when
+/// known, `retry_after` in seconds.
 impl IntoResponse for Rejected {
     fn into_response(self) -> Response {
-        let mut res = (status_of(self.kind()), self.message()).into_response();
+        let (kind, title) = problem_of(self.kind());
+        let status = status_of(self.kind());
+        let mut problem = Problem::new(kind, title, status.as_u16()).detail(self.message());
+        if let Some(secs) = self.retry_after_secs() {
+            problem = problem.extension("retry_after", secs);
+        }
+        let mut res = (
+            status,
+            [(CONTENT_TYPE, HeaderValue::from_static(problem::CONTENT_TYPE))],
+            problem.to_json(),
+        )
+            .into_response();
         if let Some(secs) = self.retry_after_secs() {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
@@ -205,6 +235,14 @@ mod tests {
         let res = handle_error(err).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[RETRY_AFTER], "1");
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/problem+json");
+        let body = ::axum::body::to_bytes(res.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(
+            &body[..],
+            br#"{"type":"urn:rampart:circuit-open","title":"Circuit open","status":503,"detail":"circuit breaker is open","retry_after":1}"#
+        );
     }
 
     #[tokio::test]
@@ -252,6 +290,9 @@ mod bulkhead_tests {
         let body = ::axum::body::to_bytes(res.into_body(), 1024)
             .await
             .expect("body");
-        assert_eq!(&body[..], b"bulkhead is full");
+        assert_eq!(
+            &body[..],
+            br#"{"type":"urn:rampart:bulkhead-full","title":"Bulkhead full","status":503,"detail":"bulkhead is full"}"#
+        );
     }
 }
