@@ -58,8 +58,10 @@
 //! The file is in [WAL mode](https://www.sqlite.org/wal.html): while a store is open, two
 //! files sit beside it, `dlq.db-wal` and `dlq.db-shm`. They are part of the database: copy or
 //! move the three together, or only while no store has the file open (on the last close
-//! SQLite folds the WAL back into the file and removes them). Keep the file on a local disk:
-//! WAL needs shared memory, which network file systems do not give.
+//! SQLite folds the WAL back into the file and removes them). The WAL grows with the writes
+//! between two checkpoints (SQLite checkpoints every 1000 pages, about 4 MiB) and is cut back
+//! to 64 MiB after a burst. Keep the file on a local disk: WAL needs shared memory, which
+//! network file systems do not give.
 //!
 //! With [`synchronous(true)`](SqliteStoreBuilder::synchronous), the default
 //! (`PRAGMA synchronous=FULL`), every transaction's commit is `fsync`ed before any `append` in
@@ -69,7 +71,7 @@
 //!
 //! # Group commit
 //!
-//! A `fsync` costs from tens of microseconds to several milliseconds, depending on the disk, so
+//! An `fsync` costs from tens of microseconds to several milliseconds, depending on the disk, so
 //! one transaction per record would cap the store at a few hundred to a few thousand records a
 //! second. Instead, one writer thread owns the write connection. Every write (`append`,
 //! `append_batch`, `update`, `delete`, `purge`) is a command sent to it; it takes the first
@@ -83,9 +85,17 @@
 //! waits for the commit in progress and then for its own, at most about two commits. Nothing
 //! waits to fill a batch. Commands in one transaction are independent: an append whose id is
 //! already stored fails with [`StoreErrorKind::Conflict`] and the others still commit. Only a
-//! failure of the transaction itself (a disk error, a full disk) fails every command in it.
+//! failure of the transaction itself fails every command in it: a full disk
+//! ([`StoreErrorKind::Full`]), a disk error, or a lock another process held longer than the
+//! [`busy_timeout`](SqliteStoreBuilder::busy_timeout) ([`StoreErrorKind::Unavailable`]).
 //! [`append_batch`](DeadLetterStore::append_batch) is all or nothing: its records go into one
 //! transaction, and one conflicting id keeps every one of them out.
+//!
+//! Measured (`cargo bench -p rampart-benches --bench dead_letter`, records of about 1.2 KB of
+//! JSON, durability on, a 2-core VM with a virtio disk): about 1,000 to 2,600 appends a second
+//! one after another, about 17,000 a second from 64 concurrent tasks, about 19,000 a second in
+//! batches of 100. Batched, the disk's write bandwidth is the limit: SQLite writes each page
+//! twice, to the WAL and at the checkpoint.
 //!
 //! Reads (`get`, `list`, `stats`) run on a second thread with its own connection; in WAL mode
 //! they never wait for the writer, and they see only committed records.
@@ -127,6 +137,9 @@ pub const DEFAULT_MAX_BATCH: usize = 512;
 
 /// The default [`busy_timeout`](SqliteStoreBuilder::busy_timeout).
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes the WAL file is cut back to once checkpointed (`PRAGMA journal_size_limit`).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
 const COMPONENT: &str = "sqlite dead-letter store";
 
@@ -362,6 +375,10 @@ impl SqliteStoreBuilder {
                 )),
             );
         }
+        // After a burst, a checkpoint truncates the WAL file back to at most this size.
+        write_conn
+            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(open_error)?;
         write_conn
             .pragma_update(
                 None,
@@ -399,15 +416,12 @@ impl SqliteStoreBuilder {
         };
         // The reader first: if the writer's thread cannot start, dropping the reader's worker
         // stops its thread.
-        let reader = Worker::spawn("rampart-dlq-reader", move |jobs: mpsc::Receiver<ReadJob>| {
-            while let Ok(job) = jobs.recv() {
-                job(&read_conn);
-            }
+        let reader = Worker::spawn("rampart-dlq-reader", move |jobs| {
+            serve_reads(&read_conn, &jobs)
         })
         .map_err(spawn_error)?;
-        let writer =
-            Worker::spawn("rampart-dlq-writer", move |commands| writer.run(&commands))
-                .map_err(spawn_error)?;
+        let writer = Worker::spawn("rampart-dlq-writer", move |commands| writer.run(&commands))
+            .map_err(spawn_error)?;
 
         Ok(SqliteStore {
             name,
@@ -725,6 +739,13 @@ impl WriteCommand {
 /// A read for the reader thread; it answers through a channel of its own.
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
+/// The reader thread: runs each job until every sender is gone.
+fn serve_reads(conn: &Connection, jobs: &mpsc::Receiver<ReadJob>) {
+    while let Ok(job) = jobs.recv() {
+        job(conn);
+    }
+}
+
 /// The thread that owns the write connection and commits writes in groups.
 struct Writer {
     conn: Connection,
@@ -826,9 +847,9 @@ impl Writer {
                         }
                         Err(err) => {
                             if !self.conn.is_autocommit() {
-                                let _ = self
-                                    .conn
-                                    .execute_batch("ROLLBACK TO append_batch; RELEASE append_batch");
+                                let _ = self.conn.execute_batch(
+                                    "ROLLBACK TO append_batch; RELEASE append_batch",
+                                );
                             }
                             Err(err)
                         }
@@ -1058,7 +1079,10 @@ mod tests {
         let err = SqliteStore::builder(&path).max_batch(0).open().unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Config);
         assert_eq!(find::<ConfigError>(&err).unwrap().field(), "max_batch");
-        assert!(err.to_string().contains("max_batch must be at least 1"), "{err}");
+        assert!(
+            err.to_string().contains("max_batch must be at least 1"),
+            "{err}"
+        );
         let err = SqliteStore::builder(&path)
             .busy_timeout(Duration::from_secs(u64::MAX / 2))
             .open()
@@ -1130,7 +1154,11 @@ mod tests {
         let err = store.append_batch(&batch).await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Conflict);
         assert!(err.to_string().contains(&first.id.to_string()), "{err}");
-        assert_eq!(store.stats().await.unwrap().total, 1, "none of the batch is kept");
+        assert_eq!(
+            store.stats().await.unwrap().total,
+            1,
+            "none of the batch is kept"
+        );
         // A batch that repeats an id of its own is refused too.
         let twice = vec![batch[0].clone(), batch[0].clone()];
         let err = store.append_batch(&twice).await.unwrap_err();
@@ -1180,7 +1208,11 @@ mod tests {
         ];
         for filter in filters {
             let got = store.list(&Query::new(filter.clone(), 100)).await.unwrap();
-            let mut want: Vec<_> = records.iter().filter(|r| filter.matches(r)).cloned().collect();
+            let mut want: Vec<_> = records
+                .iter()
+                .filter(|r| filter.matches(r))
+                .cloned()
+                .collect();
             want.sort_by_key(|r| r.id);
             assert_eq!(got, want, "{filter:?}");
         }

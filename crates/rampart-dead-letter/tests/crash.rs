@@ -37,7 +37,10 @@ fn record(task: usize, n: u64) -> DeadLetter {
             headers: Vec::new(),
             body: RecordedBody::whole(format!("{{\"task\":{task},\"n\":{n}}}").into()),
         },
-        Failure::from_status(FailureKind::Transient, http::StatusCode::SERVICE_UNAVAILABLE),
+        Failure::from_status(
+            FailureKind::Transient,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+        ),
     )
 }
 

@@ -1,0 +1,676 @@
+//! [`MemoryStore`]: a bounded in-process store, for a single server instance and for tests.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+    time::Duration,
+};
+
+use rampart_core::{
+    clock::{Instant, SharedClock, default_clock},
+    error::ConfigError,
+};
+
+use crate::{
+    fingerprint::Fingerprint,
+    response::StoredResponse,
+    store::{
+        Begin, BoxFuture, IdempotencyStore, Lease, LeaseToken, StoreError, StoreErrorKind, StoreKey,
+    },
+};
+
+/// Leases and responses in memory, bounded by entry count and by bytes.
+///
+/// Only for one process: replicas behind a load balancer each have their own, so a retry that
+/// lands on another replica runs again. Use a shared store (Redis) there.
+///
+/// # Bounds and eviction
+///
+/// - At most [`max_entries`](MemoryStoreBuilder::max_entries) entries (10 000 by default),
+///   in flight or completed, and at most [`max_bytes`](MemoryStoreBuilder::max_bytes) bytes
+///   of stored responses (64 MiB by default; a response counts its
+///   [`encoded_len`](StoredResponse::encoded_len) plus its key).
+/// - Expired entries (a lease past its TTL, a response past its retention) are dropped first,
+///   on every call, in order of expiry: no background task.
+/// - When still full, **completed** entries are evicted, the one closest to its expiry first
+///   (with one retention, the oldest). A retry of an evicted key runs the request again: size
+///   the store for your peak keyed-request rate × retention, or turn eviction off with
+///   [`evict_completed(false)`](MemoryStoreBuilder::evict_completed) to refuse instead.
+/// - An **in-flight** lease is never evicted: doing so would let a concurrent retry run the
+///   request twice. When the entries are all live leases, `begin` fails with
+///   [`StoreErrorKind::Full`], which the layer answers with `503` problem+json.
+/// - A single response larger than `max_bytes` is refused with [`StoreErrorKind::Full`]
+///   by `complete` (the layer then releases the lease and says the response was not stored).
+///
+/// Time is read from an injected clock (tokio's by default, so TTLs follow paused time in
+/// tests).
+///
+/// ```
+/// use rampart_idempotency::MemoryStore;
+///
+/// let store = MemoryStore::builder().max_entries(50_000).max_bytes(256 << 20).build().unwrap();
+/// assert!(MemoryStore::bounded(0).unwrap_err().to_string().contains("max_entries"));
+/// # let _ = store;
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    max_bytes: usize,
+    evict_completed: bool,
+    clock: SharedClock,
+}
+
+/// What a [`MemoryStore`] holds now: [`MemoryStore::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryStats {
+    /// Entries in flight (leases).
+    pub in_flight: usize,
+    /// Completed entries (stored responses).
+    pub completed: usize,
+    /// Bytes of stored responses.
+    pub bytes: usize,
+    /// Completed entries evicted before their retention ended, since the store was made.
+    pub evicted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// In-flight entries by expiry: `(expires, seq)` → key.
+    leases: BTreeMap<(Instant, u64), String>,
+    /// Completed entries by expiry.
+    completed: BTreeMap<(Instant, u64), String>,
+    bytes: usize,
+    seq: u64,
+    evicted: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    fingerprint: Fingerprint,
+    expires: Instant,
+    seq: u64,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    InFlight(LeaseToken),
+    Completed {
+        response: Box<StoredResponse>,
+        size: usize,
+    },
+}
+
+/// Configures a [`MemoryStore`].
+#[derive(Debug)]
+pub struct MemoryStoreBuilder {
+    max_entries: usize,
+    max_bytes: usize,
+    evict_completed: bool,
+    clock: Option<SharedClock>,
+}
+
+impl MemoryStoreBuilder {
+    /// At most `n` entries, in flight or completed (10 000 by default; at least 1).
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// At most `n` bytes of stored responses (64 MiB by default; at least 1).
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// Whether completed entries may be evicted before their retention ends to make room
+    /// (`true` by default). With `false`, a full store refuses new keys with
+    /// [`StoreErrorKind::Full`] (`503`) until entries expire: no retry ever runs twice, but a
+    /// burst of keys locks the route out for up to the retention.
+    pub fn evict_completed(mut self, evict: bool) -> Self {
+        self.evict_completed = evict;
+        self
+    }
+
+    /// Reads time from `clock` (tokio's clock by default).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the configuration: both bounds at least 1.
+    pub fn build(self) -> Result<MemoryStore, ConfigError> {
+        if self.max_entries == 0 {
+            return Err(ConfigError::new(
+                "memory idempotency store",
+                "max_entries",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.max_bytes == 0 {
+            return Err(ConfigError::new(
+                "memory idempotency store",
+                "max_bytes",
+                "must be at least 1, got 0",
+            ));
+        }
+        Ok(MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            evict_completed: self.evict_completed,
+            clock: self.clock.unwrap_or_else(default_clock),
+        })
+    }
+}
+
+impl MemoryStore {
+    /// A builder with the defaults: 10 000 entries, 64 MiB, eviction of completed entries,
+    /// tokio's clock.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+            evict_completed: true,
+            clock: None,
+        }
+    }
+
+    /// A store of at most `max_entries` entries, with the other defaults.
+    pub fn bounded(max_entries: usize) -> Result<Self, ConfigError> {
+        Self::builder().max_entries(max_entries).build()
+    }
+
+    /// What the store holds now (expired entries not yet dropped included).
+    pub fn stats(&self) -> MemoryStats {
+        let inner = self.lock();
+        MemoryStats {
+            in_flight: inner.leases.len(),
+            completed: inner.completed.len(),
+            bytes: inner.bytes,
+            evicted: inner.evicted,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every change below leaves the maps consistent before anything that could panic.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn error(&self, kind: StoreErrorKind, why: String) -> StoreError {
+        StoreError::new(self.describe(), kind).with_source(why)
+    }
+
+    fn begin_now(
+        &self,
+        key: &StoreKey,
+        fingerprint: &Fingerprint,
+        lease: Lease,
+    ) -> Result<Begin, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.expire(now);
+        if let Some(e) = inner.entries.get(key.as_str()) {
+            if e.fingerprint != *fingerprint {
+                return Ok(Begin::Mismatch);
+            }
+            return Ok(match &e.state {
+                State::InFlight(_) => Begin::InFlight {
+                    expires_in: e.expires.saturating_duration_since(now),
+                },
+                State::Completed { response, .. } => Begin::Completed(response.clone()),
+            });
+        }
+        while inner.entries.len() >= self.max_entries {
+            if !(self.evict_completed && inner.evict_oldest()) {
+                return Err(self.error(
+                    StoreErrorKind::Full,
+                    format!(
+                        "{} entries, {} of them in flight",
+                        inner.entries.len(),
+                        inner.leases.len()
+                    ),
+                ));
+            }
+        }
+        let expires = now + lease.ttl;
+        let seq = inner.next_seq();
+        inner.leases.insert((expires, seq), key.as_str().to_owned());
+        inner.entries.insert(
+            key.as_str().to_owned(),
+            Entry {
+                fingerprint: *fingerprint,
+                expires,
+                seq,
+                state: State::InFlight(lease.token),
+            },
+        );
+        Ok(Begin::Acquired)
+    }
+
+    fn complete_now(
+        &self,
+        key: &StoreKey,
+        token: LeaseToken,
+        response: &StoredResponse,
+        retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.expire(now);
+        let (old_expires, old_seq) = match inner.entries.get(key.as_str()) {
+            Some(Entry {
+                state: State::InFlight(t),
+                expires,
+                seq,
+                ..
+            }) if *t == token => (*expires, *seq),
+            _ => return Ok(false),
+        };
+        let size = response.encoded_len() + key.as_str().len();
+        if size > self.max_bytes {
+            return Err(self.error(
+                StoreErrorKind::Full,
+                format!(
+                    "a response of {size} bytes exceeds max_bytes ({})",
+                    self.max_bytes
+                ),
+            ));
+        }
+        while inner.bytes + size > self.max_bytes {
+            if !(self.evict_completed && inner.evict_oldest()) {
+                return Err(self.error(
+                    StoreErrorKind::Full,
+                    format!(
+                        "{} of {} bytes used; {size} more needed",
+                        inner.bytes, self.max_bytes
+                    ),
+                ));
+            }
+        }
+        inner.leases.remove(&(old_expires, old_seq));
+        let expires = now + retention;
+        let seq = inner.next_seq();
+        inner
+            .completed
+            .insert((expires, seq), key.as_str().to_owned());
+        inner.bytes += size;
+        if let Some(e) = inner.entries.get_mut(key.as_str()) {
+            e.expires = expires;
+            e.seq = seq;
+            e.state = State::Completed {
+                response: Box::new(response.clone()),
+                size,
+            };
+        }
+        Ok(true)
+    }
+
+    fn release_now(&self, key: &StoreKey, token: LeaseToken) -> bool {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.expire(now);
+        match inner.entries.get(key.as_str()) {
+            Some(Entry {
+                state: State::InFlight(t),
+                expires,
+                seq,
+                ..
+            }) if *t == token => {
+                let at = (*expires, *seq);
+                inner.leases.remove(&at);
+                inner.entries.remove(key.as_str());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Inner {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Drops every entry whose lease or retention has passed.
+    fn expire(&mut self, now: Instant) {
+        while let Some(entry) = self.leases.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            self.entries.remove(&key);
+        }
+        while let Some(entry) = self.completed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            self.remove_completed(&key);
+        }
+    }
+
+    /// Evicts the completed entry closest to its expiry; `false` if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((_, key)) = self.completed.pop_first() else {
+            return false;
+        };
+        self.remove_completed(&key);
+        self.evicted += 1;
+        metrics::counter!("rampart_idempotency_memory_evictions_total").increment(1);
+        tracing::debug!(
+            target: "rampart::idempotency",
+            key = %key,
+            "stored response evicted before its retention ended (memory store full)"
+        );
+        true
+    }
+
+    fn remove_completed(&mut self, key: &str) {
+        if let Some(Entry {
+            state: State::Completed { size, .. },
+            ..
+        }) = self.entries.remove(key)
+        {
+            self.bytes -= size;
+        }
+    }
+}
+
+impl IdempotencyStore for MemoryStore {
+    fn describe(&self) -> String {
+        format!(
+            "memory({} entries, {} bytes)",
+            self.max_entries, self.max_bytes
+        )
+    }
+
+    fn begin<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        fingerprint: &'a Fingerprint,
+        lease: Lease,
+    ) -> BoxFuture<'a, Result<Begin, StoreError>> {
+        Box::pin(async move { self.begin_now(key, fingerprint, lease) })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        token: LeaseToken,
+        response: &'a StoredResponse,
+        retention: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { self.complete_now(key, token, response, retention) })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        token: LeaseToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.release_now(key, token)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+    use rampart_core::clock::ManualClock;
+
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn fp(n: u8) -> Fingerprint {
+        Fingerprint::from_bytes([n; 32])
+    }
+
+    fn response(len: usize) -> StoredResponse {
+        StoredResponse::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from(vec![b'x'; len]),
+        )
+    }
+
+    fn lease(n: u128) -> Lease {
+        Lease::new(LeaseToken::from_u128(n), 10 * SEC)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passes_the_conformance_suite() {
+        crate::conformance::run(&MemoryStore::bounded(1000).unwrap()).await;
+    }
+
+    #[test]
+    fn a_lease_expires_after_its_ttl() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        let k = StoreKey::global("k");
+        assert_eq!(
+            store.begin_now(&k, &fp(1), lease(1)).unwrap(),
+            Begin::Acquired
+        );
+        clock.advance(4 * SEC);
+        assert_eq!(
+            store.begin_now(&k, &fp(1), lease(2)).unwrap(),
+            Begin::InFlight {
+                expires_in: 6 * SEC
+            }
+        );
+        clock.advance(6 * SEC);
+        assert_eq!(
+            store.begin_now(&k, &fp(1), lease(2)).unwrap(),
+            Begin::Acquired,
+            "the crashed request's lease is gone"
+        );
+        assert!(
+            !store
+                .complete_now(&k, LeaseToken::from_u128(1), &response(1), SEC)
+                .unwrap(),
+            "the first request lost its lease"
+        );
+        assert!(
+            store
+                .complete_now(&k, LeaseToken::from_u128(2), &response(1), SEC)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_response_is_kept_for_its_retention() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        let k = StoreKey::global("k");
+        store.begin_now(&k, &fp(1), lease(1)).unwrap();
+        assert!(
+            store
+                .complete_now(&k, LeaseToken::from_u128(1), &response(3), 60 * SEC)
+                .unwrap()
+        );
+        clock.advance(59 * SEC);
+        assert!(matches!(
+            store.begin_now(&k, &fp(1), lease(2)).unwrap(),
+            Begin::Completed(_)
+        ));
+        clock.advance(SEC);
+        assert_eq!(
+            store.begin_now(&k, &fp(1), lease(2)).unwrap(),
+            Begin::Acquired
+        );
+        assert_eq!(
+            store.stats().bytes,
+            0,
+            "the expired response's bytes are freed"
+        );
+    }
+
+    #[test]
+    fn when_full_the_oldest_completed_entry_is_evicted() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .max_entries(3)
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        for (i, name) in ["a", "b"].into_iter().enumerate() {
+            let k = StoreKey::global(name);
+            store.begin_now(&k, &fp(1), lease(i as u128)).unwrap();
+            store
+                .complete_now(
+                    &k,
+                    LeaseToken::from_u128(i as u128),
+                    &response(1),
+                    100 * SEC,
+                )
+                .unwrap();
+            clock.advance(SEC);
+        }
+        store
+            .begin_now(&StoreKey::global("c"), &fp(1), lease(9))
+            .unwrap();
+        // Full: "a" (the oldest completed) makes room for "d".
+        assert_eq!(
+            store
+                .begin_now(&StoreKey::global("d"), &fp(1), lease(10))
+                .unwrap(),
+            Begin::Acquired
+        );
+        assert_eq!(store.stats().evicted, 1);
+        // "a" was evicted: a retry of it runs again (and evicts "b", the last completed one).
+        assert_eq!(
+            store
+                .begin_now(&StoreKey::global("a"), &fp(1), lease(11))
+                .unwrap(),
+            Begin::Acquired
+        );
+        assert_eq!(store.stats().evicted, 2);
+        assert_eq!(store.stats().in_flight, 3);
+    }
+
+    #[test]
+    fn a_store_full_of_leases_refuses_rather_than_evicting_one() {
+        let store = MemoryStore::bounded(2).unwrap();
+        store
+            .begin_now(&StoreKey::global("a"), &fp(1), lease(1))
+            .unwrap();
+        store
+            .begin_now(&StoreKey::global("b"), &fp(1), lease(2))
+            .unwrap();
+        let err = store
+            .begin_now(&StoreKey::global("c"), &fp(1), lease(3))
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Full);
+        assert!(
+            err.to_string().contains("2 entries, 2 of them in flight"),
+            "{err}"
+        );
+        // Both leases are still held.
+        for k in ["a", "b"] {
+            assert!(matches!(
+                store
+                    .begin_now(&StoreKey::global(k), &fp(1), lease(4))
+                    .unwrap(),
+                Begin::InFlight { .. }
+            ));
+        }
+        // A released lease makes room.
+        assert!(store.release_now(&StoreKey::global("a"), LeaseToken::from_u128(1)));
+        assert_eq!(
+            store
+                .begin_now(&StoreKey::global("c"), &fp(1), lease(3))
+                .unwrap(),
+            Begin::Acquired
+        );
+    }
+
+    #[test]
+    fn without_eviction_a_full_store_refuses() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .max_entries(1)
+            .evict_completed(false)
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        let a = StoreKey::global("a");
+        store.begin_now(&a, &fp(1), lease(1)).unwrap();
+        store
+            .complete_now(&a, LeaseToken::from_u128(1), &response(1), 10 * SEC)
+            .unwrap();
+        let err = store
+            .begin_now(&StoreKey::global("b"), &fp(1), lease(2))
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Full);
+        clock.advance(10 * SEC);
+        assert_eq!(
+            store
+                .begin_now(&StoreKey::global("b"), &fp(1), lease(2))
+                .unwrap(),
+            Begin::Acquired,
+            "room again once the response expired"
+        );
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_completed_entries_and_refuses_giant_responses() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .max_bytes(1000)
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        let complete = |name: &str, n: u128, len: usize| {
+            let k = StoreKey::global(name);
+            store.begin_now(&k, &fp(1), lease(n)).unwrap();
+            store.complete_now(&k, LeaseToken::from_u128(n), &response(len), 100 * SEC)
+        };
+        assert!(complete("a", 1, 400).unwrap());
+        clock.advance(SEC);
+        assert!(complete("b", 2, 400).unwrap());
+        assert!(complete("c", 3, 400).unwrap(), "a is evicted to make room");
+        let stats = store.stats();
+        assert_eq!((stats.completed, stats.evicted), (2, 1));
+        assert!(stats.bytes <= 1000);
+        assert_eq!(
+            store
+                .begin_now(&StoreKey::global("a"), &fp(1), lease(4))
+                .unwrap(),
+            Begin::Acquired
+        );
+        let err = store
+            .complete_now(
+                &StoreKey::global("a"),
+                LeaseToken::from_u128(4),
+                &response(2000),
+                SEC,
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Full);
+        assert!(err.to_string().contains("exceeds max_bytes"), "{err}");
+        assert_eq!(
+            store.stats().completed,
+            2,
+            "nothing evicted for a response that never fits"
+        );
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        let e = MemoryStore::builder().max_bytes(0).build().unwrap_err();
+        assert_eq!(e.field(), "max_bytes");
+        let e = MemoryStore::bounded(0).unwrap_err();
+        assert_eq!(e.field(), "max_entries");
+    }
+}
