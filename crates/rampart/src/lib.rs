@@ -44,6 +44,7 @@
 //! | `dead-letter-sqlite` | no | the embedded durable store, `rampart::dead_letter::SqliteStore` (implies `dead-letter`) |
 //! | `timeout` | no | `rampart::timeout`: `TimeoutLayer`, timeouts by operation class, deadlines carried to inner layers and as `grpc-timeout` |
 //! | `fallback` | no | `rampart::fallback`: `FallbackLayer`: the last good response (fresh, stale, very stale), a static response, or a function |
+//! | `health` | no | `rampart::health`: `HealthRegistry`: healthy / degraded / unhealthy from breakers, bulkheads, dead-letter backlogs, probes and success rates; axum `/health/live`, `/health/ready`, `/health` |
 //! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
 //! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
@@ -136,6 +137,10 @@ pub use rampart_timeout as timeout;
 /// Graceful degradation (the `rampart-fallback` crate).
 #[cfg(feature = "fallback")]
 pub use rampart_fallback as fallback;
+
+/// The health view: `HealthRegistry`, health endpoints (the `rampart-health` crate).
+#[cfg(feature = "health")]
+pub use rampart_health as health;
 
 /// Dead letters: the `DeadLetterLayer`, stores and redrive (feature `dead-letter`).
 #[cfg(feature = "dead-letter")]
