@@ -1,1 +1,9 @@
-//! Shared pieces of the examples.
+//! Shared pieces of the examples, the demo and the end-to-end chaos test.
+//!
+//! - [`upstream`]: a flaky HTTP upstream on loopback (5xx, 429 with `Retry-After`, slow
+//!   answers, connections dropped after the work was done, outage windows), with a
+//!   server-side idempotency layer and a count of effects per key.
+//! - [`stack`]: the recommended client stack, and why it is in that order.
+
+pub mod stack;
+pub mod upstream;

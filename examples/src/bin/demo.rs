@@ -1,205 +1,363 @@
-//! The rampart demo: a flaky HTTP server, called through a client-side circuit breaker.
+//! The rampart demo: the full client stack against a flaky upstream, on the embedded
+//! dead-letter store. No server to install: everything runs on loopback.
 //!
 //! ```text
 //! cargo run -p rampart-examples --bin demo
 //! ```
 //!
-//! It starts an axum server on `127.0.0.1:0` that is healthy, then fails with `500` for a
-//! while, then recovers. A hyper client stacked with a `CircuitBreakerLayer` calls it every
-//! 100 ms and prints a timeline: each call's result, each breaker transition as it happens,
-//! and the final stats. It finishes by itself in about three seconds and talks to nothing but
-//! loopback.
+//! It starts an upstream on `127.0.0.1` that fails the way real ones do (`503`s, `429` with
+//! `Retry-After`, slow answers, connections dropped *after* the order was placed, and a full
+//! outage window), then sends mixed `POST /orders` and `GET /inventory` requests through the
+//! recommended stack: idempotency keys, dead letters (SQLite, `rampart-demo.db`), a total
+//! deadline, retries, a circuit breaker, a bulkhead and per-attempt timeouts. It prints live
+//! progress and every breaker transition, redrives what it parked once the upstream is back,
+//! and ends with a summary: nothing lost, no order placed twice. It takes about 15 seconds.
 #![allow(clippy::print_stdout)]
 
 use std::{
-    net::SocketAddr,
+    path::PathBuf,
     sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use axum::{Router, extract::State as AxumState, http::StatusCode, routing::get};
 use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use rampart::{
-    ServiceBuilderExt,
-    circuit_breaker::{BreakerError, CircuitBreakerLayer, OpenDuration, State, Transition},
-    core::{classify::HttpClassifier, clock::Instant},
+use http::StatusCode;
+use http_body_util::Full;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
 };
-use tower::{ServiceBuilder, ServiceExt};
+use rampart::{
+    core::error::BoxError,
+    dead_letter::{DeadLetterStore, Redrive, SqliteStore, State, redrive::Summary},
+    retry::hints::RetryInfo,
+};
+use rampart_examples::{
+    stack::{self, Settings},
+    upstream::{Faults, Upstream},
+};
+use tower::ServiceExt;
 
-/// Time between two calls.
-const TICK: Duration = Duration::from_millis(100);
-/// Calls before the server starts failing.
-const HEALTHY_CALLS: usize = 4;
-/// How long the server fails.
-const OUTAGE: Duration = Duration::from_millis(1500);
-/// Successful calls after the breaker closed again before the demo ends.
-const CALLS_AFTER_RECOVERY: usize = 3;
-/// A hard stop, whatever happens.
-const MAX_CALLS: usize = 80;
+/// Logical requests sent.
+const REQUESTS: usize = 3_000;
+/// Workers sending them.
+const WORKERS: usize = 24;
+/// Pause between two requests of one worker: about 300 requests per second in all.
+const PACE: Duration = Duration::from_millis(80);
+/// The outage window, from the start.
+const OUTAGE: (Duration, Duration) = (Duration::from_secs(3), Duration::from_secs(6));
+/// Redrive rounds at most (the upstream still misbehaves while it recovers).
+const REDRIVE_ROUNDS: usize = 5;
 
-/// The flaky server's switch and call counter.
-#[derive(Clone, Default)]
-struct Server {
-    failing: Arc<AtomicBool>,
-    calls: Arc<AtomicUsize>,
+const FAULTS: Faults = Faults {
+    server_error: 0.06,
+    throttle: 0.01,
+    slow: 0.03,
+    slow_by: Duration::from_millis(300),
+    reset_after_commit: 0.04,
+};
+
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    posts: AtomicU64,
+    first_try: AtomicU64,
+    after_retries: AtomicU64,
+    parked: AtomicU64,
+    failed_unparked: AtomicU64,
+    transitions: Mutex<Vec<String>>,
+    /// Orders the client saw placed (`201`).
+    confirmed: AtomicU64,
 }
 
-async fn handler(AxumState(server): AxumState<Server>) -> (StatusCode, &'static str) {
-    server.calls.fetch_add(1, Ordering::SeqCst);
-    if server.failing.load(Ordering::SeqCst) {
-        (StatusCode::INTERNAL_SERVER_ERROR, "database on fire")
-    } else {
-        (StatusCode::OK, "ok")
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let db = PathBuf::from("rampart-demo.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-}
+    let store: Arc<dyn DeadLetterStore> = Arc::new(SqliteStore::open(&db)?);
+    let upstream = Upstream::start(FAULTS, 7).await?;
+    let tally = Arc::new(Tally::default());
+    let start = Instant::now();
 
-async fn start_server(server: Server) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/inventory", get(handler))
-        .with_state(server);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            println!("server error: {e}");
+    println!("rampart demo: {REQUESTS} requests through the full client stack");
+    println!(
+        "  upstream http://{} injects 503s, 429s, slow answers and resets after commit;",
+        upstream.addr()
+    );
+    println!(
+        "  it is down from {}s to {}s. Dead letters go to {}.\n",
+        OUTAGE.0.as_secs(),
+        OUTAGE.1.as_secs(),
+        db.display()
+    );
+
+    let (client, handles) = stack::client(store.clone(), &Settings::default(), {
+        let tally = tally.clone();
+        move |t| {
+            let line = format!("{} → {}", t.from, t.to);
+            println!(
+                "  {:>5.1}s  breaker {line} ({:?})",
+                start.elapsed().as_secs_f64(),
+                t.reason
+            );
+            tally
+                .transitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(line);
+        }
+    })?;
+
+    // The outage window.
+    tokio::spawn({
+        let upstream = upstream.clone();
+        async move {
+            tokio::time::sleep(OUTAGE.0).await;
+            upstream.set_outage(true);
+            println!("  {:>5.1}s  upstream DOWN", start.elapsed().as_secs_f64());
+            tokio::time::sleep(OUTAGE.1 - OUTAGE.0).await;
+            upstream.set_outage(false);
+            println!("  {:>5.1}s  upstream back", start.elapsed().as_secs_f64());
         }
     });
-    Ok(addr)
-}
 
-/// A duration in whole milliseconds, rounded up.
-fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_micros().div_ceil(1000))
-}
-
-fn stamp(start: Instant, at: Instant) -> String {
-    format!("[{:>6.3}s]", at.duration_since(start).as_secs_f64())
-}
-
-fn print_transition(start: Instant, t: &Transition) {
-    let open_for = t
-        .open_for
-        .map(|d| format!(", open for {}", ms(d)))
-        .unwrap_or_default();
-    println!(
-        "{}     *** breaker {}: {} -> {} ({}{open_for})",
-        stamp(start, t.at),
-        t.breaker,
-        t.from.as_str(),
-        t.to.as_str(),
-        t.reason.as_str(),
-    );
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let start = Instant::now();
-    let server = Server::default();
-    let addr = start_server(server.clone()).await?;
-
-    // The breaker: trips when half of the last 10 calls failed (once it has seen 4), stays open
-    // 500 ms, doubling after each failed probe, and closes after 2 successful probes.
-    let breaker = CircuitBreakerLayer::builder()
-        .name("inventory")
-        .count_window(10)
-        .minimum_calls(4)
-        .failure_rate_threshold(50.0)
-        .open_duration_policy(OpenDuration::Exponential {
-            base: Duration::from_millis(500),
-            multiplier: 2.0,
-            max: Duration::from_secs(5),
-            jitter: 0.0,
-        })
-        // Called synchronously on every transition, so the timeline stays in order.
-        .on_transition(move |t| print_transition(start, t))
-        .layer()?
-        .classifier(HttpClassifier::new()); // 5xx, 408, 429 and transport errors are failures
-    let handle = breaker.handle();
-
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let svc = ServiceBuilder::new()
-        .circuit_breaker(breaker)
-        .service(client);
-    let uri: http::Uri = format!("http://{addr}/inventory").parse()?;
-
-    println!("rampart demo: a flaky server behind a client-side circuit breaker");
-    println!("server on http://{addr}/inventory; one call every {TICK:?}");
-    println!(
-        "breaker \"inventory\": opens at 50 % failures over the last 10 calls (at least 4), \
-         open 500 ms then doubling, 2 successful probes to close\n"
-    );
-
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut outage_started: Option<Instant> = None;
-    let mut recovered = false;
-    let mut ok_after_recovery = 0;
-
-    for n in 1..=MAX_CALLS {
-        ticker.tick().await;
-        let now = Instant::now();
-
-        // The server's script: healthy, then an outage, then healthy again.
-        if n == HEALTHY_CALLS + 1 {
-            server.failing.store(true, Ordering::SeqCst);
-            outage_started = Some(now);
-            println!("{}     --- server starts failing ---", stamp(start, now));
-        }
-        if !recovered && outage_started.is_some_and(|t| now.duration_since(t) >= OUTAGE) {
-            server.failing.store(false, Ordering::SeqCst);
-            recovered = true;
-            println!("{}     --- server recovered ---", stamp(start, now));
-        }
-
-        let probing = handle.state() != State::Closed;
-        let req = http::Request::get(uri.clone()).body(Empty::new())?;
-        let line = match svc.clone().oneshot(req).await {
-            Ok(res) if res.status().is_success() => {
-                if recovered && handle.state() == State::Closed {
-                    ok_after_recovery += 1;
-                }
-                format!("{} ok", res.status().as_u16())
+    // Live progress, once a second.
+    let progress = tokio::spawn({
+        let tally = tally.clone();
+        let handles = handles.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let ok = tally.first_try.load(Ordering::Relaxed)
+                    + tally.after_retries.load(Ordering::Relaxed);
+                println!(
+                    "  {:>5.1}s  sent {:>5}  ok {:>5}  parked {:>4}  breaker {:<9} in flight {}",
+                    start.elapsed().as_secs_f64(),
+                    tally.sent.load(Ordering::Relaxed),
+                    ok,
+                    tally.parked.load(Ordering::Relaxed),
+                    handles.breaker.state().to_string(),
+                    handles.bulkhead.stats().active,
+                );
             }
-            Ok(res) => format!("{} server error", res.status().as_u16()),
-            Err(BreakerError::Rejected(open)) => match open.retry_after() {
-                Some(d) => format!(
-                    "rejected: circuit open, retry after {} (server not called)",
-                    ms(d)
-                ),
-                None => "rejected: circuit open (server not called)".to_owned(),
-            },
-            Err(BreakerError::Inner(e)) => format!("transport error: {e}"),
-        };
-        let probe = if probing && !line.starts_with("rejected") {
-            " (probe)"
-        } else {
-            ""
-        };
-        println!("{} #{n:<3} {line}{probe}", stamp(start, Instant::now()));
+        }
+    });
 
-        if ok_after_recovery >= CALLS_AFTER_RECOVERY {
+    // The traffic.
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let (client, tally, next, addr) =
+            (client.clone(), tally.clone(), next.clone(), upstream.addr());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= REQUESTS {
+                    break;
+                }
+                let post = i % 10 < 7;
+                let req = if post {
+                    http::Request::post(format!("http://{addr}/orders"))
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(format!("{{\"item\":{i}}}"))))
+                } else {
+                    http::Request::get(format!("http://{addr}/inventory"))
+                        .body(Full::new(Bytes::new()))
+                };
+                let Ok(req) = req else { continue };
+                tally.sent.fetch_add(1, Ordering::Relaxed);
+                if post {
+                    tally.posts.fetch_add(1, Ordering::Relaxed);
+                }
+                record(&tally, client.clone().oneshot(req).await);
+                tokio::time::sleep(PACE).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    progress.abort();
+    let sent_at = start.elapsed();
+
+    // The upstream is back: redrive what was parked, through a plain client (a redrive that
+    // fails again stays parked, it is not parked twice).
+    let parked_total = store.stats().await?.total;
+    println!(
+        "\n  {:>5.1}s  all sent; redriving {parked_total} dead letters",
+        sent_at.as_secs_f64()
+    );
+    let plain: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let redrive = Redrive::builder(store.clone(), plain)
+        .concurrency(8)
+        .max_redrives(REDRIVE_ROUNDS as u32)
+        .build()?;
+    let mut total = Summary::default();
+    for round in 1..=REDRIVE_ROUNDS {
+        let s = redrive.all(|_| {}).await?;
+        println!(
+            "  {:>5.1}s  redrive round {round}: {} delivered, {} failed again",
+            start.elapsed().as_secs_f64(),
+            s.delivered,
+            s.failed
+        );
+        total.delivered += s.delivered;
+        total.given_up += s.given_up;
+        if s.failed == 0 {
             break;
         }
     }
+    let stats = store.stats().await?;
 
-    let stats = handle.stats();
-    println!("\nfinal state: {}", stats.state.as_str());
-    println!(
-        "calls made by the client: {}, reached the server: {}",
-        stats.calls + stats.rejections,
-        server.calls.load(Ordering::SeqCst)
+    // The summary.
+    let up = upstream.stats();
+    let effects = upstream.effects();
+    let executions: u64 = effects.values().map(|&n| u64::from(n)).sum();
+    let duplicates = executions - effects.len() as u64;
+    let confirmed = tally.confirmed.load(Ordering::Relaxed);
+    let parked = tally.parked.load(Ordering::Relaxed);
+    let unparked = tally.failed_unparked.load(Ordering::Relaxed);
+    let transitions = tally
+        .transitions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let posts = tally.posts.load(Ordering::Relaxed);
+    let first = tally.first_try.load(Ordering::Relaxed);
+    let retried = tally.after_retries.load(Ordering::Relaxed);
+    let bulkhead = handles.bulkhead.stats();
+    let lost = tally.sent.load(Ordering::Relaxed) - first - retried - parked - unparked;
+
+    println!("\n  summary after {:.1}s", start.elapsed().as_secs_f64());
+    println!("  ─────────────────────────────────────────────────────────────");
+    row(
+        "requests",
+        format!(
+            "{REQUESTS} ({posts} POST /orders, {} GET)",
+            REQUESTS as u64 - posts
+        ),
     );
-    println!(
-        "breaker stats: {} successes, {} failures, {} rejected without calling the server",
-        stats.successes, stats.failures, stats.rejections
+    row(
+        "succeeded",
+        format!(
+            "{} ({first} first try, {retried} after retries)",
+            first + retried
+        ),
     );
-    if stats.state != State::Closed {
-        return Err("the breaker did not close again".into());
-    }
+    row(
+        "attempts the upstream saw",
+        format!(
+            "{} ({} during the outage)",
+            up.requests, up.outage_rejections
+        ),
+    );
+    row(
+        "faults injected",
+        format!(
+            "{} 503, {} 429, {} slow, {} resets after commit",
+            up.server_errors, up.throttled, up.slow, up.resets
+        ),
+    );
+    let count = |to: &str| transitions.iter().filter(|t| t.ends_with(to)).count();
+    row(
+        "breaker transitions",
+        format!(
+            "{} (opened {}×, half-open {}×, closed {}×)",
+            transitions.len(),
+            count("→ open"),
+            count("→ half_open"),
+            count("→ closed")
+        ),
+    );
+    row("bulkhead rejections", bulkhead.rejected.to_string());
+    row(
+        "dead-lettered",
+        format!(
+            "{parked_total} → {} delivered by redrive, {} still pending, {} given up",
+            total.delivered,
+            stats.backlog(),
+            stats.in_state(State::GivenUp)
+        ),
+    );
+    row(
+        "lost",
+        format!(
+            "{lost} (every request succeeded or was parked; {unparked} failed with a client error)"
+        ),
+    );
+    row(
+        "duplicate effects prevented",
+        format!(
+            "{} (retries answered from the idempotency store)",
+            up.replays
+        ),
+    );
+    row(
+        "orders executed",
+        format!(
+            "{executions} for {} unique keys: {duplicates} duplicates",
+            effects.len()
+        ),
+    );
+    row(
+        "orders confirmed to the client",
+        format!("{confirmed} at once, the rest by redrive"),
+    );
+    println!("  ─────────────────────────────────────────────────────────────");
+    println!("\n  Inspect what was parked (and redrive it, against a live upstream):");
+    let store_arg = format!("--store sqlite:{}", db.display());
+    println!("    cargo run -p rampart-cli -- dlq stats {store_arg}");
+    println!("    cargo run -p rampart-cli -- dlq list {store_arg} --state delivered");
+    println!("    cargo run -p rampart-cli -- dlq show <ID> {store_arg}");
+    println!("    cargo run -p rampart-cli -- dlq redrive --all {store_arg}");
     Ok(())
+}
+
+fn row(name: &str, value: String) {
+    println!("  {name:<32} {value}");
+}
+
+/// Counts one logical request's result.
+fn record(tally: &Tally, result: Result<http::Response<hyper::body::Incoming>, BoxError>) {
+    match result {
+        Ok(res)
+            if res
+                .headers()
+                .contains_key(rampart::dead_letter::DEAD_LETTER_ID) =>
+        {
+            tally.parked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(res) if res.status().is_success() => {
+            let attempts = res
+                .extensions()
+                .get::<RetryInfo>()
+                .map_or(1, |i| i.attempts);
+            if attempts > 1 {
+                tally.after_retries.fetch_add(1, Ordering::Relaxed);
+            } else {
+                tally.first_try.fetch_add(1, Ordering::Relaxed);
+            }
+            if res.status() == StatusCode::CREATED {
+                tally.confirmed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(_) => {
+            tally.failed_unparked.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            if rampart::core::error::find_in::<rampart::dead_letter::Parked>(&*e).is_some() {
+                tally.parked.fetch_add(1, Ordering::Relaxed);
+            } else {
+                tally.failed_unparked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }

@@ -1,0 +1,160 @@
+//! The recommended client stack, as the demo and the end-to-end chaos test build it.
+//!
+//! Outermost first:
+//!
+//! | layer | why here |
+//! |---|---|
+//! | `IdempotencyKeyLayer` | one key per logical request, before anything can repeat it: every retry and every redrive carries the same key |
+//! | `DeadLetterLayer` | outside the retries, so only a request every attempt failed is parked, once, with its key and attempt count; outside the breaker and bulkhead, so their rejections are parked too |
+//! | `TimeoutLayer` (total) | one deadline for the whole call, retries included; the retry layer will not wait past it |
+//! | `RetryLayer` | replays the buffered request on transient failures, honouring `Retry-After`; every attempt is judged by the breaker below |
+//! | `CircuitBreakerLayer` | judges each attempt; while open, attempts fail fast instead of loading a failing upstream; bulkhead rejections are ignored, not counted as upstream failures |
+//! | `BulkheadLayer` | bounds the calls in flight to the upstream; waits a little, then fails fast |
+//! | `TimeoutLayer` (per attempt) | cuts a slow attempt off so the retry can try again; inside the bulkhead, so a timed-out call frees its permit at once |
+//!
+//! Swap the breaker and the retry, and one logical request counts once however many attempts
+//! failed, and an open breaker's rejection is retried at once; put the dead-letter layer
+//! inside the retries, and every failed attempt is parked.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use rampart::{
+    ServiceBuilderExt,
+    bulkhead::{BulkheadHandle, BulkheadLayer},
+    circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, Transition},
+    core::{body::ReplayBody, classify::HttpClassifier, error::BoxError},
+    dead_letter::{DeadLetterLayer, DeadLetterStore},
+    retry::{
+        RetryLayer,
+        backoff::{Backoff, Delays, Jitter},
+        hints::{HttpHints, http_retry_classifier},
+        key::IdempotencyKeyLayer,
+        replay::HttpReplay,
+    },
+    timeout::TimeoutLayer,
+};
+use tower::{Service, ServiceBuilder};
+
+/// The transport: hyper-util's client, sending the dead-letter layer's buffered bodies.
+pub type Transport = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+
+/// Settings of the stack.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// The whole call's deadline.
+    pub total_timeout: Duration,
+    /// One attempt's timeout.
+    pub attempt_timeout: Duration,
+    /// Calls in flight at most.
+    pub max_concurrent: u32,
+    /// How long a call may wait for a permit.
+    pub max_wait: Duration,
+    /// How long the breaker stays open (it grows if it reopens).
+    pub open_duration: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            total_timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+            max_concurrent: 32,
+            max_wait: Duration::from_millis(200),
+            open_duration: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the stack is: a cloneable HTTP client service with `BoxError` errors.
+pub trait HttpClient:
+    Service<Request<Full<Bytes>>, Response = Response<Incoming>, Error = BoxError, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpClient for S where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>, Error = BoxError, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The handles of the stack's stateful layers.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// The breaker's state and stats.
+    pub breaker: CircuitBreakerHandle,
+    /// The bulkhead's stats.
+    pub bulkhead: BulkheadHandle,
+}
+
+/// Builds the recommended client stack over a fresh hyper client, parking in `store`.
+/// `on_transition` sees every breaker transition.
+pub fn client(
+    store: Arc<dyn DeadLetterStore>,
+    settings: &Settings,
+    on_transition: impl Fn(&Transition) + Send + Sync + 'static,
+) -> Result<(impl HttpClient, Handles), BoxError> {
+    let transport: Transport = Client::builder(TokioExecutor::new()).build_http();
+    let breaker = CircuitBreakerLayer::builder()
+        .name("upstream")
+        .time_window(Duration::from_secs(2), 10)
+        .failure_rate_threshold(50.0)
+        .minimum_calls(20)
+        .open_duration(settings.open_duration)
+        .half_open_max_probes(3)
+        .on_transition(on_transition)
+        .layer()?
+        .classifier(HttpClassifier::default())
+        .ignore_rejections();
+    let bulkhead = BulkheadLayer::builder()
+        .name("upstream")
+        .max_concurrent(settings.max_concurrent)
+        .max_wait(settings.max_wait)
+        .layer()?;
+    let handles = Handles {
+        breaker: breaker.handle(),
+        bulkhead: bulkhead.handle(),
+    };
+    let retry = RetryLayer::builder()
+        .max_attempts(settings.max_attempts)
+        .backoff(
+            Backoff::builder()
+                .delays(Delays::Exponential {
+                    base: Duration::from_millis(20),
+                    factor: 2.0,
+                })
+                .max_delay(Duration::from_millis(400))
+                .jitter(Jitter::Full)
+                .build()?,
+        )
+        .max_server_delay(Duration::from_secs(2))
+        .layer()?
+        .classifier(http_retry_classifier())
+        .hints(HttpHints::default())
+        .replay(HttpReplay);
+    let svc = ServiceBuilder::new()
+        .layer(IdempotencyKeyLayer::new())
+        .dead_letter(DeadLetterLayer::builder("orders-client", store).build()?)
+        .timeouts(TimeoutLayer::new(settings.total_timeout)?)
+        .retries(retry)
+        .circuit_breaker(breaker)
+        .bulkhead(bulkhead)
+        .timeouts(TimeoutLayer::new(settings.attempt_timeout)?)
+        .service(transport);
+    Ok((svc, handles))
+}
