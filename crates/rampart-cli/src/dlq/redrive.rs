@@ -1,0 +1,278 @@
+//! `rampart dlq redrive`: records sent again through a plain-HTTP hyper client, paced by
+//! [`Redrive`], with a progress bar on stderr.
+
+use std::{
+    io::IsTerminal as _,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rampart_dead_letter::{
+    DeadLetter, DeadLetterId, DeadLetterStore, Redrive, State,
+    redrive::{Outcome, Progress, Summary},
+};
+use tower::timeout::Timeout;
+
+use super::records::not_found;
+use crate::{
+    cli::RedriveArgs,
+    error::{CliError, EXIT_REDRIVE_INCOMPLETE},
+    format::one_line,
+    output::out,
+};
+
+/// The client records are sent with: hyper's, plain HTTP/1, each send bounded by `--timeout`.
+type HttpService = Timeout<Client<HttpConnector, Full<Bytes>>>;
+
+/// How many records a refusal names.
+const NAMED: usize = 3;
+
+pub(super) async fn redrive(
+    store: Arc<dyn DeadLetterStore>,
+    args: RedriveArgs,
+) -> Result<ExitCode, CliError> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Redrive::builder(store.clone(), Timeout::new(client, args.timeout))
+        .concurrency(args.concurrency)
+        .max_redrives(args.max_redrives);
+    if let Some(rate) = args.rate {
+        builder = builder.rate(rate);
+    }
+    let redrive = builder
+        .build()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+
+    let summary = match args.id {
+        Some(id) => one(&store, &redrive, id, args.quiet).await?,
+        None => many(&store, &redrive, &args).await?,
+    };
+
+    let text = if args.json {
+        serde_json::json!({
+            "store": store.describe(),
+            "seen": summary.seen,
+            "delivered": summary.delivered,
+            "failed": summary.failed,
+            "given_up": summary.given_up,
+            "skipped": summary.skipped,
+        })
+        .to_string()
+            + "\n"
+    } else {
+        format!(
+            "redrive of {}: {} delivered, {} failed (pending again), {} given up, {} skipped\n",
+            store.describe(),
+            summary.delivered,
+            summary.failed,
+            summary.given_up,
+            summary.skipped
+        )
+    };
+    out(&text)?;
+    Ok(if summary.failed + summary.given_up > 0 {
+        ExitCode::from(EXIT_REDRIVE_INCOMPLETE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Redrives the record `id`.
+async fn one(
+    store: &Arc<dyn DeadLetterStore>,
+    redrive: &Redrive<HttpService>,
+    id: DeadLetterId,
+    quiet: bool,
+) -> Result<Summary, CliError> {
+    let Some(record) = store.get(id).await? else {
+        return Err(not_found(store.as_ref(), id));
+    };
+    if let Some(why) = unsendable(&record) {
+        return Err(CliError::new(format!(
+            "cannot redrive {id} from {}: {why}",
+            store.describe()
+        )));
+    }
+    let outcome = redrive.one::<Full<Bytes>, _>(id).await?;
+    let mut summary = Summary {
+        seen: 1,
+        ..Summary::default()
+    };
+    match &outcome {
+        Outcome::Delivered { .. } => summary.delivered = 1,
+        Outcome::Failed { .. } => summary.failed = 1,
+        Outcome::GivenUp { .. } => summary.given_up = 1,
+        Outcome::Skipped { state } => {
+            summary.skipped = 1;
+            eprintln!("{id} was not sent: it is already {state}");
+        }
+    }
+    if !quiet && let Some(line) = outcome_line(id, &outcome) {
+        eprintln!("{line}");
+    }
+    Ok(summary)
+}
+
+/// Redrives every pending record (`--all`) or those matching the filters.
+async fn many(
+    store: &Arc<dyn DeadLetterStore>,
+    redrive: &Redrive<HttpService>,
+    args: &RedriveArgs,
+) -> Result<Summary, CliError> {
+    let mut filter = args.filter.to_filter(SystemTime::now());
+    if args.all || filter.state.is_none() {
+        filter.state = Some(State::Pending);
+    }
+
+    // Look before sending: the client speaks plain HTTP only, and a record it cannot send
+    // would count as a failed redrive (and in the end be given up). The count sizes the bar.
+    let mut selected = 0u64;
+    let mut refused: Vec<(DeadLetterId, String)> = Vec::new();
+    let mut refused_count = 0u64;
+    super::for_each_matching(store, filter.clone(), |r| {
+        selected += 1;
+        if let Some(why) = unsendable(r) {
+            refused_count += 1;
+            if refused.len() < NAMED {
+                refused.push((r.id, why));
+            }
+        }
+    })
+    .await?;
+    if refused_count > 0 {
+        let named: Vec<String> = refused
+            .iter()
+            .map(|(id, why)| format!("{id} ({why})"))
+            .collect();
+        return Err(CliError::new(format!(
+            "refusing to redrive: {refused_count} of the {selected} selected records in {} \
+             cannot be sent by this command's plain-HTTP client, e.g. {}; nothing was sent. \
+             Narrow the selection (--service, --kind) or redrive them through the library \
+             (rampart_dead_letter::Redrive) with your own client",
+            store.describe(),
+            named.join(", ")
+        )));
+    }
+    if selected == 0 {
+        eprintln!(
+            "nothing to redrive: no {} records match in {}",
+            filter.state.map_or("", State::as_str),
+            store.describe()
+        );
+        return Ok(Summary::default());
+    }
+
+    let bar = progress_bar(selected, args.quiet);
+    let quiet = args.quiet;
+    let summary = redrive
+        .matching::<Full<Bytes>, _>(filter, |p: Progress<'_>| {
+            if bar.position() >= bar.length().unwrap_or(0) {
+                bar.inc_length(1);
+            }
+            bar.inc(1);
+            bar.set_message(format!(
+                "{} delivered, {} failed, {} given up",
+                p.summary.delivered, p.summary.failed, p.summary.given_up
+            ));
+            if !quiet && let Some(line) = outcome_line(p.id, p.outcome) {
+                bar.suspend(|| eprintln!("{line}"));
+            }
+        })
+        .await;
+    bar.finish_and_clear();
+    Ok(summary?)
+}
+
+/// Why this command cannot send `record`, if it cannot: its URI is not absolute plain HTTP.
+fn unsendable(record: &DeadLetter) -> Option<String> {
+    let uri = &record.target.uri;
+    match uri.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => None,
+        Ok(u) if u.scheme_str() == Some("https") => Some(format!(
+            "{} is https; this command sends plain http only",
+            one_line(uri)
+        )),
+        Ok(_) => Some(format!("{} is not an absolute http:// URI", one_line(uri))),
+        Err(e) => Some(format!("{} is not a valid URI: {e}", one_line(uri))),
+    }
+}
+
+/// A line for stderr about a record that did not get through.
+fn outcome_line(id: DeadLetterId, outcome: &Outcome) -> Option<String> {
+    let (what, failure) = match outcome {
+        Outcome::Failed { failure } => ("failed   ", failure),
+        Outcome::GivenUp { failure } => ("given up ", failure),
+        Outcome::Delivered { .. } | Outcome::Skipped { .. } => return None,
+    };
+    let cause = failure
+        .chain
+        .iter()
+        .map(|c| one_line(c))
+        .collect::<Vec<_>>()
+        .join(": ");
+    Some(format!("{what}{id}  {}: {cause}", failure.kind))
+}
+
+/// A bar on stderr, hidden when stderr is not a terminal or with `--quiet`.
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} redriving [{bar:30}] {pos}/{len} {msg} ({per_sec}, {eta} left)",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rampart_dead_letter::{Failure, FailureKind, conformance};
+
+    use super::*;
+
+    #[test]
+    fn only_absolute_plain_http_uris_are_sent() {
+        let mut r = conformance::record(1);
+        assert_eq!(unsendable(&r), None);
+        r.target.uri = "https://billing/charge".into();
+        assert!(unsendable(&r).unwrap().contains("plain http only"));
+        r.target.uri = "/charge".into();
+        assert!(
+            unsendable(&r)
+                .unwrap()
+                .contains("not an absolute http:// URI")
+        );
+        r.target.uri = "http://bad host/".into();
+        assert!(unsendable(&r).unwrap().contains("not a valid URI"));
+    }
+
+    #[test]
+    fn failures_get_a_line_with_their_cause() {
+        let id = DeadLetterId::new();
+        let failure = Failure {
+            kind: FailureKind::Transient,
+            status: Some(503),
+            chain: vec!["response status 503".into()],
+        };
+        let line = outcome_line(id, &Outcome::Failed { failure }).unwrap();
+        assert_eq!(
+            line,
+            format!("failed   {id}  transient: response status 503")
+        );
+        assert_eq!(outcome_line(id, &Outcome::Delivered { status: 200 }), None);
+    }
+}

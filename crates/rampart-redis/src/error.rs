@@ -1,0 +1,88 @@
+//! How Redis failures become [`StoreError`]s, and URLs made safe to show.
+
+use std::time::Duration;
+
+use rampart_dead_letter::{StoreError, StoreErrorKind};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// The store error for a Redis error: a bad URL, refused credentials or a key of another type
+/// are [`StoreErrorKind::Config`]; Redis out of memory (`maxmemory`) is
+/// [`StoreErrorKind::Full`]; anything else (a connection refused or dropped, a server loading,
+/// a read-only replica) is [`StoreErrorKind::Unavailable`].
+pub(crate) fn from_redis(store: &str, err: RedisError) -> StoreError {
+    let code = err.code();
+    let kind = match err.kind() {
+        ErrorKind::InvalidClientConfig
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::Server(ServerErrorKind::NoPerm) => StoreErrorKind::Config,
+        _ if code == Some("OOM") => StoreErrorKind::Full,
+        _ if matches!(code, Some("WRONGTYPE" | "NOAUTH" | "WRONGPASS")) => StoreErrorKind::Config,
+        // A script's error carries the failed command's message.
+        _ if err.to_string().contains("OOM command not allowed") => StoreErrorKind::Full,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(store, kind).with_source(err)
+}
+
+/// No answer within `limit`.
+pub(crate) fn timed_out(store: &str, what: &str, limit: Duration) -> StoreError {
+    StoreError::new(store, StoreErrorKind::Unavailable)
+        .with_source(format!("{what}: no answer within {limit:?}"))
+}
+
+/// A reply that is not what the scripts return: another program changed the keys.
+pub(crate) fn unexpected(store: &str, what: impl Into<String>) -> StoreError {
+    StoreError::new(store, StoreErrorKind::Corrupt).with_source(what.into())
+}
+
+/// `url` without its credentials and query (where `redis+unix` URLs carry a password): for
+/// errors about a URL that did not parse.
+pub(crate) fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let tail = tail.split(['?', '#']).next().unwrap_or_default();
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_urls_keep_no_credentials() {
+        assert_eq!(
+            redact_url("redis://user:s3cret@db.example:6380/2"),
+            "redis://db.example:6380/2"
+        );
+        assert_eq!(redact_url("redis://:s3cret@h/0?x=1"), "redis://h/0");
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?pass=s3cret"),
+            "redis+unix:///run/redis.sock"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("pw@host:1"), "host:1");
+    }
+
+    #[test]
+    fn out_of_memory_is_full_and_a_refused_connection_unavailable() {
+        let oom = RedisError::from((
+            ErrorKind::Extension,
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        ));
+        assert_eq!(from_redis("s", oom).kind(), StoreErrorKind::Full);
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(from_redis("s", io).kind(), StoreErrorKind::Unavailable);
+        let cfg = RedisError::from((ErrorKind::InvalidClientConfig, "Redis URL did not parse"));
+        assert_eq!(from_redis("s", cfg).kind(), StoreErrorKind::Config);
+    }
+}
