@@ -128,8 +128,8 @@ use http::{
     HeaderValue, StatusCode,
     header::{CONTENT_TYPE, RETRY_AFTER},
 };
-use rampart_core::problem::{self, Problem};
 use rampart_core::error::BoxError;
+use rampart_core::problem::{self, Problem};
 
 use crate::rejection::{Rejected, RejectionKind};
 
@@ -168,7 +168,10 @@ impl IntoResponse for Rejected {
         }
         let mut res = (
             status,
-            [(CONTENT_TYPE, HeaderValue::from_static(problem::CONTENT_TYPE))],
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static(problem::CONTENT_TYPE),
+            )],
             problem.to_json(),
         )
             .into_response();

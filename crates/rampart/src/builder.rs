@@ -7,6 +7,8 @@ use tower::ServiceBuilder;
     feature = "retry",
     feature = "dead-letter",
     feature = "timeout",
+    feature = "fallback",
+    feature = "idempotency",
     feature = "tonic"
 ))]
 use tower::layer::util::Stack;
@@ -17,6 +19,10 @@ use rampart_bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
 use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 #[cfg(feature = "dead-letter")]
 use rampart_dead_letter::DeadLetterLayer;
+#[cfg(feature = "fallback")]
+use rampart_fallback::FallbackLayer;
+#[cfg(feature = "idempotency")]
+use rampart_idempotency::IdempotencyLayer;
 #[cfg(feature = "retry")]
 use rampart_retry::RetryLayer;
 #[cfg(feature = "timeout")]
@@ -95,13 +101,25 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// in a client stack, inside the idempotency-key layer and outside the retries: see
     /// [`crate::dead_letter`].
     #[cfg(feature = "dead-letter")]
-    fn dead_letter<M>(self, layer: DeadLetterLayer<M>)
-    -> ServiceBuilder<Stack<DeadLetterLayer<M>, L>>;
+    fn dead_letter<M>(
+        self,
+        layer: DeadLetterLayer<M>,
+    ) -> ServiceBuilder<Stack<DeadLetterLayer<M>, L>>;
 
     /// Times calls out by operation class. Outside the retries it is the total deadline (the
     /// retries keep to it); inside them, a per-attempt timeout. See [`crate::timeout`].
     #[cfg(feature = "timeout")]
     fn timeouts(self, layer: TimeoutLayer) -> ServiceBuilder<Stack<TimeoutLayer, L>>;
+
+    /// Answers failures from the last good response, a static response or a function. Put it
+    /// outside the layers whose failures it stands in for. See [`crate::fallback`].
+    #[cfg(feature = "fallback")]
+    fn fallback<K>(self, layer: FallbackLayer<K>) -> ServiceBuilder<Stack<FallbackLayer<K>, L>>;
+
+    /// Server side: runs each keyed request once and replays its response to retries. See
+    /// [`crate::idempotency`].
+    #[cfg(feature = "idempotency")]
+    fn idempotency(self, layer: IdempotencyLayer) -> ServiceBuilder<Stack<IdempotencyLayer, L>>;
 
     /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
     /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit, `RESOURCE_EXHAUSTED`
@@ -163,6 +181,16 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "timeout")]
     fn timeouts(self, layer: TimeoutLayer) -> ServiceBuilder<Stack<TimeoutLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "fallback")]
+    fn fallback<K>(self, layer: FallbackLayer<K>) -> ServiceBuilder<Stack<FallbackLayer<K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "idempotency")]
+    fn idempotency(self, layer: IdempotencyLayer) -> ServiceBuilder<Stack<IdempotencyLayer, L>> {
         self.layer(layer)
     }
 

@@ -45,6 +45,7 @@
 //! | `timeout` | no | `rampart::timeout`: `TimeoutLayer`, timeouts by operation class, deadlines carried to inner layers and as `grpc-timeout` |
 //! | `fallback` | no | `rampart::fallback`: `FallbackLayer`: the last good response (fresh, stale, very stale), a static response, or a function |
 //! | `health` | no | `rampart::health`: `HealthRegistry`: healthy / degraded / unhealthy from breakers, bulkheads, dead-letter backlogs, probes and success rates; axum `/health/live`, `/health/ready`, `/health` |
+//! | `idempotency` | no | `rampart::idempotency`: the server-side `IdempotencyLayer` (IETF draft, Stripe semantics), memory store |
 //! | `http` | yes | HTTP classification (`HttpClassifier`), key extraction, priority from a header (`PriorityHeader`) |
 //! | `grpc` | no | gRPC classification (`GrpcClassifier`, status in headers or trailers) |
 //! | `axum` | no | `rampart::axum`: rejections as `503` responses, with `Retry-After` when known (implies `http`; needs only `axum-core`) |
@@ -142,6 +143,10 @@ pub use rampart_fallback as fallback;
 #[cfg(feature = "health")]
 pub use rampart_health as health;
 
+/// Server-side idempotency (the `rampart-idempotency` crate).
+#[cfg(feature = "idempotency")]
+pub use rampart_idempotency as idempotency;
+
 /// Dead letters: the `DeadLetterLayer`, stores and redrive (feature `dead-letter`).
 #[cfg(feature = "dead-letter")]
 pub use rampart_dead_letter as dead_letter;
@@ -171,12 +176,12 @@ pub mod prelude {
     #[cfg(feature = "retry")]
     pub use rampart_retry::{RetryError, RetryLayer, budget::RetryBudget};
 
-    #[cfg(feature = "timeout")]
-    pub use rampart_timeout::{OperationClass, TimeoutLayer};
-    #[cfg(feature = "dead-letter")]
-    pub use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, MemoryStore, Redrive};
     #[cfg(feature = "dead-letter-sqlite")]
     pub use rampart_dead_letter::SqliteStore;
+    #[cfg(feature = "dead-letter")]
+    pub use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, MemoryStore, Redrive};
+    #[cfg(feature = "timeout")]
+    pub use rampart_timeout::{OperationClass, TimeoutLayer};
 
     #[cfg(feature = "grpc")]
     pub use rampart_core::classify::GrpcClassifier;
