@@ -20,14 +20,14 @@ use crate::{
 /// A queued call's place in line; gives it up (or releases the permit it was handed) when
 /// dropped before the call starts.
 #[derive(Debug)]
-struct WaitGuard {
-    core: Arc<Core>,
-    waiter: Arc<Waiter>,
-    armed: bool,
+pub(crate) struct WaitGuard {
+    pub(crate) core: Arc<Core>,
+    pub(crate) waiter: Arc<Waiter>,
+    pub(crate) armed: bool,
 }
 
 impl WaitGuard {
-    fn take_permit(&mut self) -> Permit {
+    pub(crate) fn take_permit(&mut self) -> Permit {
         self.armed = false;
         Permit::new(self.core.clone(), Core::waiter_class(&self.waiter))
     }

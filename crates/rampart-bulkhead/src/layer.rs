@@ -90,6 +90,32 @@ impl<P, H> BulkheadLayer<P, H> {
             core: self.core.clone(),
         }
     }
+
+    /// Takes a permit for a call of class `class` (`None`, or a name no class has, is the
+    /// default class), outside tower: the entry point for adapters that are not tower services
+    /// (rampart-reqwest's middleware).
+    ///
+    /// The same rules as the service: a free permit at once; else, with `max_wait`, a place in
+    /// the bounded queue of the class; else a [`BulkheadFull`](crate::BulkheadFull). Hold the
+    /// [`Permit`](crate::Permit) while the call runs; dropping it releases it.
+    ///
+    /// ```
+    /// use rampart_bulkhead::{BulkheadLayer, FullReason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let bulkhead = BulkheadLayer::builder().max_concurrent(1).layer().unwrap();
+    /// let permit = bulkhead.acquire(None).await.unwrap();
+    /// let full = bulkhead.acquire(None).await.unwrap_err();
+    /// assert_eq!(full.reason(), FullReason::NoCapacity);
+    /// drop(permit);
+    /// assert!(bulkhead.acquire(None).await.is_ok());
+    /// # }
+    /// ```
+    pub fn acquire(&self, class: Option<&str>) -> crate::acquire::AcquirePermit {
+        let class = self.core.class_index(class);
+        crate::acquire::AcquirePermit::new(&self.core, class)
+    }
 }
 
 impl<S, P: Clone, H: Clone> Layer<S> for BulkheadLayer<P, H> {
@@ -272,6 +298,19 @@ where
         self.partitions
             .keyed
             .map_entries(|k, core| (k.clone(), BulkheadHandle { core: core.clone() }))
+    }
+
+    /// The key extractor the layer was built with.
+    pub fn extractor(&self) -> &X {
+        &self.extractor
+    }
+
+    /// Takes a permit of class `class` in the partition of `key` (made on first use; `None` is
+    /// the shared fallback partition), outside tower. See [`BulkheadLayer::acquire`].
+    pub fn acquire(&self, key: Option<K>, class: Option<&str>) -> crate::acquire::AcquirePermit {
+        let core = self.partitions.core(key);
+        let class = core.class_index(class);
+        crate::acquire::AcquirePermit::new(&core, class)
     }
 }
 

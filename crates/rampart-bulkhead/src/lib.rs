@@ -117,6 +117,7 @@
 //! own overload) don't count as the dependency's failures; outside the per-attempt timeout, so
 //! a timed-out call frees its permit.
 
+mod acquire;
 mod config;
 mod error;
 mod future;
@@ -128,6 +129,7 @@ mod release;
 mod service;
 
 pub use crate::{
+    acquire::AcquirePermit,
     config::{BulkheadConfig, BulkheadConfigBuilder, ClassConfig, MAX_CLASSES},
     error::{BulkheadError, BulkheadFull, FullReason},
     future::ResponseFuture,

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use crate::{
     config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder},
     handle::CircuitBreakerHandle,
-    policy::{Core, Lanes, lanes},
+    policy::{CallGuard, Core, Lanes, current_shard, lanes},
     registry::Registry,
     service::{CircuitBreaker, KeyedCircuitBreaker},
 };
@@ -91,6 +91,29 @@ impl<C: Clone> CircuitBreakerLayer<C> {
         CircuitBreakerHandle {
             core: self.core.clone(),
         }
+    }
+
+    /// Asks the breaker to admit one call, outside tower: the entry point for adapters that
+    /// are not tower services (rampart-reqwest's middleware).
+    ///
+    /// `Ok` holds the call's place (a half-open probe slot, if it is a probe) until its
+    /// outcome is recorded with [`Record::record`](rampart_core::classify::Record::record) on
+    /// the [`CallGuard`]; judge the result with [`CallGuard::classifier`]. Dropping the guard
+    /// unrecorded counts the call as ignored and frees its slot. `Err` is the same
+    /// [`CircuitOpen`](crate::CircuitOpen) rejection the service returns, and counts as one.
+    ///
+    /// ```
+    /// use rampart_circuit_breaker::CircuitBreakerLayer;
+    /// use rampart_core::classify::{Outcome, Record};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder().consecutive_failures(1).layer().unwrap();
+    /// let guard = breaker.try_acquire().expect("closed: admitted");
+    /// guard.record(Outcome::TRANSIENT); // …the call failed: the breaker opens
+    /// assert!(breaker.try_acquire().is_err());
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<CallGuard<C>, crate::CircuitOpen> {
+        CallGuard::acquire(&self.lanes[current_shard()])
     }
 }
 
@@ -195,6 +218,31 @@ where
         KeyedCircuitBreakerHandle {
             registry: self.registry.clone(),
         }
+    }
+
+    /// The key extractor the layer was built with.
+    pub fn extractor(&self) -> &X {
+        &self.extractor
+    }
+
+    /// Asks the breaker of `key` (made on first use; `None` is the shared fallback breaker) to
+    /// admit one call, outside tower. See [`CircuitBreakerLayer::try_acquire`]: the same
+    /// [`CallGuard`] contract, per key.
+    ///
+    /// ```
+    /// use rampart_circuit_breaker::CircuitBreakerLayer;
+    /// use rampart_core::{classify::{Outcome, Record}, key::key_fn};
+    ///
+    /// let per_host = CircuitBreakerLayer::builder()
+    ///     .consecutive_failures(1)
+    ///     .keyed(key_fn(|host: &&'static str| Some(*host)))
+    ///     .unwrap();
+    /// per_host.try_acquire(Some("a")).unwrap().record(Outcome::TRANSIENT);
+    /// assert!(per_host.try_acquire(Some("a")).is_err(), "a's breaker is open");
+    /// assert!(per_host.try_acquire(Some("b")).is_ok(), "b's is not");
+    /// ```
+    pub fn try_acquire(&self, key: Option<K>) -> Result<CallGuard<C>, crate::CircuitOpen> {
+        CallGuard::acquire_owned(self.registry.lane(key, current_shard()))
     }
 }
 

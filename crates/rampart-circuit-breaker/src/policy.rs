@@ -1284,6 +1284,13 @@ impl<C> CallGuard<C> {
     pub(crate) fn lane(&self) -> &Arc<Padded<Lane<C>>> {
         &self.lane
     }
+
+    /// The classifier of the breaker that admitted the call: what an adapter judges the call's
+    /// result with before it [records](Record::record) the outcome.
+    #[inline]
+    pub fn classifier(&self) -> &C {
+        &self.lane.0.classifier
+    }
 }
 
 impl<C> CallGuard<C> {

@@ -91,6 +91,7 @@ pub mod error;
 pub mod kind;
 mod layer;
 pub mod memory;
+pub mod park;
 pub mod record;
 pub mod redrive;
 mod service;
@@ -108,6 +109,7 @@ pub use layer::{
     ParkedAs, ReturnFailure,
 };
 pub use memory::MemoryStore;
+pub use park::Parker;
 pub use redrive::{Redrive, RedriveBuilder};
 pub use service::{DeadLetterService, ResponseFuture};
 #[cfg(feature = "sqlite")]

@@ -24,10 +24,11 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// failed or the lease was lost, and when the layer failed open.
 pub const IDEMPOTENCY_STORED: HeaderName = HeaderName::from_static("idempotency-stored");
 
-/// The default base of the problem `type` URIs: this crate's README, whose "Problem types"
-/// section has one heading per [`Problem::slug`](crate::Problem::slug).
-pub const PROBLEM_TYPE_BASE: &str =
-    "https://github.com/rampart-rs/rampart/blob/main/crates/rampart-idempotency/README.md#";
+/// The default base of the problem `type` URIs, `urn:rampart:`, as every rampart problem
+/// (`urn:rampart:idempotency-key-missing`, …); this crate's README has a "Problem types"
+/// section with one heading per [`Problem::slug`](crate::Problem::slug). Set your own API's
+/// documentation URL with [`problem_type_base`](Builder::problem_type_base).
+pub const PROBLEM_TYPE_BASE: &str = "urn:rampart:";
 
 /// The largest [`max_request_body`](Builder::max_request_body) and
 /// [`max_response_body`](Builder::max_response_body): 64 MiB.

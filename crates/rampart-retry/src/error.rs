@@ -36,7 +36,11 @@ pub struct RetryError<E> {
 }
 
 impl<E> RetryError<E> {
-    pub(crate) fn new(attempts: u32, reason: GiveUp, last: LastError<E>) -> Self {
+    /// The error of a request given up on after `attempts` attempts, for `reason`, the last
+    /// one having failed with `last`. Made by the retry service, and by adapters that drive a
+    /// [`RetryPolicy`](crate::policy::RetryPolicy) themselves (rampart-reqwest), so that every
+    /// rampart retry fails with the same type.
+    pub fn new(attempts: u32, reason: GiveUp, last: LastError<E>) -> Self {
         Self {
             attempts,
             reason,

@@ -121,6 +121,64 @@ impl HttpHints {
         self.key_header = name;
         self
     }
+
+    /// [`Hints::replay_safe`] from a request's method and headers alone: an idempotent method,
+    /// or an idempotency key. For adapters whose requests are not `http::Request`s
+    /// (rampart-reqwest).
+    ///
+    /// ```
+    /// use http::{HeaderMap, Method};
+    /// use rampart_retry::hints::HttpHints;
+    ///
+    /// let hints = HttpHints::default();
+    /// let mut headers = HeaderMap::new();
+    /// assert!(hints.replay_safe_head(&Method::PUT, &headers));
+    /// assert!(!hints.replay_safe_head(&Method::POST, &headers));
+    /// headers.insert("idempotency-key", "k1".parse().unwrap());
+    /// assert!(hints.replay_safe_head(&Method::POST, &headers));
+    /// ```
+    pub fn replay_safe_head(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
+        use http::Method;
+        matches!(
+            *method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        ) || headers.contains_key(&self.key_header)
+    }
+
+    /// [`Hints::server_hint`] of a response from its headers alone: `grpc-retry-pushback-ms`
+    /// first (a negative or malformed one means don't retry), then `Retry-After`
+    /// (delta-seconds or HTTP-date; a malformed one is ignored). For adapters whose responses
+    /// are not `http::Response`s (rampart-reqwest).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::HeaderMap;
+    /// use rampart_retry::hints::{HttpHints, ServerHint};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::None);
+    /// headers.insert("retry-after", "2".parse().unwrap());
+    /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::After(Duration::from_secs(2)));
+    /// headers.insert("grpc-retry-pushback-ms", "-1".parse().unwrap());
+    /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::DontRetry);
+    /// ```
+    pub fn server_hint_of(headers: &http::HeaderMap) -> ServerHint {
+        if let Some(p) = crate::after::pushback(headers) {
+            return match p {
+                crate::after::Pushback::RetryAfter(d) => ServerHint::After(d),
+                crate::after::Pushback::DontRetry => ServerHint::DontRetry,
+            };
+        }
+        match crate::after::retry_after(headers, std::time::SystemTime::now()) {
+            Some(Ok(d)) => ServerHint::After(d),
+            Some(Err(_)) | None => ServerHint::None,
+        }
+    }
 }
 
 #[cfg(feature = "http")]
@@ -138,32 +196,14 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
     }
 
     fn replay_safe(&self, req: &http::Request<B>) -> bool {
-        use http::Method;
-        matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
-        ) || req.headers().contains_key(&self.key_header)
+        self.replay_safe_head(req.method(), req.headers())
     }
 
     fn server_hint(&self, result: Result<&http::Response<Res>, &E>) -> ServerHint {
         let Ok(res) = result else {
             return ServerHint::None;
         };
-        if let Some(p) = crate::after::pushback(res.headers()) {
-            return match p {
-                crate::after::Pushback::RetryAfter(d) => ServerHint::After(d),
-                crate::after::Pushback::DontRetry => ServerHint::DontRetry,
-            };
-        }
-        match crate::after::retry_after(res.headers(), std::time::SystemTime::now()) {
-            Some(Ok(d)) => ServerHint::After(d),
-            Some(Err(_)) | None => ServerHint::None,
-        }
+        Self::server_hint_of(res.headers())
     }
 
     fn annotate(&self, res: &mut http::Response<Res>, info: RetryInfo) {

@@ -1,0 +1,179 @@
+//! [`ReqwestClassifier`]: rampart-core's outcome classification for reqwest's results.
+
+use rampart_bulkhead::BulkheadFull;
+use rampart_circuit_breaker::CircuitOpen;
+use rampart_core::classify::{Classify, HttpClassifier, Outcome, Record};
+use reqwest::Response;
+use reqwest_middleware::Error;
+
+use crate::error::find;
+
+/// Judges a reqwest call's result: a response by its status, with a rampart-core
+/// [`HttpClassifier`], and an error by what it is.
+///
+/// | result | outcome |
+/// |---|---|
+/// | a response | the [`HttpClassifier`]'s verdict on its status |
+/// | a rampart rejection from a middleware further in ([`CircuitOpen`], [`BulkheadFull`]) | [`rejections`](Self::rejections): ignored by default |
+/// | a request that could not be built (`reqwest::Error::is_builder`) or a redirect loop (`is_redirect`) | fatal: a programmer error, never retried |
+/// | any other error (connect, reset, timeout, …) | transient |
+///
+/// [`new`](Self::new) is for the circuit breaker (rampart-core's default statuses; a
+/// rejection by the bulkhead inside it is the caller's own overload, not the host's failure);
+/// [`for_retry`](Self::for_retry) is for the retry (also `409` transient, as rampart-retry's
+/// tower layer has it, and a rejection is worth another attempt). Any
+/// [`Classify`] implementation over `reqwest::Response` and `reqwest_middleware::Error` works
+/// in its place, e.g. one from [`classify_fn`](rampart_core::classify::classify_fn).
+///
+/// ```
+/// use rampart_core::classify::{HttpClassifier, Outcome};
+/// use rampart_reqwest::ReqwestClassifier;
+///
+/// // Count 404 as a failure too (a backend that lost its data).
+/// let statuses = HttpClassifier::builder().failure_statuses([404..=404, 500..=599]).build().unwrap();
+/// let classifier = ReqwestClassifier::new().statuses(statuses);
+/// assert_eq!(classifier.outcome_of_status(http::StatusCode::NOT_FOUND), Outcome::FATAL);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ReqwestClassifier {
+    statuses: HttpClassifier,
+    rejections: Outcome,
+}
+
+impl Default for ReqwestClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReqwestClassifier {
+    /// rampart-core's default [`HttpClassifier`] (408, 429, 502–504 transient; 500, 501,
+    /// 505–599 fatal; other 4xx ignored), and rampart rejections ignored: for the circuit
+    /// breaker.
+    pub const fn new() -> Self {
+        Self {
+            statuses: HttpClassifier::new(),
+            rejections: Outcome::Ignored,
+        }
+    }
+
+    /// rampart-retry's [`http_retry_classifier`](rampart_retry::hints::http_retry_classifier)
+    /// (the defaults plus `409` transient), and rampart rejections transient: for the retry.
+    pub fn for_retry() -> Self {
+        Self {
+            statuses: rampart_retry::hints::http_retry_classifier(),
+            rejections: Outcome::TRANSIENT,
+        }
+    }
+
+    /// Judges statuses with `statuses` instead.
+    pub const fn statuses(mut self, statuses: HttpClassifier) -> Self {
+        self.statuses = statuses;
+        self
+    }
+
+    /// The outcome of a rampart rejection from a middleware further in.
+    pub const fn rejections(mut self, outcome: Outcome) -> Self {
+        self.rejections = outcome;
+        self
+    }
+
+    /// The outcome of a response with `status`.
+    pub const fn outcome_of_status(&self, status: http::StatusCode) -> Outcome {
+        self.statuses.outcome_of_status(status)
+    }
+
+    /// The outcome of `result`; see the type's docs.
+    pub fn outcome(&self, result: Result<&Response, &Error>) -> Outcome {
+        match result {
+            Ok(res) => self.statuses.outcome_of_status(res.status()),
+            Err(e) => self.outcome_of_error(e),
+        }
+    }
+
+    fn outcome_of_error(&self, err: &Error) -> Outcome {
+        if find::<CircuitOpen>(err).is_some() || find::<BulkheadFull>(err).is_some() {
+            return self.rejections;
+        }
+        match find::<reqwest::Error>(err) {
+            Some(e) if e.is_builder() || e.is_redirect() => Outcome::FATAL,
+            _ => Outcome::TRANSIENT,
+        }
+    }
+}
+
+impl Classify<Response, Error> for ReqwestClassifier {
+    type Response<R: Record> = Response;
+
+    #[inline]
+    fn outcome_of(&self, result: Result<&Response, &Error>) -> Option<Outcome> {
+        Some(self.outcome(result))
+    }
+
+    fn classify<R: Record>(
+        &self,
+        result: Result<Response, Error>,
+        recorder: R,
+    ) -> Result<Response, Error> {
+        recorder.record(self.outcome(result.as_ref()));
+        result
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn classify_now<R: Record>(
+        &self,
+        result: Result<Response, Error>,
+    ) -> Result<(Outcome, Result<Response, Error>), Result<Response, Error>> {
+        Ok((self.outcome(result.as_ref()), result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::middleware_error;
+    use rampart_circuit_breaker::RejectedBy;
+
+    #[test]
+    fn rejections_are_ignored_for_the_breaker_and_transient_for_the_retry() {
+        let open = middleware_error(CircuitOpen::new(RejectedBy::Open, None));
+        assert_eq!(
+            ReqwestClassifier::new().outcome(Err(&open)),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            ReqwestClassifier::for_retry().outcome(Err(&open)),
+            Outcome::TRANSIENT
+        );
+        let other = Error::middleware(std::io::Error::other("reset"));
+        assert_eq!(
+            ReqwestClassifier::new().outcome(Err(&other)),
+            Outcome::TRANSIENT
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_http_classifier() {
+        let c = ReqwestClassifier::new();
+        assert_eq!(
+            c.outcome_of_status(http::StatusCode::SERVICE_UNAVAILABLE),
+            Outcome::TRANSIENT
+        );
+        assert_eq!(
+            c.outcome_of_status(http::StatusCode::INTERNAL_SERVER_ERROR),
+            Outcome::FATAL
+        );
+        assert_eq!(
+            c.outcome_of_status(http::StatusCode::NOT_FOUND),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            c.outcome_of_status(http::StatusCode::CONFLICT),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            ReqwestClassifier::for_retry().outcome_of_status(http::StatusCode::CONFLICT),
+            Outcome::TRANSIENT
+        );
+    }
+}

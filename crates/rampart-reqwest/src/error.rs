@@ -1,0 +1,130 @@
+//! How rampart's errors travel through reqwest-middleware, and [`find`].
+//!
+//! reqwest-middleware carries a middleware's error as `Error::Middleware(anyhow::Error)`, and
+//! its `source()` is transparent: it skips the top error of the `anyhow::Error` and starts at
+//! that error's own source. So every rampart middleware puts its typed error (a
+//! [`CircuitOpen`](rampart_circuit_breaker::CircuitOpen), a
+//! [`BulkheadFull`](rampart_bulkhead::BulkheadFull), a
+//! [`RetryError`](rampart_retry::RetryError), a
+//! [`Parked`](rampart_dead_letter::Parked)) *under* a context that repeats its message. Then:
+//!
+//! - `err.to_string()` is the typed error's message;
+//! - `rampart_core::error::find::<T>(&err)` finds it through the standard source chain,
+//!   through any number of rampart middlewares;
+//! - `anyhow`'s `downcast_ref::<T>()` on the `Error::Middleware` payload finds it too;
+//! - the cost: `{:#}` and `{:?}` print the top message twice (context, then the error).
+//!
+//! [`find`] looks everywhere at once, including inside `Error::Reqwest`.
+
+use std::error::Error;
+
+use reqwest_middleware::Error as MiddlewareError;
+
+/// Wraps a rampart error as reqwest-middleware's `Error::Middleware`, so that it stays
+/// findable through the source chain (see the [module docs](self)).
+pub(crate) fn middleware_error<E>(err: E) -> MiddlewareError
+where
+    E: Error + Send + Sync + 'static,
+{
+    let message = err.to_string();
+    match MiddlewareError::middleware(err) {
+        MiddlewareError::Middleware(e) => MiddlewareError::Middleware(e.context(message)),
+        other => other,
+    }
+}
+
+/// Finds an error of type `T` anywhere in a reqwest-middleware error: in the chain of an
+/// `Error::Middleware` (its top error included), and in an `Error::Reqwest` (the
+/// `reqwest::Error` itself included), looking inside every nested reqwest-middleware error
+/// on the way (a retry's last error, a dead letter's original error).
+///
+/// ```
+/// use rampart_circuit_breaker::{CircuitOpen, RejectedBy};
+/// use rampart_reqwest::find;
+///
+/// let err = reqwest_middleware::Error::middleware(CircuitOpen::new(RejectedBy::Open, None));
+/// assert_eq!(find::<CircuitOpen>(&err).unwrap().rejected_by(), RejectedBy::Open);
+/// assert!(find::<std::io::Error>(&err).is_none());
+/// ```
+pub fn find<T: Error + 'static>(err: &MiddlewareError) -> Option<&T> {
+    match err {
+        MiddlewareError::Middleware(e) => e.chain().find_map(find_here::<T>),
+        MiddlewareError::Reqwest(e) => find_in_chain::<T>(e),
+    }
+}
+
+/// `T` in `err` or its sources, looking into nested reqwest-middleware errors.
+fn find_in_chain<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = find_here::<T>(e) {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// `T` in `err` itself, or, if `err` is a reqwest-middleware error, in what it wraps (which
+/// its transparent `source` skips).
+fn find_here<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
+    if let Some(found) = err.downcast_ref::<T>() {
+        return Some(found);
+    }
+    match err.downcast_ref::<MiddlewareError>()? {
+        MiddlewareError::Middleware(e) => e.chain().find_map(find_here::<T>),
+        MiddlewareError::Reqwest(e) => {
+            let e: &(dyn Error + 'static) = e;
+            e.downcast_ref::<T>()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_circuit_breaker::{CircuitOpen, RejectedBy};
+    use rampart_core::error::{Elapsed, find as core_find};
+    use rampart_retry::{LastError, RetryError, policy::GiveUp};
+
+    fn open() -> CircuitOpen {
+        CircuitOpen::new(RejectedBy::Open, None)
+    }
+
+    #[test]
+    fn a_wrapped_rejection_is_found_every_way_and_keeps_its_message() {
+        let err = middleware_error(open());
+        assert_eq!(err.to_string(), open().to_string());
+        assert!(core_find::<CircuitOpen>(&err).is_some(), "std source chain");
+        assert!(find::<CircuitOpen>(&err).is_some());
+        let MiddlewareError::Middleware(a) = &err else {
+            panic!("a middleware error")
+        };
+        assert!(a.downcast_ref::<CircuitOpen>().is_some(), "anyhow downcast");
+    }
+
+    #[test]
+    fn found_through_a_retry_error_around_it() {
+        let inner = middleware_error(open());
+        let err = middleware_error(RetryError::new(
+            3,
+            GiveUp::AttemptsExhausted,
+            LastError::Inner(inner),
+        ));
+        assert!(core_find::<CircuitOpen>(&err).is_some());
+        assert!(find::<CircuitOpen>(&err).is_some());
+        assert_eq!(
+            find::<RetryError<MiddlewareError>>(&err)
+                .unwrap()
+                .attempts(),
+            3
+        );
+        let timed_out = middleware_error(RetryError::<MiddlewareError>::new(
+            1,
+            GiveUp::AttemptsExhausted,
+            LastError::TimedOut(std::time::Duration::from_secs(1)),
+        ));
+        assert!(find::<Elapsed>(&timed_out).is_some());
+        assert!(find::<CircuitOpen>(&timed_out).is_none());
+    }
+}
