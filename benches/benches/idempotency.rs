@@ -18,9 +18,19 @@
 //!   (finds the stored response) and the replay built from it (headers cloned,
 //!   `Idempotent-Replayed` added). The inner service is not called.
 //!
+//! - `redis_miss` and `redis_replay`: `rampart_miss` and `rampart_replay` with the layer over
+//!   `RedisIdempotencyStore` (rampart-redis) at `REDIS_URL` (default `redis://127.0.0.1:6379`)
+//!   instead of the memory store: two round trips (`begin`, `complete`: one `EVALSHA` each)
+//!   for a miss, one for a replay, over loopback. A prefix of the run's own, its keys removed
+//!   at the end; skipped with a line on stderr when Redis does not answer.
+//! - `redis_round_trip`: their floor, a bare `PING` through the same kind of connection (a
+//!   redis-rs `ConnectionManager`), driven the same way: what one round trip costs before the
+//!   layer and the store's script add theirs.
+//!
 //! Every member is driven the same way ([`rampart_benches::ready_call`]): polled on the calling
 //! thread with a no-op waker, inside a tokio runtime's context but not on its scheduler; the
-//! memory store answers at once, so each call completes in one poll.
+//! memory store answers at once, so each call completes in one poll. A Redis member's call
+//! waits (parked) for its runtime's one worker thread, which drives the store's connection.
 //!
 //! Run: `cargo bench -p rampart-benches --bench idempotency`.
 
@@ -29,14 +39,16 @@ use std::{
     future::{Ready, ready},
     hint::black_box,
     sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use rampart_benches::{configure, ready_call, runtime};
+use rampart_benches::{block_on, configure, ready_call, runtime};
 use rampart_idempotency::{IdempotencyLayer, MemoryStore};
+use rampart_redis::RedisIdempotencyStore;
 use tower::{Layer, Service, service_fn};
 
 /// The request of every member: `POST /charges` with a key made from `n` in header `key_header`.
@@ -147,7 +159,73 @@ fn per_request(c: &mut Criterion) {
     check(&mut svc, 0, true);
     bench_posts(&mut group, "rampart_replay", svc, "idempotency-key", || 0);
 
+    redis_members(&mut group);
+
     group.finish();
+}
+
+/// `redis_round_trip`, `redis_miss` and `redis_replay`, if Redis answers.
+fn redis_members(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let prefix = format!("rampart_bench:idem:{}:{run:x}", std::process::id());
+    // As `runtime()`, with IO for the store's connection.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let _enter = rt.enter();
+    let connected = rt.block_on(async {
+        let ping = redis::Client::open(url.as_str())
+            .map_err(|e| e.to_string())?
+            .get_connection_manager()
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = RedisIdempotencyStore::builder(url.as_str())
+            .prefix(prefix)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((ping, store))
+    });
+    match connected {
+        Ok((mut ping, store)) => {
+            group.bench_function("redis_round_trip", |b| {
+                b.iter(|| {
+                    black_box(block_on(redis::cmd("PING").query_async::<()>(&mut ping)).is_ok())
+                });
+            });
+
+            let store = Arc::new(store);
+            // Short-lived entries: the misses add one per iteration.
+            let layer = || {
+                IdempotencyLayer::builder(store.clone())
+                    .lease_ttl(Duration::from_secs(10))
+                    .retention(Duration::from_secs(120))
+                    .build()
+                    .expect("a valid layer")
+            };
+            let mut svc = layer().layer(service_fn(handler));
+            check(&mut svc, 0, false);
+            check(&mut svc, 1, false);
+            let mut miss = 1u64;
+            bench_posts(group, "redis_miss", svc, "idempotency-key", || {
+                miss += 1;
+                miss
+            });
+
+            let mut svc = layer().layer(service_fn(handler));
+            check(&mut svc, 0, true);
+            bench_posts(group, "redis_replay", svc, "idempotency-key", || 0);
+            rt.block_on(store.clear())
+                .expect("the bench's keys removed");
+        }
+        Err(e) => eprintln!("SKIP idempotency/per_request/redis_*: {e}"),
+    }
 }
 
 criterion_group!(benches, per_request);

@@ -271,7 +271,7 @@ impl RedisDeadLetterStoreBuilder {
 }
 
 /// `redis://host:port/db (prefix …)`: the address without credentials.
-fn describe(info: &ConnectionInfo, prefix: &str) -> String {
+pub(crate) fn describe(info: &ConnectionInfo, prefix: &str) -> String {
     let db = info.redis_settings().db();
     let bracket = |host: &str| {
         if host.contains(':') {

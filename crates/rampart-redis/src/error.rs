@@ -1,25 +1,50 @@
-//! How Redis failures become [`StoreError`]s, and URLs made safe to show.
+//! How Redis failures become store errors ([`classify`], then each store's kinds), and URLs
+//! made safe to show.
 
 use std::time::Duration;
 
 use rampart_dead_letter::{StoreError, StoreErrorKind};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+/// What a Redis error means, whatever the store that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// A bad URL or setting, refused credentials, a missing permission.
+    Config,
+    /// Redis is out of memory (`maxmemory` with `noeviction`).
+    OutOfMemory,
+    /// A key holds another type than the store's.
+    WrongType,
+    /// Anything else: a connection refused or dropped, a server loading, a read-only replica.
+    Unavailable,
+}
+
+/// Sorts `err` into a [`Class`].
+pub(crate) fn classify(err: &RedisError) -> Class {
+    let code = err.code();
+    match err.kind() {
+        ErrorKind::InvalidClientConfig
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::Server(ServerErrorKind::NoPerm) => Class::Config,
+        _ if code == Some("OOM") => Class::OutOfMemory,
+        _ if code == Some("WRONGTYPE") => Class::WrongType,
+        _ if matches!(code, Some("NOAUTH" | "WRONGPASS")) => Class::Config,
+        // A script's error carries the failed command's message.
+        _ if err.to_string().contains("OOM command not allowed") => Class::OutOfMemory,
+        _ if err.to_string().contains("WRONGTYPE") => Class::WrongType,
+        _ => Class::Unavailable,
+    }
+}
+
 /// The store error for a Redis error: a bad URL, refused credentials or a key of another type
 /// are [`StoreErrorKind::Config`]; Redis out of memory (`maxmemory`) is
 /// [`StoreErrorKind::Full`]; anything else (a connection refused or dropped, a server loading,
 /// a read-only replica) is [`StoreErrorKind::Unavailable`].
 pub(crate) fn from_redis(store: &str, err: RedisError) -> StoreError {
-    let code = err.code();
-    let kind = match err.kind() {
-        ErrorKind::InvalidClientConfig
-        | ErrorKind::AuthenticationFailed
-        | ErrorKind::Server(ServerErrorKind::NoPerm) => StoreErrorKind::Config,
-        _ if code == Some("OOM") => StoreErrorKind::Full,
-        _ if matches!(code, Some("WRONGTYPE" | "NOAUTH" | "WRONGPASS")) => StoreErrorKind::Config,
-        // A script's error carries the failed command's message.
-        _ if err.to_string().contains("OOM command not allowed") => StoreErrorKind::Full,
-        _ => StoreErrorKind::Unavailable,
+    let kind = match classify(&err) {
+        Class::Config | Class::WrongType => StoreErrorKind::Config,
+        Class::OutOfMemory => StoreErrorKind::Full,
+        Class::Unavailable => StoreErrorKind::Unavailable,
     };
     StoreError::new(store, kind).with_source(err)
 }
@@ -84,5 +109,11 @@ mod tests {
         assert_eq!(from_redis("s", io).kind(), StoreErrorKind::Unavailable);
         let cfg = RedisError::from((ErrorKind::InvalidClientConfig, "Redis URL did not parse"));
         assert_eq!(from_redis("s", cfg).kind(), StoreErrorKind::Config);
+        let wrong = RedisError::from((
+            ErrorKind::Extension,
+            "WRONGTYPE Operation against a key holding the wrong kind of value script: 1f2e",
+        ));
+        assert_eq!(classify(&wrong), Class::WrongType);
+        assert_eq!(from_redis("s", wrong).kind(), StoreErrorKind::Config);
     }
 }
