@@ -22,8 +22,8 @@ use hyper_util::{
 };
 use rampart::core::{body::ReplayBody, classify::HttpClassifier};
 use rampart_dead_letter::{
-    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, Filter, Query, Redrive, SqliteStore, State as
-    Dl,
+    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, Filter, Query, Redrive, SqliteStore,
+    State as Dl,
 };
 use rampart_retry::{
     RetryLayer,
@@ -113,7 +113,10 @@ async fn an_outage_is_parked_on_disk_and_redriven_exactly_once_after_recovery() 
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         parked_ids.push(res.headers()[DEAD_LETTER_ID].to_str().unwrap().to_owned());
     }
-    assert!(upstream.effects.lock().unwrap().is_empty(), "no effect while down");
+    assert!(
+        upstream.effects.lock().unwrap().is_empty(),
+        "no effect while down"
+    );
 
     // Nothing lost, on disk: reopen the file as a fresh process would.
     drop(client);
@@ -127,7 +130,11 @@ async fn an_outage_is_parked_on_disk_and_redriven_exactly_once_after_recovery() 
         assert_eq!(r.attempts, 2);
         assert_eq!(r.state, Dl::Pending);
         assert_eq!(r.failure.status, Some(503));
-        keys.push(r.idempotency_key.clone().expect("the injected key is recorded"));
+        keys.push(
+            r.idempotency_key
+                .clone()
+                .expect("the injected key is recorded"),
+        );
     }
 
     // Recovery, then a redrive: each order lands once, with its original key.

@@ -140,7 +140,16 @@ mod tests {
 
     #[test]
     fn grpc_timeout_never_rounds_down_and_fits_eight_digits() {
-        for ms in [0u64, 1, 999, 1_000, 99_999, 100_000, 86_400_000, u64::MAX / 4] {
+        for ms in [
+            0u64,
+            1,
+            999,
+            1_000,
+            99_999,
+            100_000,
+            86_400_000,
+            u64::MAX / 4,
+        ] {
             let d = Duration::from_millis(ms);
             let s = grpc_timeout(d);
             let (digits, unit) = s.split_at(s.len() - 1);
@@ -160,7 +169,10 @@ mod tests {
                 Some(back),
                 "parses back"
             );
-            assert!(back >= d.as_nanos().min(99_999_999 * 3_600_000_000_000), "{s} for {d:?}");
+            assert!(
+                back >= d.as_nanos().min(99_999_999 * 3_600_000_000_000),
+                "{s} for {d:?}"
+            );
         }
     }
 

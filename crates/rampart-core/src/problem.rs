@@ -144,8 +144,8 @@ impl Problem {
     #[cfg(feature = "http")]
     pub fn to_response<B: From<bytes::Bytes>>(&self) -> http::Response<B> {
         let mut res = http::Response::new(B::from(bytes::Bytes::from(self.to_json())));
-        *res.status_mut() =
-            http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        *res.status_mut() = http::StatusCode::from_u16(self.status)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(CONTENT_TYPE),

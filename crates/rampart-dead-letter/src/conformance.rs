@@ -87,8 +87,15 @@ pub async fn run(store: &dyn DeadLetterStore) {
         store.append(r).await.unwrap();
     }
     store.append_batch(&records[6..]).await.unwrap();
-    let got = store.get(records[4].id).await.unwrap().expect("appended record");
-    assert_eq!(got, records[4], "{name}: get returns the record as appended");
+    let got = store
+        .get(records[4].id)
+        .await
+        .unwrap()
+        .expect("appended record");
+    assert_eq!(
+        got, records[4],
+        "{name}: get returns the record as appended"
+    );
     assert!(
         store.get(DeadLetterId::new()).await.unwrap().is_none(),
         "{name}: get of an unknown id is None"
@@ -124,7 +131,11 @@ pub async fn run(store: &dyn DeadLetterStore) {
         .await
         .unwrap();
     assert_eq!(timeouts.len(), 4, "{name}: filter by kind");
-    assert!(timeouts.iter().all(|r| r.failure.kind == FailureKind::Timeout));
+    assert!(
+        timeouts
+            .iter()
+            .all(|r| r.failure.kind == FailureKind::Timeout)
+    );
     let b = store
         .list(&Query::new(
             Filter::all().service("b").kind(FailureKind::Transient),
@@ -181,7 +192,10 @@ pub async fn run(store: &dyn DeadLetterStore) {
 
     // delete and purge.
     assert!(store.delete(records[3].id).await.unwrap());
-    assert!(!store.delete(records[3].id).await.unwrap(), "{name}: deleted twice");
+    assert!(
+        !store.delete(records[3].id).await.unwrap(),
+        "{name}: deleted twice"
+    );
     assert!(store.get(records[3].id).await.unwrap().is_none());
     let purged = store
         .purge(&Filter::all().state(State::Delivered))
@@ -214,8 +228,10 @@ impl FailingStore {
     fn fail<T>(&self) -> Result<T, crate::store::StoreError> {
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Err(crate::store::StoreError::new(self.describe(), StoreErrorKind::Unavailable)
-            .with_source("connection refused"))
+        Err(
+            crate::store::StoreError::new(self.describe(), StoreErrorKind::Unavailable)
+                .with_source("connection refused"),
+        )
     }
 }
 

@@ -131,9 +131,8 @@ mod tests {
                 rampart_circuit_breaker::RejectedBy::Open,
                 None,
             );
-            let err: rampart_core::error::BoxError = Box::new(
-                rampart_circuit_breaker::BreakerError::<std::io::Error>::Rejected(open),
-            );
+            let err: rampart_core::error::BoxError =
+                Box::new(rampart_circuit_breaker::BreakerError::<std::io::Error>::Rejected(open));
             assert_eq!(error_kind(&*err), FailureKind::CircuitOpen);
         }
     }

@@ -110,9 +110,9 @@ pub use layer::{
 };
 pub use memory::MemoryStore;
 pub use park::Parker;
+pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, State};
 pub use redrive::{Redrive, RedriveBuilder};
 pub use service::{DeadLetterService, ResponseFuture};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
-pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, State};
 pub use store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind};

@@ -592,7 +592,10 @@ mod tests {
         let json = r.to_json();
         let back = DeadLetter::from_json(json.as_bytes()).unwrap();
         // Times are kept to the millisecond.
-        assert_eq!(unix_millis(back.first_failed_at), unix_millis(r.first_failed_at));
+        assert_eq!(
+            unix_millis(back.first_failed_at),
+            unix_millis(r.first_failed_at)
+        );
         assert_eq!(back.target, r.target);
         assert_eq!(back.target.headers[1].value.0.as_ref(), &[0xff, 0x00, 0x80]);
         assert!(json.contains(r#""base64":"/wCA""#), "{json}");

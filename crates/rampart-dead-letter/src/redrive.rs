@@ -253,11 +253,10 @@ impl<S> Redrive<S> {
         B: From<Bytes> + Send + 'static,
     {
         let Some(record) = self.inner.store.get(id).await? else {
-            return Err(StoreError::new(
-                self.inner.store.describe(),
-                StoreErrorKind::NotFound,
-            )
-            .with_source(format!("no dead letter {id}")));
+            return Err(
+                StoreError::new(self.inner.store.describe(), StoreErrorKind::NotFound)
+                    .with_source(format!("no dead letter {id}")),
+            );
         };
         redrive_record(&self.inner, self.service.clone(), record).await
     }

@@ -150,10 +150,7 @@ impl Filter {
     pub fn matches(&self, record: &DeadLetter) -> bool {
         self.state.is_none_or(|s| record.state == s)
             && self.kind.is_none_or(|k| record.failure.kind == k)
-            && self
-                .service
-                .as_deref()
-                .is_none_or(|s| record.service == s)
+            && self.service.as_deref().is_none_or(|s| record.service == s)
             && self
                 .failed_before
                 .is_none_or(|t| record.last_failed_at <= t)

@@ -16,8 +16,7 @@ use http_body_util::{BodyExt, Full};
 use rampart_core::{body::ReplayBody, error::BoxError};
 use rampart_dead_letter::{
     DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, FailureKind, Filter, MemoryStore, ParkFailed,
-    ParkOn, Parked, ParkedAs, Query, State,
-    conformance::FailingStore,
+    ParkOn, Parked, ParkedAs, Query, State, conformance::FailingStore,
 };
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -49,8 +48,7 @@ fn post(body: &'static str) -> Request<Full<Bytes>> {
 fn answering(
     status: u16,
     seen: Arc<std::sync::Mutex<Vec<Bytes>>>,
-) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
-{
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone {
     service_fn(move |req: Req| {
         let seen = seen.clone();
         async move {
@@ -75,7 +73,11 @@ async fn a_success_is_passed_on_and_nothing_is_parked() {
     let res = svc.oneshot(post("{\"amount\":5}")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().get(DEAD_LETTER_ID).is_none());
-    assert_eq!(seen.lock().unwrap()[0], "{\"amount\":5}", "the body reaches upstream whole");
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        "{\"amount\":5}",
+        "the body reaches upstream whole"
+    );
     assert!(all(&*store).await.is_empty());
 }
 
@@ -86,7 +88,10 @@ async fn a_final_503_is_parked_with_the_request_redacted_and_marked_on_the_respo
     let res = svc.oneshot(post("{\"amount\":5}")).await.unwrap();
     assert_eq!(res.status(), 503, "the caller still gets the failure");
     let id = res.headers()[DEAD_LETTER_ID].to_str().unwrap().to_owned();
-    assert_eq!(res.extensions().get::<ParkedAs>().unwrap().0.to_string(), id);
+    assert_eq!(
+        res.extensions().get::<ParkedAs>().unwrap().0.to_string(),
+        id
+    );
 
     let records = all(&*store).await;
     assert_eq!(records.len(), 1);
@@ -204,7 +209,10 @@ async fn when_every_store_fails_the_caller_gets_both_errors_and_the_original() {
     let text = err.to_string();
     assert!(text.contains("response status 503"), "{text}");
     assert!(text.contains("could not be dead-lettered"), "{text}");
-    assert!(text.contains("failing: unavailable: connection refused; then"), "{text}");
+    assert!(
+        text.contains("failing: unavailable: connection refused; then"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +290,10 @@ async fn an_open_circuit_is_parked_as_circuit_open() {
         .layer(breaker)
         .service(answering(200, Arc::default()));
     let err = svc.oneshot(post("{}")).await.unwrap_err();
-    assert_eq!(err.downcast_ref::<Parked>().unwrap().kind(), FailureKind::CircuitOpen);
+    assert_eq!(
+        err.downcast_ref::<Parked>().unwrap().kind(),
+        FailureKind::CircuitOpen
+    );
     assert_eq!(all(&*store).await[0].failure.kind, FailureKind::CircuitOpen);
 }
 

@@ -48,7 +48,8 @@ fn upstream(
                         req.uri().path()
                     ))));
                     *res.status_mut() = StatusCode::from_u16(status).unwrap();
-                    res.headers_mut().insert("x-from", "upstream".parse().unwrap());
+                    res.headers_mut()
+                        .insert("x-from", "upstream".parse().unwrap());
                     Ok(res)
                 }
                 Err(e) => Err(std::io::Error::other(e)),
@@ -99,7 +100,11 @@ async fn the_last_good_answer_stands_in_and_says_how_stale_it_is() {
         tokio::time::advance(Duration::from_secs(wait)).await;
         let res = svc.clone().oneshot(get("/a")).await.unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["x-from"], "upstream", "the stored headers come back");
+        assert_eq!(
+            res.headers()["x-from"],
+            "upstream",
+            "the stored headers come back"
+        );
         let info = *res.extensions().get::<FallbackAnswer>().unwrap();
         let Source::Cache { staleness: got, .. } = info.source else {
             panic!("{info:?}")

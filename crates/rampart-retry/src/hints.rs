@@ -190,7 +190,10 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
 
     #[inline]
     fn note_attempt(&self, req: &http::Request<B>, n: u32) {
-        if let Some(c) = req.extensions().get::<rampart_core::attempt::AttemptCounter>() {
+        if let Some(c) = req
+            .extensions()
+            .get::<rampart_core::attempt::AttemptCounter>()
+        {
             c.note(n);
         }
     }
@@ -282,7 +285,10 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
 
     #[inline]
     fn note_attempt(&self, req: &http::Request<B>, n: u32) {
-        if let Some(c) = req.extensions().get::<rampart_core::attempt::AttemptCounter>() {
+        if let Some(c) = req
+            .extensions()
+            .get::<rampart_core::attempt::AttemptCounter>()
+        {
             c.note(n);
         }
     }

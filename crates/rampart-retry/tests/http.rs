@@ -556,13 +556,16 @@ async fn a_deadline_in_the_request_stops_retries_and_attempts_are_counted() {
         .classifier(HttpClassifier::default())
         .hints(HttpHints::default())
         .replay(HttpReplay);
-    let svc = layer.layer(service_fn(
-        |_: http::Request<rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>>| async {
-            Err::<http::Response<()>, _>(std::io::Error::other("refused"))
-        },
-    ));
+    let svc =
+        layer.layer(service_fn(
+            |_: http::Request<
+                rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>,
+            >| async { Err::<http::Response<()>, _>(std::io::Error::other("refused")) },
+        ));
     let counter = AttemptCounter::new();
-    let mut req = http::Request::get("/").body(http_body_util::Empty::new()).unwrap();
+    let mut req = http::Request::get("/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
     req.extensions_mut().insert(counter.clone());
     Deadline::after(secs(5)).tighten(req.extensions_mut());
     let start = Instant::now();

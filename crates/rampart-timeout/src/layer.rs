@@ -192,7 +192,12 @@ impl TimeoutConfigBuilder {
                 ));
             }
         }
-        let Some(default) = self.classes.iter().find(|(n, _)| *n == self.default).copied() else {
+        let Some(default) = self
+            .classes
+            .iter()
+            .find(|(n, _)| *n == self.default)
+            .copied()
+        else {
             return Err(ConfigError::new(
                 C,
                 "default_class",

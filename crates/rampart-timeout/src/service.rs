@@ -111,9 +111,7 @@ where
         if deadline.has_passed() {
             // Already late (an outer deadline passed): the inner service is not called.
             return ResponseFuture {
-                state: State::Expired {
-                    error: Some(error),
-                },
+                state: State::Expired { error: Some(error) },
             };
         }
         ResponseFuture {
@@ -174,7 +172,9 @@ where
                 Poll::Pending
             }
             StateProj::Expired { error } => {
-                let error = error.take().expect("ResponseFuture polled after completion");
+                let error = error
+                    .take()
+                    .expect("ResponseFuture polled after completion");
                 Poll::Ready(Err(elapsed(error)))
             }
         }
@@ -191,4 +191,3 @@ fn elapsed<E>(error: DeadlineExceeded) -> TimeoutError<E> {
     metrics::counter!("rampart_timeout_elapsed_total", "class" => error.class()).increment(1);
     PolicyError::Rejected(error)
 }
-

@@ -91,23 +91,29 @@ async fn an_inner_layer_keeps_to_the_outer_deadline() {
     let inner = TimeoutLayer::new(Duration::from_secs(60)).unwrap();
     let svc = outer.layer(inner.layer(upstream(Duration::from_secs(20), seen.clone())));
     let start = tokio::time::Instant::now();
-    let err = svc.oneshot(http::Request::new(())).await.unwrap_err().into_box();
+    let err = svc
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap_err()
+        .into_box();
     // Cut off at 10 s: the inner layer had inherited the outer deadline (and, firing at the
     // same instant, says so).
     assert_eq!(start.elapsed(), Duration::from_secs(10));
     let exceeded = find::<DeadlineExceeded>(&*err).unwrap();
     assert!(exceeded.inherited() || exceeded.timeout() == Duration::from_secs(10));
     let (deadline, _) = seen.0.lock().unwrap()[0].clone();
-    assert_eq!(deadline, Some(Duration::from_secs(10)), "the upstream sees the outer deadline");
+    assert_eq!(
+        deadline,
+        Some(Duration::from_secs(10)),
+        "the upstream sees the outer deadline"
+    );
 
     // And when the inner one is the one that fires, it says it was an inherited deadline.
-    let inner_outer = TimeoutLayer::new(Duration::from_secs(60))
-        .unwrap()
-        .layer(
-            TimeoutLayer::new(Duration::from_secs(5))
-                .unwrap()
-                .layer(upstream(Duration::from_secs(20), Seen::default())),
-        );
+    let inner_outer = TimeoutLayer::new(Duration::from_secs(60)).unwrap().layer(
+        TimeoutLayer::new(Duration::from_secs(5))
+            .unwrap()
+            .layer(upstream(Duration::from_secs(20), Seen::default())),
+    );
     let mut req = http::Request::new(());
     Deadline::after(Duration::from_secs(2)).tighten(req.extensions_mut());
     let err = inner_outer.oneshot(req).await.unwrap_err().into_box();

@@ -142,7 +142,6 @@ where
     }
 }
 
-
 /// Reads a body into memory up to a limit: the reading step of [`BufferFuture`], for any
 /// future that must hold a request's body before calling on.
 pub struct ReadBody<B> {
@@ -184,7 +183,10 @@ where
     /// If polled again after it returned `Ready`.
     pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<ReplayBody<B>> {
         loop {
-            let body = self.body.as_mut().expect("ReadBody polled after completion");
+            let body = self
+                .body
+                .as_mut()
+                .expect("ReadBody polled after completion");
             if self.buf.is_empty() && body.size_hint().lower() > self.limit as u64 {
                 let rest = self.body.take().expect("checked above");
                 return Poll::Ready(ReplayBody::Streaming { prefix: None, rest });
