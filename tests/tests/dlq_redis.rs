@@ -48,20 +48,7 @@ async fn concurrent_appends_are_all_stored() {
         return;
     };
     let store = Arc::new(store(&url).await);
-    let records: Vec<_> = (0..200).map(conformance::record).collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for r in records.clone() {
-        let store = Arc::clone(&store);
-        tasks.spawn(async move { store.append(&r).await });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.unwrap().unwrap();
-    }
-    assert_eq!(store.stats().await.unwrap().total, 200);
-    let listed = store.list(&Query::new(Filter::all(), 1000)).await.unwrap();
-    let mut expected: Vec<_> = records.iter().map(|r| r.id).collect();
-    expected.sort();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), expected);
+    conformance::concurrent_appends(store.clone(), 200).await;
     Arc::into_inner(store).unwrap().destroy().await.unwrap();
 }
 

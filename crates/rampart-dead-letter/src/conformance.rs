@@ -281,3 +281,32 @@ impl DeadLetterStore for FailingStore {
         Box::pin(async move { self.fail() })
     }
 }
+
+/// `n` appends at once, each from its own task: every one succeeds and every record is stored
+/// whole, in id order. Needs a multi-threaded tokio runtime to mean much; the store must start
+/// empty, and is left holding the `n` records.
+pub async fn concurrent_appends(store: std::sync::Arc<dyn DeadLetterStore>, n: u32) {
+    let name = store.describe();
+    let records: Vec<DeadLetter> = (0..n).map(record).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in records.clone() {
+        let store = store.clone();
+        tasks.spawn(async move { store.append(&r).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result
+            .expect("an appending task")
+            .unwrap_or_else(|e| panic!("{name}: a concurrent append failed: {e}"));
+    }
+    let mut expected = records;
+    expected.sort_by_key(|r| r.id);
+    let stored = store
+        .list(&Query::new(Filter::all(), n as usize + 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, expected,
+        "{name}: every concurrent append is stored whole"
+    );
+    assert_eq!(store.stats().await.unwrap().total, u64::from(n));
+}

@@ -1094,24 +1094,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_concurrent_appends_all_succeed_and_are_all_stored() {
         let (_dir, store) = temp_store();
-        let store = Arc::new(store);
-        let records: Vec<_> = (0..200).map(record).collect();
-        let tasks: Vec<_> = records
-            .iter()
-            .cloned()
-            .map(|r| {
-                let store = store.clone();
-                tokio::spawn(async move { store.append(&r).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        let stored = store.list(&Query::new(Filter::all(), 1000)).await.unwrap();
-        let mut expected = records.clone();
-        expected.sort_by_key(|r| r.id);
-        assert_eq!(stored, expected);
-        assert_eq!(store.stats().await.unwrap().total, 200);
+        crate::conformance::concurrent_appends(Arc::new(store), 200).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use rampart_core::{
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
 
-use crate::{BoxFuture, ByHost, ReqwestClassifier, error::middleware_error};
+use crate::{ByHost, ReqwestClassifier, error::middleware_error};
 
 /// A circuit breaker per host (by default) in front of a reqwest client.
 ///
@@ -197,18 +197,5 @@ where
     X: KeyExtractor<Request>,
     C: Classify<Response, Error>,
 {
-    fn handle<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        req: Request,
-        extensions: &'life1 mut Extensions,
-        next: Next<'life2>,
-    ) -> BoxFuture<'async_trait>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.call(req, extensions, next))
-    }
+    forward_to_call!();
 }

@@ -10,7 +10,7 @@ use rampart_core::key::KeyExtractor;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::{BoxFuture, ByHost, error::middleware_error};
+use crate::{ByHost, error::middleware_error};
 
 /// Bounded concurrency in front of a reqwest client, with priority classes and a bounded
 /// wait.
@@ -186,20 +186,7 @@ where
     X: KeyExtractor<Request>,
     P: Prioritize<Request>,
 {
-    fn handle<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        req: Request,
-        extensions: &'life1 mut Extensions,
-        next: Next<'life2>,
-    ) -> BoxFuture<'async_trait>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.call(req, extensions, next))
-    }
+    forward_to_call!();
 }
 
 /// Names a reqwest request's priority class by the value of a header, e.g.

@@ -12,7 +12,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
 use std::sync::Arc;
 
-use crate::{BoxFuture, error::middleware_error};
+use crate::error::middleware_error;
 
 /// Parks every request that finally fails in a [`DeadLetterStore`], where it can be
 /// inspected and redriven (`rampart dlq …`, `rampart_dead_letter::Redrive`). Never drops one
@@ -244,18 +244,5 @@ fn mark(mut res: Response, id: rampart_dead_letter::DeadLetterId) -> Response {
 }
 
 impl Middleware for DeadLetterMiddleware {
-    fn handle<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        req: Request,
-        extensions: &'life1 mut Extensions,
-        next: Next<'life2>,
-    ) -> BoxFuture<'async_trait>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.call(req, extensions, next))
-    }
+    forward_to_call!();
 }

@@ -127,6 +127,28 @@
 //!
 //! [reqwest-middleware]: https://docs.rs/reqwest-middleware
 
+/// The body of every `Middleware` impl here: `handle` (the signature `#[async_trait]` would
+/// generate, written out so the crate needs no proc-macro) forwards to the type's own
+/// `async fn call(&self, req, extensions, next)`.
+macro_rules! forward_to_call {
+    () => {
+        fn handle<'life0, 'life1, 'life2, 'async_trait>(
+            &'life0 self,
+            req: reqwest::Request,
+            extensions: &'life1 mut http::Extensions,
+            next: reqwest_middleware::Next<'life2>,
+        ) -> $crate::BoxFuture<'async_trait>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(self.call(req, extensions, next))
+        }
+    };
+}
+
 mod breaker;
 mod bulkhead;
 mod classify;

@@ -22,7 +22,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
 use tokio::time::Instant;
 
-use crate::{BoxFuture, ReqwestClassifier, error::middleware_error, find};
+use crate::{ReqwestClassifier, error::middleware_error, find};
 
 /// Retries failed requests by the rules of a rampart-retry [`RetryPolicy`], safely for
 /// non-idempotent ones.
@@ -405,20 +405,7 @@ where
     C: Classify<Response, Error>,
     M: MakeKey<ReplayBody<()>>,
 {
-    fn handle<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        req: Request,
-        extensions: &'life1 mut Extensions,
-        next: Next<'life2>,
-    ) -> BoxFuture<'async_trait>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(self.call(req, extensions, next))
-    }
+    forward_to_call!();
 }
 
 #[cfg(test)]
