@@ -5,5 +5,6 @@
 //!   server-side idempotency layer and a count of effects per key.
 //! - [`stack`]: the recommended client stack, and why it is in that order.
 
+pub mod grpc;
 pub mod stack;
 pub mod upstream;

@@ -28,7 +28,9 @@ use std::{
 };
 
 use axum::{Router, body::Body, extract::State, http::HeaderMap, routing::get, routing::post};
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use rampart::core::error::BoxError;
 use rampart_idempotency::{IdempotencyLayer, KeyPolicy, MemoryStore, Outcome};
@@ -92,6 +94,8 @@ struct Counters {
 }
 
 struct Shared {
+    /// Answer faults the gRPC way (trailers-only responses with a `grpc-status`).
+    grpc: bool,
     faults: Faults,
     rng: Mutex<fastrand::Rng>,
     outage: AtomicBool,
@@ -118,7 +122,20 @@ impl Upstream {
     /// Starts the upstream on `127.0.0.1:0` with `faults`, drawn from a generator seeded with
     /// `seed` (the same seed, the same faults for the same order of requests).
     pub async fn start(faults: Faults, seed: u64) -> std::io::Result<Upstream> {
+        Self::start_with(faults, seed, false).await
+    }
+
+    /// The same upstream speaking gRPC over HTTP/2 (no code generation: messages are raw
+    /// bytes): `/orders.Orders/Place` is the effect, `/orders.Orders/Stock` has none, and
+    /// injected failures are trailers-only responses (`UNAVAILABLE`, `RESOURCE_EXHAUSTED` with
+    /// `grpc-retry-pushback-ms`); a reset after commit resets the HTTP/2 stream.
+    pub async fn start_grpc(faults: Faults, seed: u64) -> std::io::Result<Upstream> {
+        Self::start_with(faults, seed, true).await
+    }
+
+    async fn start_with(faults: Faults, seed: u64, grpc: bool) -> std::io::Result<Upstream> {
         let shared = Arc::new(Shared {
+            grpc,
             faults,
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             outage: AtomicBool::new(false),
@@ -131,10 +148,18 @@ impl Upstream {
             .policy(KeyPolicy::Required)
             .build()
             .map_err(std::io::Error::other)?;
-        let app = Router::new()
-            .route("/orders", post(order).layer(idempotency))
-            .route("/inventory", get(inventory))
-            .with_state(shared.clone());
+        let app = if grpc {
+            Router::new()
+                .route("/orders.Orders/Place", post(grpc_place))
+                .route("/orders.Orders/Stock", post(grpc_stock))
+                .layer(idempotency)
+                .with_state(shared.clone())
+        } else {
+            Router::new()
+                .route("/orders", post(order).layer(idempotency))
+                .route("/inventory", get(inventory))
+                .with_state(shared.clone())
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let injector = Injector {
@@ -149,9 +174,17 @@ impl Upstream {
                 let svc = TowerToHyperService::new(injector.clone());
                 tokio::spawn(async move {
                     // A connection dropped on purpose ends with an error: nothing to report.
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    if grpc {
+                        let _ = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    }
                 });
             }
         });
@@ -214,6 +247,69 @@ async fn order(
         "{{\"order\":{body},\"executions\":{n}}}"
     )));
     *res.status_mut() = StatusCode::CREATED;
+    res
+}
+
+/// A gRPC response: the framed `message`, then `grpc-status: 0` in the trailers.
+fn grpc_ok(message: Bytes) -> Response<Body> {
+    let mut framed = Vec::with_capacity(message.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    framed.extend_from_slice(&message);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let body = http_body_util::Full::new(Bytes::from(framed))
+        .with_trailers(async move { Some(Ok::<_, Infallible>(trailers)) });
+    let mut res = Response::new(Body::new(body));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    res
+}
+
+/// `/orders.Orders/Place`: the effect, counted per key; answers with the request message.
+async fn grpc_place(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    *shared
+        .effects
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default() += 1;
+    grpc_ok(body.slice(5.min(body.len())..))
+}
+
+/// `/orders.Orders/Stock`: no effect.
+async fn grpc_stock() -> Response<Body> {
+    grpc_ok(Bytes::from_static(b"{\"widgets\":42}"))
+}
+
+/// A trailers-only gRPC failure: `grpc-status` in the head, no body.
+fn grpc_status(code: u8, pushback_ms: Option<&'static str>) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    let h = res.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", http::HeaderValue::from(u16::from(code)));
+    h.insert("grpc-message", http::HeaderValue::from_static("injected"));
+    if let Some(ms) = pushback_ms {
+        h.insert("grpc-retry-pushback-ms", http::HeaderValue::from_static(ms));
+    }
     res
 }
 
@@ -293,9 +389,16 @@ impl Service<Request<hyper::body::Incoming>> for Injector {
         let c = &self.shared.counters;
         c.requests.fetch_add(1, Ordering::Relaxed);
         let shared = self.shared.clone();
+        let grpc = shared.grpc;
         if shared.outage.load(Ordering::SeqCst) {
             c.outage_rejections.fetch_add(1, Ordering::Relaxed);
-            return Box::pin(async { Ok(status(StatusCode::SERVICE_UNAVAILABLE, None)) });
+            return Box::pin(async move {
+                Ok(if grpc {
+                    grpc_status(14, None)
+                } else {
+                    status(StatusCode::SERVICE_UNAVAILABLE, None)
+                })
+            });
         }
         let fault = self.draw();
         let app = self.app.clone();
@@ -304,11 +407,19 @@ impl Service<Request<hyper::body::Incoming>> for Injector {
             match fault {
                 Fault::ServerError => {
                     c.server_errors.fetch_add(1, Ordering::Relaxed);
-                    return Ok(status(StatusCode::SERVICE_UNAVAILABLE, None));
+                    return Ok(if grpc {
+                        grpc_status(14, None)
+                    } else {
+                        status(StatusCode::SERVICE_UNAVAILABLE, None)
+                    });
                 }
                 Fault::Throttle => {
                     c.throttled.fetch_add(1, Ordering::Relaxed);
-                    return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some("1")));
+                    return Ok(if grpc {
+                        grpc_status(8, Some("200"))
+                    } else {
+                        status(StatusCode::TOO_MANY_REQUESTS, Some("1"))
+                    });
                 }
                 Fault::Slow => {
                     c.slow.fetch_add(1, Ordering::Relaxed);

@@ -31,7 +31,7 @@ use hyper_util::{
 };
 use rampart::{
     circuit_breaker::State as Breaker,
-    core::error::find_in,
+    core::error::{find, find_in},
     dead_letter::{DeadLetterStore, Filter, Parked, Query, Redrive, SqliteStore, State},
 };
 use rampart_examples::{
@@ -64,6 +64,7 @@ enum Fate {
 /// The upstream, the dead-letter store, and the breaker transitions seen (with whether the
 /// upstream was down at the time).
 struct Harness {
+    grpc: bool,
     upstream: Upstream,
     store: Arc<dyn DeadLetterStore>,
     down: Arc<AtomicBool>,
@@ -73,9 +74,19 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Self::start(false).await
+    }
+
+    async fn start(grpc: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        let upstream = if grpc {
+            Upstream::start_grpc(FAULTS, 42).await.unwrap()
+        } else {
+            Upstream::start(FAULTS, 42).await.unwrap()
+        };
         Harness {
-            upstream: Upstream::start(FAULTS, 42).await.unwrap(),
+            grpc,
+            upstream,
             store: Arc::new(SqliteStore::open(dir.path().join("dlq.db")).unwrap()),
             down: Arc::default(),
             transitions: Arc::default(),
@@ -224,13 +235,16 @@ impl Harness {
         assert_eq!(breaker_now, Breaker::Closed);
 
         // Redrive the parked ones until none is pending: each order then ran exactly once.
-        let plain: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let redrive = Redrive::builder(self.store.clone(), plain)
+        let plain: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(self.grpc)
+            .build_http();
+        let mut redrive = Redrive::builder(self.store.clone(), plain)
             .concurrency(8)
-            .max_redrives(10)
-            .build()
-            .unwrap();
+            .max_redrives(10);
+        if self.grpc {
+            redrive = redrive.response_kind(rampart::dead_letter::kind::grpc_response_kind);
+        }
+        let redrive = redrive.build().unwrap();
         for _ in 0..10 {
             if redrive.all(|_| {}).await.unwrap().failed == 0 {
                 break;
@@ -380,4 +394,54 @@ async fn reqwest_stack_loses_nothing_and_duplicates_nothing() {
     );
     let state = breaker.handle(key.as_ref()).unwrap().state();
     h.verify(fates, posts, state).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_stack_loses_nothing_and_duplicates_nothing() {
+    use rampart_examples::grpc;
+
+    let h = Harness::start(true).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", h.upstream.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let origin: http::Uri = format!("http://{}", h.upstream.addr()).parse().unwrap();
+    let (client, handles) = grpc::client(
+        channel,
+        origin,
+        h.store.clone(),
+        &Settings::default(),
+        h.on_transition(),
+    )
+    .unwrap();
+    let (fates, posts) = h
+        .drive(move |post, i, _addr| {
+            let client = client.clone();
+            async move {
+                let (method, message) = if post {
+                    (
+                        "/orders.Orders/Place",
+                        Bytes::from(format!("{{\"item\":{i}}}")),
+                    )
+                } else {
+                    ("/orders.Orders/Stock", Bytes::new())
+                };
+                match grpc::call(client, method, message).await {
+                    Ok(_) => Fate::Succeeded,
+                    Err(status) => {
+                        if let Some(id) = status.metadata().get("rampart-dead-letter-id") {
+                            return Fate::Parked(id.to_str().unwrap().to_owned());
+                        }
+                        match find::<Parked>(&status) {
+                            Some(p) => Fate::Parked(p.id().to_string()),
+                            None => Fate::Lost(format!("{status:?}")),
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    // gRPC: every call is a POST with a key, `Stock` included; only `Place` has an effect.
+    h.verify(fates, posts, handles.breaker.state()).await;
 }

@@ -9,9 +9,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use rampart_dead_letter::{
-    DeadLetterId, DeadLetterStore, Filter, Query, StoreErrorKind, conformance,
-};
+use rampart_dead_letter::{DeadLetterId, DeadLetterStore, StoreErrorKind, conformance};
 use rampart_nats::NatsDeadLetterStore;
 
 /// A bucket name no other test (or run) uses.

@@ -21,6 +21,48 @@ pub fn status_kind(status: StatusCode) -> Option<FailureKind> {
     }
 }
 
+/// A final gRPC response's kind, from its head: a `grpc-status` header (a trailers-only
+/// response, which is how a gRPC server answers a call that fails before any message) other
+/// than `0` is a failure: `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `ABORTED`, `UNKNOWN`,
+/// `INTERNAL` and `DATA_LOSS` are transient, `DEADLINE_EXCEEDED` is a timeout, the rest
+/// (`INVALID_ARGUMENT`, `NOT_FOUND`, `PERMISSION_DENIED`, …) fatal. Without one, the HTTP status
+/// decides ([`status_kind`]).
+///
+/// A failure whose `grpc-status` arrives only in the trailers, after messages, is not seen: the
+/// layer decides on the response head. Servers send early failures trailers-only, which covers
+/// what a retry layer gives up on (unavailable, throttled, timed out).
+pub fn grpc_response_kind(status: StatusCode, headers: &http::HeaderMap) -> Option<FailureKind> {
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+    else {
+        return status_kind(status);
+    };
+    match code {
+        0 => None,
+        4 => Some(FailureKind::Timeout),
+        2 | 8 | 10 | 13 | 14 | 15 => Some(FailureKind::Transient),
+        _ => Some(FailureKind::Fatal),
+    }
+}
+
+/// Judges a final response: by its status alone, or by its head.
+#[derive(Clone, Copy)]
+pub(crate) enum Judge {
+    Status(fn(StatusCode) -> Option<FailureKind>),
+    Head(fn(StatusCode, &http::HeaderMap) -> Option<FailureKind>),
+}
+
+impl Judge {
+    pub(crate) fn kind(self, status: StatusCode, headers: &http::HeaderMap) -> Option<FailureKind> {
+        match self {
+            Judge::Status(f) => f(status),
+            Judge::Head(f) => f(status, headers),
+        }
+    }
+}
+
 /// A final error's kind, from the error and its sources:
 ///
 /// | found in the chain | kind |
@@ -106,6 +148,37 @@ mod tests {
             Some(FailureKind::Transient)
         );
         assert_eq!(status_kind(StatusCode::NOT_FOUND), Some(FailureKind::Fatal));
+    }
+
+    #[test]
+    fn grpc_statuses_in_the_head_map_to_kinds() {
+        let head = |code: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-status", code.parse().unwrap());
+            h
+        };
+        assert_eq!(grpc_response_kind(StatusCode::OK, &head("0")), None);
+        assert_eq!(
+            grpc_response_kind(StatusCode::OK, &head("14")),
+            Some(FailureKind::Transient)
+        );
+        assert_eq!(
+            grpc_response_kind(StatusCode::OK, &head("4")),
+            Some(FailureKind::Timeout)
+        );
+        assert_eq!(
+            grpc_response_kind(StatusCode::OK, &head("3")),
+            Some(FailureKind::Fatal)
+        );
+        // No grpc-status: the HTTP status decides.
+        assert_eq!(
+            grpc_response_kind(StatusCode::OK, &http::HeaderMap::new()),
+            None
+        );
+        assert_eq!(
+            grpc_response_kind(StatusCode::BAD_GATEWAY, &http::HeaderMap::new()),
+            Some(FailureKind::Transient)
+        );
     }
 
     #[test]

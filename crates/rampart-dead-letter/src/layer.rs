@@ -14,7 +14,7 @@ use tower_layer::Layer;
 
 use crate::{
     error::{FailedResponse, ParkFailed, Parked},
-    kind::{ParkOn, error_kind, status_kind},
+    kind::{Judge, ParkOn, error_kind, status_kind},
     record::{
         DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, REDACTED, RecordedBody,
         Target,
@@ -68,8 +68,9 @@ impl DeadLetterLayer {
             redact: DEFAULT_REDACTED.to_vec(),
             max_body: 64 * 1024,
             key_header: HeaderName::from_static("idempotency-key"),
-            status_kind,
+            judge: Judge::Status(status_kind),
             error_kind: |e| Some(error_kind(e)),
+            base_uri: None,
         }
     }
 
@@ -114,8 +115,9 @@ pub struct Builder {
     redact: Vec<HeaderName>,
     max_body: usize,
     key_header: HeaderName,
-    status_kind: fn(StatusCode) -> Option<FailureKind>,
+    judge: Judge,
     error_kind: fn(&(dyn Error + 'static)) -> Option<FailureKind>,
+    base_uri: Option<http::Uri>,
 }
 
 impl fmt::Debug for Builder {
@@ -175,7 +177,18 @@ impl Builder {
     /// Decides the kind of a final response by its status, `None` for a success; by default
     /// [`status_kind`].
     pub fn status_kind(mut self, f: fn(StatusCode) -> Option<FailureKind>) -> Self {
-        self.status_kind = f;
+        self.judge = Judge::Status(f);
+        self
+    }
+
+    /// Decides the kind of a final response by its status and headers, `None` for a success:
+    /// e.g. [`grpc_response_kind`](crate::kind::grpc_response_kind) for a gRPC client, whose
+    /// failures come back as `200` with a `grpc-status` header.
+    pub fn response_kind(
+        mut self,
+        f: fn(StatusCode, &http::HeaderMap) -> Option<FailureKind>,
+    ) -> Self {
+        self.judge = Judge::Head(f);
         self
     }
 
@@ -183,6 +196,14 @@ impl Builder {
     /// [`error_kind`].
     pub fn error_kind(mut self, f: fn(&(dyn Error + 'static)) -> Option<FailureKind>) -> Self {
         self.error_kind = f;
+        self
+    }
+
+    /// Records a request whose URI has no scheme and authority (a tonic client's: the
+    /// `Channel` adds its origin below this layer) as sent to `base` (e.g.
+    /// `http://orders.internal:50051`), so a redrive (or the CLI) can send it again.
+    pub fn base_uri(mut self, base: http::Uri) -> Self {
+        self.base_uri = Some(base);
         self
     }
 
@@ -194,6 +215,15 @@ impl Builder {
                 "dead-letter layer",
                 "service",
                 "must name the service, got an empty string",
+            ));
+        }
+        if let Some(base) = &self.base_uri
+            && (base.scheme().is_none() || base.authority().is_none())
+        {
+            return Err(ConfigError::new(
+                "dead-letter layer",
+                "base_uri",
+                format!("must have a scheme and an authority, got `{base}`"),
             ));
         }
         if self.max_body > MAX_BODY_LIMIT {
@@ -215,8 +245,9 @@ impl Builder {
                 redact: self.redact,
                 max_body: self.max_body,
                 key_header: self.key_header,
-                status_kind: self.status_kind,
+                judge: self.judge,
                 error_kind: self.error_kind,
+                base_uri: self.base_uri,
             }),
             mode: ReturnFailure,
         })
@@ -232,8 +263,9 @@ pub(crate) struct Shared {
     redact: Vec<HeaderName>,
     pub(crate) max_body: usize,
     key_header: HeaderName,
-    status_kind: fn(StatusCode) -> Option<FailureKind>,
+    judge: Judge,
     error_kind: fn(&(dyn Error + 'static)) -> Option<FailureKind>,
+    base_uri: Option<http::Uri>,
 }
 
 /// What is kept of a request while it is in flight, to record it if it fails.
@@ -287,8 +319,14 @@ pub enum Final<ResB> {
 
 impl Shared {
     /// The kind of a final response, if it is a failure to park.
-    pub(crate) fn park_response(&self, status: StatusCode) -> Option<FailureKind> {
-        (self.status_kind)(status).filter(|k| self.park_on.contains(*k))
+    pub(crate) fn park_response(
+        &self,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+    ) -> Option<FailureKind> {
+        self.judge
+            .kind(status, headers)
+            .filter(|k| self.park_on.contains(*k))
     }
 
     /// The kind of a final error, if it is a failure to park.
@@ -303,7 +341,21 @@ impl Shared {
         failure: &Final<ResB>,
     ) -> DeadLetter {
         let failure = match failure {
-            Final::Response(res) => Failure::from_status(kind, res.status()),
+            Final::Response(res) => {
+                let mut f = Failure::from_status(kind, res.status());
+                if let Some(code) = res.headers().get("grpc-status") {
+                    let message = res
+                        .headers()
+                        .get("grpc-message")
+                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned());
+                    f.chain = vec![format!(
+                        "grpc-status {}{}",
+                        String::from_utf8_lossy(code.as_bytes()),
+                        message.map(|m| format!(": {m}")).unwrap_or_default()
+                    )];
+                }
+                f
+            }
             Final::Error(e) => Failure::from_error(kind, &**e),
         };
         // Noted by a rampart retry layer inside; none means one attempt.
@@ -340,7 +392,15 @@ impl Shared {
             self.service.clone(),
             Target {
                 method: snap.method.as_str().to_owned(),
-                uri: snap.uri.to_string(),
+                uri: match (&self.base_uri, snap.uri.authority()) {
+                    (Some(base), None) => format!(
+                        "{}://{}{}",
+                        base.scheme_str().unwrap_or("http"),
+                        base.authority().map_or("", |a| a.as_str()),
+                        snap.uri.path_and_query().map_or("/", |p| p.as_str())
+                    ),
+                    _ => snap.uri.to_string(),
+                },
                 headers,
                 body,
             },

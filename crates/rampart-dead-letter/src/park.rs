@@ -87,7 +87,17 @@ impl Parker {
     /// The kind of a final response with `status`, if the layer parks it (by its
     /// `status_kind` and [`ParkOn`](crate::ParkOn)); `None` for a response to pass on as it is.
     pub fn status_kind(&self, status: StatusCode) -> Option<FailureKind> {
-        self.shared.park_response(status)
+        self.shared.park_response(status, &http::HeaderMap::new())
+    }
+
+    /// The kind of a final response with `status` and `headers` (for a layer configured with
+    /// a `response_kind` that reads headers, such as gRPC's), if the layer parks it.
+    pub fn response_kind(
+        &self,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+    ) -> Option<FailureKind> {
+        self.shared.park_response(status, headers)
     }
 
     /// The kind of a final error, if the layer parks it (by its `error_kind` and

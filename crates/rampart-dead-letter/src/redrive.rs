@@ -35,7 +35,7 @@ use tower::ServiceExt as _;
 use tower_service::Service;
 
 use crate::{
-    kind::status_kind,
+    kind::{Judge, status_kind},
     record::{DeadLetter, DeadLetterId, Failure, State},
     store::{DeadLetterStore, Filter, Query, StoreError, StoreErrorKind},
 };
@@ -104,6 +104,7 @@ pub struct RedriveBuilder<S> {
     max_redrives: u32,
     key_header: HeaderName,
     on_give_up: Option<AlertFn>,
+    judge: Judge,
 }
 
 impl<S> fmt::Debug for RedriveBuilder<S> {
@@ -139,6 +140,17 @@ impl<S> RedriveBuilder<S> {
     /// The header the idempotency key goes in (`Idempotency-Key` by default).
     pub fn key_header(mut self, name: HeaderName) -> Self {
         self.key_header = name;
+        self
+    }
+
+    /// Judges a redriven request's response by its status and headers instead of its status
+    /// alone, e.g. with [`grpc_response_kind`](crate::kind::grpc_response_kind) for gRPC
+    /// records (whose failures come back as `200` with a `grpc-status`).
+    pub fn response_kind(
+        mut self,
+        f: fn(http::StatusCode, &http::HeaderMap) -> Option<crate::FailureKind>,
+    ) -> Self {
+        self.judge = Judge::Head(f);
         self
     }
 
@@ -183,6 +195,7 @@ impl<S> RedriveBuilder<S> {
                 max_redrives: self.max_redrives,
                 key_header: self.key_header,
                 on_give_up: self.on_give_up,
+                judge: self.judge,
             }),
             service: self.service,
         })
@@ -196,6 +209,7 @@ struct Inner {
     max_redrives: u32,
     key_header: HeaderName,
     on_give_up: Option<AlertFn>,
+    judge: Judge,
 }
 
 /// Sends parked requests again through a service. See the [module docs](self).
@@ -228,6 +242,7 @@ impl Redrive<()> {
             max_redrives: 5,
             key_header: HeaderName::from_static("idempotency-key"),
             on_give_up: None,
+            judge: Judge::Status(status_kind),
         }
     }
 }
@@ -412,12 +427,12 @@ where
         let result = service
             .oneshot(request)
             .await
-            .map(|res| res.status())
+            .map(|res| (res.status(), inner.judge.kind(res.status(), res.headers())))
             .map_err(Into::<BoxError>::into);
         record.redrive_count += 1;
         let now = SystemTime::now();
         let failure = match result {
-            Ok(status) => match status_kind(status) {
+            Ok((status, kind)) => match kind {
                 None => {
                     record.state = State::Delivered;
                     record.updated_at = now;

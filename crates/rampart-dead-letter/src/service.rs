@@ -187,7 +187,7 @@ where
                 }
                 StateProj::Calling { fut, snap } => {
                     let failure = match ready!(fut.poll(cx)) {
-                        Ok(res) => match this.shared.park_response(res.status()) {
+                        Ok(res) => match this.shared.park_response(res.status(), res.headers()) {
                             None => return Poll::Ready(Ok(res)),
                             Some(kind) => (kind, Final::Response(res)),
                         },

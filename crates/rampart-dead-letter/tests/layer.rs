@@ -311,3 +311,41 @@ fn bad_configuration_names_the_field() {
 
 #[allow(dead_code)]
 fn boxed_stack_compiles(_: BoxError) {}
+
+#[tokio::test]
+async fn a_grpc_failure_in_the_head_is_parked_with_its_absolute_uri() {
+    let store = store();
+    let svc = DeadLetterLayer::builder("orders-grpc", store.clone())
+        .response_kind(rampart_dead_letter::kind::grpc_response_kind)
+        .base_uri("http://orders.internal:50051".parse().unwrap())
+        .build()
+        .unwrap()
+        .layer(service_fn(|_: Req| async {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            res.headers_mut()
+                .insert("grpc-status", "14".parse().unwrap());
+            res.headers_mut()
+                .insert("grpc-message", "busy".parse().unwrap());
+            Ok::<_, Infallible>(res)
+        }));
+    // A tonic client's request: origin-form; its Channel adds the origin below the layer.
+    let req = Request::post("/orders.Orders/Place")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x02{}")))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert!(res.headers().contains_key(DEAD_LETTER_ID));
+    let r = &all(&*store).await[0];
+    assert_eq!(r.failure.kind, FailureKind::Transient);
+    assert_eq!(r.failure.chain, vec!["grpc-status 14: busy".to_owned()]);
+    assert_eq!(
+        r.target.uri,
+        "http://orders.internal:50051/orders.Orders/Place"
+    );
+
+    let err = DeadLetterLayer::builder("x", store)
+        .base_uri("/relative".parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "base_uri");
+}
