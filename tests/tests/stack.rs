@@ -137,3 +137,25 @@ fn the_builder_takes_a_bulkhead_that_holds_permits_until_the_body_ends() {
             Ok::<_, std::io::Error>(http::Response::new(()))
         }));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_success_rate_layer_feeds_the_health_view() {
+    use rampart::health::{SuccessRate, SuccessRateLayer};
+
+    let rate = SuccessRate::new();
+    let svc = ServiceBuilder::new()
+        .success_rate(SuccessRateLayer::new(rate.clone()))
+        .service(service_fn(|req: http::Request<u16>| async move {
+            let mut res = http::Response::new(());
+            *res.status_mut() = http::StatusCode::from_u16(*req.body()).unwrap();
+            Ok::<_, std::io::Error>(res)
+        }));
+    for status in [200, 200, 503] {
+        svc.clone()
+            .oneshot(http::Request::new(status))
+            .await
+            .unwrap();
+    }
+    let snapshot = rate.snapshot();
+    assert_eq!((snapshot.successes, snapshot.failures), (2, 1));
+}

@@ -9,6 +9,7 @@ use tower::ServiceBuilder;
     feature = "timeout",
     feature = "fallback",
     feature = "idempotency",
+    feature = "health",
     feature = "tonic"
 ))]
 use tower::layer::util::Stack;
@@ -21,6 +22,8 @@ use rampart_circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 use rampart_dead_letter::DeadLetterLayer;
 #[cfg(feature = "fallback")]
 use rampart_fallback::FallbackLayer;
+#[cfg(feature = "health")]
+use rampart_health::SuccessRateLayer;
 #[cfg(feature = "idempotency")]
 use rampart_idempotency::IdempotencyLayer;
 #[cfg(feature = "retry")]
@@ -121,6 +124,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "idempotency")]
     fn idempotency(self, layer: IdempotencyLayer) -> ServiceBuilder<Stack<IdempotencyLayer, L>>;
 
+    /// Feeds a health [`SuccessRate`](rampart_health::SuccessRate) window with every call's
+    /// outcome (a `5xx` or an error is a failure by default). See [`crate::health`].
+    #[cfg(feature = "health")]
+    fn success_rate<C>(
+        self,
+        layer: SuccessRateLayer<C>,
+    ) -> ServiceBuilder<Stack<SuccessRateLayer<C>, L>>;
+
     /// Turns rampart rejections from the layers added after this one into `tonic::Status`es
     /// (`UNAVAILABLE` with `grpc-retry-pushback-ms` for an open circuit, `RESOURCE_EXHAUSTED`
     /// for a full bulkhead), so tonic clients and
@@ -191,6 +202,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "idempotency")]
     fn idempotency(self, layer: IdempotencyLayer) -> ServiceBuilder<Stack<IdempotencyLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "health")]
+    fn success_rate<C>(
+        self,
+        layer: SuccessRateLayer<C>,
+    ) -> ServiceBuilder<Stack<SuccessRateLayer<C>, L>> {
         self.layer(layer)
     }
 
