@@ -26,6 +26,8 @@
 //!
 //! Run: `cargo bench -p rampart-benches --bench dead_letter`.
 
+mod common;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -34,6 +36,7 @@ use std::{
 use std::{convert::Infallible, hint::black_box};
 
 use bytes::Bytes;
+use common::{body, fresh, template};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
@@ -41,68 +44,13 @@ use http::{Request, Response};
 use http_body_util::Full;
 use rampart_benches::{configure, ready_call, runtime};
 use rampart_core::body::BufferBodyLayer;
-use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterLayer, DeadLetterStore, Failure, FailureKind, MemoryStore,
-    SqliteStore,
-    record::{Header, Payload, RecordedBody, Target},
-};
+use rampart_dead_letter::{DeadLetter, DeadLetterLayer, DeadLetterStore, MemoryStore, SqliteStore};
 use tower::{Layer, Service, service_fn};
 
 /// Tasks appending at once in `append_concurrent_64`.
 const CONCURRENCY: u64 = 64;
 /// Records per `append_batch` in `append_batch_100`.
 const BATCH: u64 = 100;
-
-/// A JSON body of about 512 bytes.
-fn body() -> String {
-    let mut body = String::from("{\"order\":4711,\"items\":[");
-    while body.len() < 500 {
-        body.push_str("{\"sku\":\"A-1\",\"qty\":1},");
-    }
-    body.truncate(body.len() - 1);
-    body.push_str("]}");
-    body
-}
-
-/// The record every member stores copies of.
-fn template() -> DeadLetter {
-    let header = |name: &str, value: &str| Header {
-        name: name.into(),
-        value: Payload(value.to_owned().into()),
-        redacted: false,
-    };
-    let mut r = DeadLetter::new(
-        "billing",
-        Target {
-            method: "POST".into(),
-            uri: "http://billing.internal:8080/v1/charges".into(),
-            headers: vec![
-                header("content-type", "application/json"),
-                header("x-request-id", "0b6a1d1e-8f1c-4c31-9a57-2f1f7c9a6d3e"),
-                Header {
-                    name: "authorization".into(),
-                    value: Payload("[redacted]".into()),
-                    redacted: true,
-                },
-            ],
-            body: RecordedBody::whole(body().into()),
-        },
-        Failure::from_status(
-            FailureKind::Transient,
-            http::StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    );
-    r.idempotency_key = Some("9c2e4a8e-2a3b-4f7a-b1d5-5c6e7f8091a2".into());
-    r.attempts = 3;
-    r
-}
-
-/// A copy of `template` with an id of its own.
-fn fresh(template: &DeadLetter) -> DeadLetter {
-    let mut r = template.clone();
-    r.id = DeadLetterId::new();
-    r
-}
 
 fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(dir.path().join(name)).expect("a SQLite store in a temp dir"))

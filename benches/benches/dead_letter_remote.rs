@@ -22,6 +22,9 @@
 //!
 //! Run: `cargo bench -p rampart-benches --bench dead_letter_remote`.
 
+mod common;
+use common::{fresh, template};
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -30,10 +33,7 @@ use std::{
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
-use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Failure, FailureKind,
-    record::{Header, Payload, RecordedBody, Target},
-};
+use rampart_dead_letter::{DeadLetter, DeadLetterId, DeadLetterStore};
 use rampart_nats::NatsDeadLetterStore;
 use rampart_redis::RedisDeadLetterStore;
 use tokio::runtime::Runtime;
@@ -42,57 +42,6 @@ use tokio::runtime::Runtime;
 const CONCURRENCY: u64 = 64;
 /// Records per `append_batch` in `append_batch_100`.
 const BATCH: u64 = 100;
-
-/// A JSON body of about 512 bytes.
-fn body() -> String {
-    let mut body = String::from("{\"order\":4711,\"items\":[");
-    while body.len() < 500 {
-        body.push_str("{\"sku\":\"A-1\",\"qty\":1},");
-    }
-    body.truncate(body.len() - 1);
-    body.push_str("]}");
-    body
-}
-
-/// The record every member stores copies of.
-fn template() -> DeadLetter {
-    let header = |name: &str, value: &str| Header {
-        name: name.into(),
-        value: Payload(value.to_owned().into()),
-        redacted: false,
-    };
-    let mut r = DeadLetter::new(
-        "billing",
-        Target {
-            method: "POST".into(),
-            uri: "http://billing.internal:8080/v1/charges".into(),
-            headers: vec![
-                header("content-type", "application/json"),
-                header("x-request-id", "0b6a1d1e-8f1c-4c31-9a57-2f1f7c9a6d3e"),
-                Header {
-                    name: "authorization".into(),
-                    value: Payload("[redacted]".into()),
-                    redacted: true,
-                },
-            ],
-            body: RecordedBody::whole(body().into()),
-        },
-        Failure::from_status(
-            FailureKind::Transient,
-            http::StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    );
-    r.idempotency_key = Some("9c2e4a8e-2a3b-4f7a-b1d5-5c6e7f8091a2".into());
-    r.attempts = 3;
-    r
-}
-
-/// A copy of `template` with an id of its own.
-fn fresh(template: &DeadLetter) -> DeadLetter {
-    let mut r = template.clone();
-    r.id = DeadLetterId::new();
-    r
-}
 
 /// The URL in `var`, or `default`.
 fn url(var: &str, default: &str) -> String {

@@ -6,23 +6,16 @@
 //! the trailers) and honours `grpc-retry-pushback-ms`; the dead-letter layer judges a response
 //! by its `grpc-status` head ([`grpc_response_kind`]).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use bytes::{Buf as _, BufMut as _, Bytes};
 use http::uri::PathAndQuery;
 use rampart::{
     ServiceBuilderExt,
-    bulkhead::BulkheadLayer,
-    circuit_breaker::{CircuitBreakerLayer, Transition},
+    circuit_breaker::Transition,
     core::{classify::GrpcClassifier, error::BoxError},
     dead_letter::{DeadLetterLayer, DeadLetterStore, kind::grpc_response_kind},
-    retry::{
-        RetryLayer,
-        backoff::{Backoff, Delays, Jitter},
-        hints::GrpcHints,
-        key::IdempotencyKeyLayer,
-        replay::HttpReplay,
-    },
+    retry::{hints::GrpcHints, key::IdempotencyKeyLayer, replay::HttpReplay},
     timeout::TimeoutLayer,
 };
 use tonic::{
@@ -33,7 +26,7 @@ use tonic::{
 };
 use tower::ServiceBuilder;
 
-use crate::stack::{Handles, Settings};
+use crate::stack::{self, Handles, Settings};
 
 /// Messages as raw bytes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,40 +132,15 @@ pub fn client(
     settings: &Settings,
     on_transition: impl Fn(&Transition) + Send + Sync + 'static,
 ) -> Result<(impl GrpcClient, Handles), BoxError> {
-    let breaker = CircuitBreakerLayer::builder()
-        .name("upstream")
-        .time_window(Duration::from_secs(2), 10)
-        .failure_rate_threshold(50.0)
-        .minimum_calls(20)
-        .open_duration(settings.open_duration)
-        .half_open_max_probes(3)
-        .on_transition(on_transition)
-        .layer()?
+    let breaker = stack::breaker(settings, on_transition)?
         .classifier(GrpcClassifier::new())
         .ignore_rejections();
-    let bulkhead = BulkheadLayer::builder()
-        .name("upstream")
-        .max_concurrent(settings.max_concurrent)
-        .max_wait(settings.max_wait)
-        .layer()?;
+    let bulkhead = stack::bulkhead(settings)?;
     let handles = Handles {
         breaker: breaker.handle(),
         bulkhead: bulkhead.handle(),
     };
-    let retry = RetryLayer::builder()
-        .max_attempts(settings.max_attempts)
-        .backoff(
-            Backoff::builder()
-                .delays(Delays::Exponential {
-                    base: Duration::from_millis(20),
-                    factor: 2.0,
-                })
-                .max_delay(Duration::from_millis(400))
-                .jitter(Jitter::Full)
-                .build()?,
-        )
-        .max_server_delay(Duration::from_secs(2))
-        .layer()?
+    let retry = stack::retry(settings)?
         .classifier(GrpcClassifier::new())
         // Every call carries an idempotency key, so every call may be sent again.
         .hints(GrpcHints::default().replay_safe(true))

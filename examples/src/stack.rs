@@ -102,15 +102,12 @@ pub struct Handles {
     pub bulkhead: BulkheadHandle,
 }
 
-/// Builds the recommended client stack over a fresh hyper client, parking in `store`.
-/// `on_transition` sees every breaker transition.
-pub fn client(
-    store: Arc<dyn DeadLetterStore>,
+/// The stack's breaker: a 2 s time window, 50 % failures over at least 20 calls, 3 probes.
+pub(crate) fn breaker(
     settings: &Settings,
     on_transition: impl Fn(&Transition) + Send + Sync + 'static,
-) -> Result<(impl HttpClient, Handles), BoxError> {
-    let transport: Transport = Client::builder(TokioExecutor::new()).build_http();
-    let breaker = CircuitBreakerLayer::builder()
+) -> Result<CircuitBreakerLayer, BoxError> {
+    Ok(CircuitBreakerLayer::builder()
         .name("upstream")
         .time_window(Duration::from_secs(2), 10)
         .failure_rate_threshold(50.0)
@@ -118,19 +115,22 @@ pub fn client(
         .open_duration(settings.open_duration)
         .half_open_max_probes(3)
         .on_transition(on_transition)
-        .layer()?
-        .classifier(HttpClassifier::default())
-        .ignore_rejections();
-    let bulkhead = BulkheadLayer::builder()
+        .layer()?)
+}
+
+/// The stack's bulkhead.
+pub(crate) fn bulkhead(settings: &Settings) -> Result<BulkheadLayer, BoxError> {
+    Ok(BulkheadLayer::builder()
         .name("upstream")
         .max_concurrent(settings.max_concurrent)
         .max_wait(settings.max_wait)
-        .layer()?;
-    let handles = Handles {
-        breaker: breaker.handle(),
-        bulkhead: bulkhead.handle(),
-    };
-    let retry = RetryLayer::builder()
+        .layer()?)
+}
+
+/// The stack's retry policy: exponential backoff from 20 ms to 400 ms with full jitter, a
+/// server's wait honoured up to 2 s.
+pub(crate) fn retry(settings: &Settings) -> Result<RetryLayer, BoxError> {
+    Ok(RetryLayer::builder()
         .max_attempts(settings.max_attempts)
         .backoff(
             Backoff::builder()
@@ -143,7 +143,26 @@ pub fn client(
                 .build()?,
         )
         .max_server_delay(Duration::from_secs(2))
-        .layer()?
+        .layer()?)
+}
+
+/// Builds the recommended client stack over a fresh hyper client, parking in `store`.
+/// `on_transition` sees every breaker transition.
+pub fn client(
+    store: Arc<dyn DeadLetterStore>,
+    settings: &Settings,
+    on_transition: impl Fn(&Transition) + Send + Sync + 'static,
+) -> Result<(impl HttpClient, Handles), BoxError> {
+    let transport: Transport = Client::builder(TokioExecutor::new()).build_http();
+    let breaker = breaker(settings, on_transition)?
+        .classifier(HttpClassifier::default())
+        .ignore_rejections();
+    let bulkhead = bulkhead(settings)?;
+    let handles = Handles {
+        breaker: breaker.handle(),
+        bulkhead: bulkhead.handle(),
+    };
+    let retry = retry(settings)?
         .classifier(http_retry_classifier())
         .hints(HttpHints::default())
         .replay(HttpReplay);
