@@ -1,7 +1,7 @@
 //! The recommended client stack on a tonic `Channel`, and a codec for raw-bytes messages so
 //! the chaos test and the examples need no code generation.
 //!
-//! The stack is [`stack`](crate::stack)'s, with gRPC's classifier and hints: the retry layer
+//! The stack is [`stack`]'s, with gRPC's classifier and hints: the retry layer
 //! retries `UNAVAILABLE`, `RESOURCE_EXHAUSTED` and the like (from `grpc-status` in the head or
 //! the trailers) and honours `grpc-retry-pushback-ms`; the dead-letter layer judges a response
 //! by its `grpc-status` head ([`grpc_response_kind`]).
