@@ -88,7 +88,6 @@
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use rampart_core::error::BoxError;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -347,61 +346,16 @@ impl StoreErrorKind {
     }
 }
 
-/// An idempotency store failed: which store, what kind of failure, and the cause.
-#[derive(Debug, Clone)]
-pub struct StoreError {
-    store: String,
-    kind: StoreErrorKind,
-    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
-}
+/// An idempotency store failed: which store, what kind of failure, and the cause
+/// (rampart-core's [`StoreError`](rampart_core::store::StoreError) with this crate's
+/// [`StoreErrorKind`]).
+pub type StoreError = rampart_core::store::StoreError<StoreErrorKind>;
 
-impl StoreError {
-    /// An error of `kind` in the store `store` (its [`describe`](IdempotencyStore::describe)).
-    pub fn new(store: impl Into<String>, kind: StoreErrorKind) -> Self {
-        Self {
-            store: store.into(),
-            kind,
-            source: None,
-        }
-    }
+impl rampart_core::store::ErrorKind for StoreErrorKind {
+    const STORE: &'static str = "idempotency";
 
-    /// The same error, caused by `source`.
-    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(Arc::from(source.into()));
-        self
-    }
-
-    /// What went wrong.
-    pub fn kind(&self) -> StoreErrorKind {
-        self.kind
-    }
-
-    /// The store that failed.
-    pub fn store(&self) -> &str {
-        &self.store
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "idempotency store {}: {}",
-            self.store,
-            self.kind.as_str()
-        )?;
-        if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+    fn describe(self) -> &'static str {
+        self.as_str()
     }
 }
 
