@@ -164,6 +164,17 @@ pub async fn run(store: &dyn DeadLetterStore) {
     changed.redrive_count = 2;
     changed.updated_at += Duration::from_secs(1);
     store.update(&changed).await.unwrap();
+    changed.revision += 1;
+    assert_eq!(
+        store.get(changed.id).await.unwrap().unwrap(),
+        changed,
+        "{name}: an update stores the record at the next revision"
+    );
+    // A write from the same (now old) read is refused, and changes nothing.
+    let mut late = records[1].clone();
+    late.state = State::Pending;
+    let err = store.update(&late).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Stale, "{name}: {err}");
     assert_eq!(store.get(changed.id).await.unwrap().unwrap(), changed);
     let mut given_up = records[2].clone();
     given_up.state = State::GivenUp;
@@ -309,4 +320,120 @@ pub async fn concurrent_appends(store: std::sync::Arc<dyn DeadLetterStore>, n: u
         "{name}: every concurrent append is stored whole"
     );
     assert_eq!(store.stats().await.unwrap().total, u64::from(n));
+}
+
+/// Compare-and-set under contention, then two [`Redrive`](crate::Redrive)s of the store at
+/// once. Needs a multi-threaded tokio runtime, and an empty store (left holding 21 records).
+///
+/// - 8 tasks each try to update one record from the same read: exactly one wins, the others get
+///   [`StoreErrorKind::Stale`], and the record ends at revision 1 with the winner's change.
+/// - Two redrives run [`all`](crate::Redrive::all) at once over 20 pending records, through an
+///   upstream that answers a request's first send `200` and any later one `503`: every record
+///   is sent exactly once, and ends `delivered` with one redrive counted (a second send would
+///   have written `pending` over `delivered`).
+pub async fn concurrent_redrives(store: std::sync::Arc<dyn DeadLetterStore>) {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+
+    let name = store.describe();
+    assert_eq!(
+        store.stats().await.unwrap().total,
+        0,
+        "{name}: needs an empty store"
+    );
+
+    // Compare-and-set: one winner among writers that read the same revision.
+    let contested = record(100);
+    store.append(&contested).await.unwrap();
+    let read = store.get(contested.id).await.unwrap().unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..8u32 {
+        let store = store.clone();
+        let mut r = read.clone();
+        writers.spawn(async move {
+            r.labels.insert("writer".into(), i.to_string());
+            r.redrive_count = i + 1;
+            store.update(&r).await.map(|()| i)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(done) = writers.join_next().await {
+        match done.expect("a writing task") {
+            Ok(i) => winners.push(i),
+            Err(e) => assert_eq!(e.kind(), StoreErrorKind::Stale, "{name}: {e}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{name}: exactly one of 8 concurrent updates from one read wins"
+    );
+    let stored = store.get(contested.id).await.unwrap().unwrap();
+    assert_eq!(stored.revision, 1, "{name}");
+    assert_eq!(
+        stored.redrive_count,
+        winners[0] + 1,
+        "{name}: the winner's change"
+    );
+    let mut done = stored;
+    done.state = State::Delivered;
+    store.update(&done).await.unwrap();
+
+    // Two redrives at once.
+    let records: Vec<DeadLetter> = (0..20).map(record).collect();
+    store.append_batch(&records).await.unwrap();
+    let sends: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let upstream = {
+        let sends = sends.clone();
+        tower::service_fn(move |req: http::Request<Bytes>| {
+            let sends = sends.clone();
+            async move {
+                let n = {
+                    let mut sends = sends.lock().unwrap();
+                    let n = sends.entry(req.uri().to_string()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                // Let the other redrive run in between.
+                tokio::task::yield_now().await;
+                let mut res = http::Response::new(String::new());
+                if n > 1 {
+                    *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        })
+    };
+    let redrive = |upstream| {
+        crate::Redrive::builder(store.clone(), upstream)
+            .concurrency(4)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (redrive(upstream.clone()), redrive(upstream));
+    let (sa, sb) = tokio::join!(a.all(|_| {}), b.all(|_| {}));
+    let (sa, sb) = (sa.unwrap(), sb.unwrap());
+    assert_eq!(sa.errors + sb.errors, 0, "{name}: {sa:?} {sb:?}");
+    assert_eq!(
+        sa.delivered + sb.delivered,
+        20,
+        "{name}: each record delivered by one of the two: {sa:?} {sb:?}"
+    );
+    let sends = sends.lock().unwrap().clone();
+    assert_eq!(sends.len(), 20, "{name}: every record sent");
+    assert!(
+        sends.values().all(|&n| n == 1),
+        "{name}: every record sent exactly once: {sends:?}"
+    );
+    for r in &records {
+        let now = store.get(r.id).await.unwrap().unwrap();
+        assert_eq!(now.state, State::Delivered, "{name}: {}", r.id);
+        assert_eq!(now.redrive_count, 1, "{name}: {}", r.id);
+        assert!(
+            now.lease.is_none(),
+            "{name}: a finished record holds no lease"
+        );
+    }
 }

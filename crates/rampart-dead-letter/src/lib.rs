@@ -85,7 +85,7 @@
 //! | `rampart_dead_letter_parked_total` | `service`, `kind` | records stored |
 //! | `rampart_dead_letter_fallbacks_total` | `service`, `kind` | records the secondary store took |
 //! | `rampart_dead_letter_park_failures_total` | `service`, `kind` | failures no store kept |
-//! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up` |
+//! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up`, `error` (the store failed for the record, or the service panicked) |
 
 pub mod error;
 pub mod kind;
@@ -110,7 +110,7 @@ pub use layer::{
 };
 pub use memory::MemoryStore;
 pub use park::Parker;
-pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, State};
+pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State};
 pub use redrive::{Redrive, RedriveBuilder};
 pub use service::{DeadLetterService, ResponseFuture};
 #[cfg(feature = "sqlite")]

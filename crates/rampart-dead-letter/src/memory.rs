@@ -113,10 +113,15 @@ impl DeadLetterStore for MemoryStore {
     fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             match self.lock().get_mut(&record.id) {
-                Some(slot) => {
+                Some(slot) if slot.revision == record.revision => {
                     *slot = record.clone();
+                    slot.revision += 1;
                     Ok(())
                 }
+                Some(slot) => Err(self.error(StoreErrorKind::Stale).with_source(format!(
+                    "record {} is at revision {}, not {}",
+                    record.id, slot.revision, record.revision
+                ))),
                 None => Err(self.error(StoreErrorKind::NotFound)),
             }
         })
@@ -147,6 +152,12 @@ mod tests {
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         crate::conformance::run(&MemoryStore::bounded(10_000).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_updates_and_redrives_send_each_record_once() {
+        let store = std::sync::Arc::new(MemoryStore::bounded(100).unwrap());
+        crate::conformance::concurrent_redrives(store).await;
     }
 
     #[tokio::test]

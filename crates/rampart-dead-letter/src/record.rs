@@ -24,6 +24,8 @@
 //! | `failure.chain` | array of strings | the error and its sources, outermost first |
 //! | `redrive_count` | number | redrives tried so far |
 //! | `state` | string | `pending`, `redriving`, `delivered`, `given_up` |
+//! | `revision` | number | how many times the record was changed since it was parked (0 if absent); every [`update`](crate::DeadLetterStore::update) is a compare-and-set on it |
+//! | `lease` | object or absent | while `redriving`: `owner` (the redrive holding it) and `until` (Unix ms); a lease that has run out makes the record claimable again |
 //!
 //! Header values and bodies that are not UTF-8 are kept as base64, so nothing is lost.
 //! Unknown fields are ignored on reading, so a version-1 reader reads records from a writer
@@ -463,6 +465,29 @@ pub struct DeadLetter {
     /// Anything else a writer wants kept, e.g. a tenant or a trace id. Not read by rampart.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// How many times the record was changed since it was parked. A store's
+    /// [`update`](crate::DeadLetterStore::update) replaces the record only if the stored one
+    /// still has this revision, and stores it with one more: two writers that read the same
+    /// revision cannot both win.
+    #[serde(default)]
+    pub revision: u64,
+    /// Who is redriving the record, and until when; `None` unless `redriving`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// A redrive's hold on a record: while it lasts, no other redrive sends the record.
+///
+/// A lease is a time on the wall clock (records are shared between processes and machines),
+/// so redrivers whose clocks disagree by more than a lease's margin may overlap; see
+/// [`Redrive`](crate::Redrive) for how the lease bounds each send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The redrive holding it (a process id and a random part), for people reading the record.
+    pub owner: String,
+    /// When it runs out (kept to the millisecond).
+    #[serde(with = "millis")]
+    pub until: SystemTime,
 }
 
 impl DeadLetter {
@@ -484,6 +509,18 @@ impl DeadLetter {
             redrive_count: 0,
             state: State::Pending,
             labels: BTreeMap::new(),
+            revision: 0,
+            lease: None,
+        }
+    }
+
+    /// `true` if a redrive may take the record at `now`: it is `pending`, or `redriving` under
+    /// a lease that has run out (or none: a record left by an older version, or by hand).
+    pub fn is_claimable(&self, now: SystemTime) -> bool {
+        match self.state {
+            State::Pending => true,
+            State::Redriving => self.lease.as_ref().is_none_or(|l| l.until <= now),
+            State::Delivered | State::GivenUp => false,
         }
     }
 

@@ -43,6 +43,7 @@
 //! | `service` | `TEXT` | the service that parked it |
 //! | `first_failed_at`, `last_failed_at`, `updated_at` | `INTEGER` | Unix time in milliseconds |
 //! | `record` | `TEXT` | the whole record as JSON, in the [record format](crate::record) |
+//! | `revision` | `INTEGER` | the record's [`revision`](DeadLetter::revision): an `update` is `UPDATE … WHERE id = ? AND revision = ?` (schema version 2; a version-1 file gains the column, at 0, when it is opened) |
 //!
 //! The columns besides `record` are copies of the record's fields, kept for filtering and
 //! counting; `record` is what is read back. Indexes: `(state, id)`, `(kind, id)` and
@@ -127,7 +128,7 @@ use crate::{
 };
 
 /// The schema version this crate writes and reads, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a dead-letter database: `0x52444c51`, "RDLQ" in ASCII.
 pub const APPLICATION_ID: i64 = 0x5244_4c51;
@@ -152,7 +153,8 @@ CREATE TABLE dead_letters (
     first_failed_at INTEGER NOT NULL,
     last_failed_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX dead_letters_state_id ON dead_letters (state, id);
 CREATE INDEX dead_letters_state_first_failed ON dead_letters (state, first_failed_at);
@@ -160,12 +162,18 @@ CREATE INDEX dead_letters_kind_id ON dead_letters (kind, id);
 CREATE INDEX dead_letters_service_id ON dead_letters (service, id);
 ";
 
-const INSERT: &str = "INSERT INTO dead_letters \
-    (id, state, kind, service, first_failed_at, last_failed_at, updated_at, record) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/// Schema version 1 to 2: the revision column (version-1 records are at revision 0).
+const MIGRATE_1_TO_2: &str =
+    "ALTER TABLE dead_letters ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;";
 
+const INSERT: &str = "INSERT INTO dead_letters \
+    (id, state, kind, service, first_failed_at, last_failed_at, updated_at, record, revision) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// A compare-and-set: `?10` is the revision the writer read, `?9` the one it stores.
 const UPDATE: &str = "UPDATE dead_letters SET state = ?2, kind = ?3, service = ?4, \
-    first_failed_at = ?5, last_failed_at = ?6, updated_at = ?7, record = ?8 WHERE id = ?1";
+    first_failed_at = ?5, last_failed_at = ?6, updated_at = ?7, record = ?8, revision = ?9 \
+    WHERE id = ?1 AND revision = ?10";
 
 /// Dead letters in a SQLite file: durable, embedded, readable with `sqlite3`.
 ///
@@ -469,6 +477,11 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<Result<(), String>> {
                 conn.pragma_update(None, "application_id", APPLICATION_ID)?;
                 Ok(())
             }
+            1 => {
+                conn.execute_batch(MIGRATE_1_TO_2)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                Ok(())
+            }
             SCHEMA_VERSION => Ok(()),
             newer => Err(format!(
                 "has schema version {newer}, newer than this build's {SCHEMA_VERSION}: \
@@ -555,7 +568,11 @@ impl DeadLetterStore for SqliteStore {
     }
 
     fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { self.write(WriteOp::Update(Row::of(record))).await.map(drop) })
+        Box::pin(async move {
+            self.write(WriteOp::Update(Row::updated(record)))
+                .await
+                .map(drop)
+        })
     }
 
     fn delete(&self, id: DeadLetterId) -> BoxFuture<'_, Result<bool, StoreError>> {
@@ -679,10 +696,29 @@ struct Row {
     last_failed_at: i64,
     updated_at: i64,
     record: String,
+    /// The revision the row is stored with.
+    revision: i64,
+    /// The revision the writer read, for an update.
+    expected: i64,
 }
 
 impl Row {
+    /// The row of a new record, stored as it is.
     fn of(r: &DeadLetter) -> Self {
+        Self::with(r, r.to_json(), r.revision)
+    }
+
+    /// The row that replaces `r`'s stored one, if that is still at `r.revision`: `r` at the
+    /// next revision.
+    fn updated(r: &DeadLetter) -> Self {
+        let mut next = r.clone();
+        next.revision = r.revision.saturating_add(1);
+        let mut row = Self::with(r, next.to_json(), next.revision);
+        row.expected = revision(r.revision);
+        row
+    }
+
+    fn with(r: &DeadLetter, record: String, stored: u64) -> Self {
         Self {
             id: r.id.to_string(),
             state: r.state.as_str(),
@@ -691,14 +727,17 @@ impl Row {
             first_failed_at: millis(r.first_failed_at),
             last_failed_at: millis(r.last_failed_at),
             updated_at: millis(r.updated_at),
-            record: r.to_json(),
+            record,
+            revision: revision(stored),
+            expected: revision(r.revision),
         }
     }
 
-    /// Runs `sql` (`INSERT` or `UPDATE`, parameters in column order) with this row; how many
-    /// rows it changed.
+    /// Runs `sql` (`INSERT` or `UPDATE`, parameters in column order, then the expected
+    /// revision for an `UPDATE`) with this row; how many rows it changed.
     fn execute(&self, conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
-        conn.prepare_cached(sql)?.execute(rusqlite::params![
+        let mut stmt = conn.prepare_cached(sql)?;
+        let columns = rusqlite::params![
             self.id,
             self.state,
             self.kind,
@@ -707,8 +746,21 @@ impl Row {
             self.last_failed_at,
             self.updated_at,
             self.record,
-        ])
+            self.revision,
+        ];
+        if stmt.parameter_count() > columns.len() {
+            let mut all = columns.to_vec();
+            all.push(&self.expected);
+            stmt.execute(all.as_slice())
+        } else {
+            stmt.execute(columns)
+        }
     }
+}
+
+/// A revision as SQLite keeps it (a signed 64-bit integer; no record is changed 2^63 times).
+fn revision(r: u64) -> i64 {
+    i64::try_from(r).unwrap_or(i64::MAX)
 }
 
 /// A write for the writer thread.
@@ -857,8 +909,7 @@ impl Writer {
                 }
             },
             WriteOp::Update(row) => match row.execute(&self.conn, UPDATE) {
-                Ok(0) => Err(StoreError::new(&*self.name, StoreErrorKind::NotFound)
-                    .with_source(format!("no record has id {}", row.id))),
+                Ok(0) => Err(self.not_updated(row)),
                 Ok(n) => Ok(n as u64),
                 Err(e) => Err(self.error(&e)),
             },
@@ -876,6 +927,25 @@ impl Writer {
                     .map(|n| n as u64)
                     .map_err(|e| self.error(&e))
             }
+        }
+    }
+
+    /// Why an update changed no row: the record is gone, or at another revision.
+    fn not_updated(&self, row: &Row) -> StoreError {
+        let stored = self
+            .conn
+            .prepare_cached("SELECT revision FROM dead_letters WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([&row.id], |r| r.get::<_, i64>(0)).optional());
+        match stored {
+            Ok(None) => StoreError::new(&*self.name, StoreErrorKind::NotFound)
+                .with_source(format!("no record has id {}", row.id)),
+            Ok(Some(at)) => {
+                StoreError::new(&*self.name, StoreErrorKind::Stale).with_source(format!(
+                    "record {} is at revision {at}, not {}",
+                    row.id, row.expected
+                ))
+            }
+            Err(e) => self.error(&e),
         }
     }
 
@@ -985,6 +1055,7 @@ mod tests {
             store.append(&records[3]).await.unwrap();
             store.append(&records[4]).await.unwrap();
             store.update(&delivered).await.unwrap();
+            delivered.revision += 1;
             assert!(store.delete(records[4].id).await.unwrap());
         }
         // Closed: SQLite folded the WAL back into the file.
@@ -1034,6 +1105,57 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    #[tokio::test]
+    async fn a_version_1_file_gains_the_revision_column_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let old = record(1);
+        {
+            // A file as version 1 of the schema wrote it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE dead_letters (id TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, \
+                 kind TEXT NOT NULL, service TEXT NOT NULL, first_failed_at INTEGER NOT NULL, \
+                 last_failed_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, \
+                 record TEXT NOT NULL);",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            let mut json: serde_json::Value = serde_json::from_str(&old.to_json()).unwrap();
+            json.as_object_mut().unwrap().remove("revision");
+            conn.execute(
+                "INSERT INTO dead_letters VALUES (?1, 'pending', ?2, ?3, 0, 0, 0, ?4)",
+                rusqlite::params![
+                    old.id.to_string(),
+                    old.failure.kind.as_str(),
+                    old.service,
+                    json.to_string()
+                ],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let read = store.get(old.id).await.unwrap().unwrap();
+        assert_eq!(read.revision, 0);
+        let mut delivered = read.clone();
+        delivered.state = State::Delivered;
+        store.update(&delivered).await.unwrap();
+        let err = store.update(&read).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Stale, "{err}");
+        assert_eq!(
+            store.get(old.id).await.unwrap().unwrap().state,
+            State::Delivered
+        );
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
     #[test]
     fn a_bad_path_or_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -1069,7 +1191,11 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&newer).unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Config);
-        assert!(err.to_string().contains("schema version 2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1095,6 +1221,12 @@ mod tests {
     async fn many_concurrent_appends_all_succeed_and_are_all_stored() {
         let (_dir, store) = temp_store();
         crate::conformance::concurrent_appends(Arc::new(store), 200).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_updates_and_redrives_send_each_record_once() {
+        let (_dir, store) = temp_store();
+        crate::conformance::concurrent_redrives(Arc::new(store)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

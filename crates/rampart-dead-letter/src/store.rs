@@ -16,7 +16,13 @@
 //!   [`StoreErrorKind::Conflict`]; a full store is [`StoreErrorKind::Full`], never a silent drop.
 //! - `list` returns records in id order (oldest first: ids are UUID v7), after the `after`
 //!   cursor, at most `limit`, matching the filter.
-//! - `update` replaces a stored record (by id); an unknown id is [`StoreErrorKind::NotFound`].
+//! - `update` is a compare-and-set: it replaces the stored record with the same id only if
+//!   the stored one's [`revision`](DeadLetter::revision) is still `record.revision`, and
+//!   stores it with `revision + 1`, in one atomic step. A record changed since it was read is
+//!   [`StoreErrorKind::Stale`] (nothing is written); an unknown id is
+//!   [`StoreErrorKind::NotFound`]. This is what lets two redrives (two processes, or the CLI
+//!   beside the application) share a store without sending a record twice or writing over
+//!   each other's outcome: the conformance suite checks it with concurrent writers.
 //! - `delete` says whether the record was there; `purge` says how many it removed.
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::SystemTime};
@@ -55,7 +61,9 @@ pub trait DeadLetterStore: Send + Sync + fmt::Debug + 'static {
     /// A page of records, in id order.
     fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>>;
 
-    /// Replaces the stored record with `record.id`.
+    /// Replaces the stored record with `record.id` if its revision is still
+    /// `record.revision`, storing `record` with `revision + 1`; otherwise
+    /// [`StoreErrorKind::Stale`] and nothing is written. See the [module docs](self).
     fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes the record with `id`; `true` if it was there.
@@ -243,6 +251,8 @@ pub enum StoreErrorKind {
     NotFound,
     /// A record with that id is already stored.
     Conflict,
+    /// The record changed since it was read (its revision moved on): nothing was written.
+    Stale,
     /// A stored record could not be read.
     Corrupt,
     /// The store was set up wrongly (a bad URL, a missing stream).
@@ -256,6 +266,7 @@ impl StoreErrorKind {
             StoreErrorKind::Full => "full",
             StoreErrorKind::NotFound => "no such record",
             StoreErrorKind::Conflict => "record already stored",
+            StoreErrorKind::Stale => "record changed since it was read",
             StoreErrorKind::Corrupt => "unreadable record",
             StoreErrorKind::Config => "misconfigured",
         }

@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Full};
 use rampart_dead_letter::{
     DeadLetter, DeadLetterStore, MemoryStore, Redrive, State, StoreErrorKind,
     conformance::record,
-    redrive::{Outcome, Summary},
+    redrive::{Outcome, Skip, Summary},
+    store::BoxFuture,
 };
 use tower::service_fn;
 
@@ -152,7 +153,8 @@ async fn failures_count_up_and_the_last_one_gives_up_and_alerts() {
     assert_eq!(
         outcome,
         Outcome::Skipped {
-            state: State::GivenUp
+            state: State::GivenUp,
+            why: Skip::Finished,
         }
     );
 }
@@ -163,6 +165,7 @@ async fn a_truncated_record_is_given_up_without_sending() {
     let mut r = records[0].clone();
     r.target.body.truncated = true;
     store.update(&r).await.unwrap();
+    r.revision += 1;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let redrive = Redrive::builder(store.clone(), upstream(StatusCode::OK, seen.clone()))
         .build()
@@ -242,4 +245,317 @@ fn bad_settings_name_the_field() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "max_redrives");
+}
+
+/// A wall clock that follows tokio's (paused) time, for leases: now and at any later call.
+#[derive(Clone, Copy)]
+struct TokioWallClock {
+    start: std::time::SystemTime,
+    at: tokio::time::Instant,
+}
+
+impl TokioWallClock {
+    fn new() -> Self {
+        Self {
+            start: std::time::SystemTime::now(),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(self) -> std::time::SystemTime {
+        self.start + self.at.elapsed()
+    }
+}
+
+/// A memory store whose `update`s of one record fail while `fail` is set.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: MemoryStore,
+    victim: Mutex<Option<rampart_dead_letter::DeadLetterId>>,
+    failed: AtomicUsize,
+}
+
+impl DeadLetterStore for FlakyStore {
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+    fn append<'a>(
+        &'a self,
+        record: &'a DeadLetter,
+    ) -> BoxFuture<'a, Result<(), rampart_dead_letter::StoreError>> {
+        self.inner.append(record)
+    }
+    fn get(
+        &self,
+        id: rampart_dead_letter::DeadLetterId,
+    ) -> BoxFuture<'_, Result<Option<DeadLetter>, rampart_dead_letter::StoreError>> {
+        self.inner.get(id)
+    }
+    fn list<'a>(
+        &'a self,
+        query: &'a rampart_dead_letter::Query,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, rampart_dead_letter::StoreError>> {
+        self.inner.list(query)
+    }
+    fn update<'a>(
+        &'a self,
+        record: &'a DeadLetter,
+    ) -> BoxFuture<'a, Result<(), rampart_dead_letter::StoreError>> {
+        // Fails the write of the victim's outcome (after its claim and its send).
+        if *self.victim.lock().unwrap() == Some(record.id) && record.state != State::Redriving {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Box::pin(async {
+                Err(
+                    rampart_dead_letter::StoreError::new("flaky", StoreErrorKind::Unavailable)
+                        .with_source("disk I/O error"),
+                )
+            });
+        }
+        self.inner.update(record)
+    }
+    fn delete(
+        &self,
+        id: rampart_dead_letter::DeadLetterId,
+    ) -> BoxFuture<'_, Result<bool, rampart_dead_letter::StoreError>> {
+        self.inner.delete(id)
+    }
+    fn purge<'a>(
+        &'a self,
+        filter: &'a rampart_dead_letter::Filter,
+    ) -> BoxFuture<'a, Result<u64, rampart_dead_letter::StoreError>> {
+        self.inner.purge(filter)
+    }
+    fn stats(
+        &self,
+    ) -> BoxFuture<'_, Result<rampart_dead_letter::Stats, rampart_dead_letter::StoreError>> {
+        self.inner.stats()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_error_on_one_record_stops_nothing_else_and_its_lease_frees_it() {
+    let (memory, records) = store_with(6);
+    let flaky = Arc::new(FlakyStore {
+        inner: Arc::into_inner(memory).unwrap(),
+        victim: Mutex::new(Some(records[2].id)),
+        failed: AtomicUsize::new(0),
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let clock = TokioWallClock::new();
+    let redrive = Redrive::builder(flaky.clone(), upstream(StatusCode::OK, seen.clone()))
+        .lease(Duration::from_secs(60))
+        .wall_clock(move || clock.now())
+        .build()
+        .unwrap();
+
+    let mut errored = Vec::new();
+    let summary = redrive
+        .all(|p| {
+            if let Outcome::Errored { error, sent } = p.outcome {
+                errored.push((p.id, error.clone(), *sent));
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.delivered, 5,
+        "the other records went on: {summary:?}"
+    );
+    assert_eq!(summary.errors, 1, "{summary:?}");
+    assert_eq!(errored.len(), 1);
+    assert_eq!(errored[0].0, records[2].id);
+    assert!(errored[0].1.contains("disk I/O error"), "{errored:?}");
+    assert!(errored[0].2, "it had been sent");
+
+    // The victim is held by the lease: not sent again while it lasts …
+    let held = flaky.get(records[2].id).await.unwrap().unwrap();
+    assert_eq!(held.state, State::Redriving);
+    assert!(!held.is_claimable(clock.now()));
+    *flaky.victim.lock().unwrap() = None;
+    let early = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(early.skipped, 1, "{early:?}");
+    assert_eq!(early.delivered, 0);
+
+    // … and claimable once it has run out: the next run delivers it, with the same key.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let later = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(later.delivered, 1, "{later:?}");
+    let r = flaky.get(records[2].id).await.unwrap().unwrap();
+    assert_eq!(r.state, State::Delivered);
+    let seen = seen.lock().unwrap();
+    let sends: Vec<_> = seen
+        .iter()
+        .filter(|s| s.uri == records[2].target.uri)
+        .collect();
+    assert_eq!(
+        sends.len(),
+        2,
+        "sent, outcome lost, sent again after the lease"
+    );
+    assert!(sends.iter().all(|s| s.key == records[2].idempotency_key));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_dropped_mid_way_leaves_every_record_delivered_or_claimable() {
+    let (store, records) = store_with(8);
+    let slow = service_fn(|_: Request<Full<Bytes>>| async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let clock = TokioWallClock::new();
+    let redrive = Redrive::builder(store.clone(), slow)
+        .concurrency(2)
+        .lease(Duration::from_secs(60))
+        .wall_clock(move || clock.now())
+        .build()
+        .unwrap();
+    // Ctrl-C after 25 s: two rounds of two done, two more in flight.
+    let cut = tokio::time::timeout(Duration::from_secs(25), redrive.all(|_| {})).await;
+    assert!(cut.is_err(), "the run was cut off");
+
+    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
+    let states = |store: Arc<MemoryStore>| {
+        let ids = ids.clone();
+        async move {
+            let mut by = std::collections::BTreeMap::new();
+            for id in ids {
+                let r = store.get(id).await.unwrap().unwrap();
+                *by.entry(r.state).or_insert(0) += 1;
+            }
+            by
+        }
+    };
+    let after_cut = states(store.clone()).await;
+    assert_eq!(after_cut.get(&State::Delivered), Some(&4), "{after_cut:?}");
+    assert_eq!(
+        after_cut.get(&State::Redriving),
+        Some(&2),
+        "the sends in flight keep their claims: {after_cut:?}"
+    );
+
+    // Past the lease, the stranded claims are claimable again and the next run takes them.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let now = clock.now();
+    for r in store
+        .list(&rampart_dead_letter::Query::new(
+            rampart_dead_letter::Filter::all().state(State::Redriving),
+            10,
+        ))
+        .await
+        .unwrap()
+    {
+        assert!(r.is_claimable(now), "{r:?}");
+        assert_eq!(
+            r.redrive_count, 0,
+            "nothing counted for a send that never finished"
+        );
+    }
+    let rest = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(rest.delivered, 4, "{rest:?}");
+    let done = states(store).await;
+    assert_eq!(done.get(&State::Delivered), Some(&8), "{done:?}");
+}
+
+#[tokio::test]
+async fn a_panicking_service_is_reported_and_the_others_go_on() {
+    let (store, records) = store_with(4);
+    let bad = records[1].target.uri.clone();
+    let svc = service_fn(move |req: Request<Full<Bytes>>| {
+        let bad = bad.clone();
+        async move {
+            assert_ne!(req.uri().to_string(), bad, "boom");
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    let redrive = Redrive::builder(store.clone(), svc).build().unwrap();
+    let summary = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(summary.delivered, 3, "{summary:?}");
+    assert_eq!(summary.errors, 1, "{summary:?}");
+    let r = store.get(records[1].id).await.unwrap().unwrap();
+    assert_eq!(r.state, State::Redriving, "left to its lease");
+}
+
+/// A gRPC answer: `200`, `application/grpc`, one message, then `grpc-status` in the trailers.
+fn grpc_answer(code: &'static str) -> Response<rampart_tests_body::Trailers> {
+    let mut res = Response::new(rampart_tests_body::Trailers::new(code));
+    res.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    res
+}
+
+mod rampart_tests_body {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use bytes::Bytes;
+    use http_body::{Body, Frame};
+
+    /// A body: one data frame, then trailers with `grpc-status`.
+    pub(super) struct Trailers {
+        frames: Vec<Frame<Bytes>>,
+    }
+
+    impl Trailers {
+        pub(super) fn new(code: &'static str) -> Self {
+            let mut t = http::HeaderMap::new();
+            t.insert("grpc-status", http::HeaderValue::from_static(code));
+            Self {
+                frames: vec![
+                    Frame::trailers(t),
+                    Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi")),
+                ],
+            }
+        }
+    }
+
+    impl Body for Trailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.frames.pop().map(Ok))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_failure_in_the_trailers_is_not_delivered() {
+    let (store, records) = store_with(2);
+    let failing = records[0].target.uri.clone();
+    let svc = service_fn(move |req: Request<Full<Bytes>>| {
+        let code = if req.uri().to_string() == failing {
+            "14"
+        } else {
+            "0"
+        };
+        async move { Ok::<_, Infallible>(grpc_answer(code)) }
+    });
+    let redrive = Redrive::builder(store.clone(), svc)
+        .response_kind(rampart_dead_letter::kind::grpc_response_kind)
+        .build()
+        .unwrap();
+    let summary = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(summary.delivered, 1, "{summary:?}");
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let r = store.get(records[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        r.state,
+        State::Pending,
+        "UNAVAILABLE in the trailers: still pending"
+    );
+    assert_eq!(r.failure.kind, rampart_dead_letter::FailureKind::Transient);
+    assert!(
+        r.failure.chain[0].contains("grpc-status 14"),
+        "{:?}",
+        r.failure
+    );
+    let ok = store.get(records[1].id).await.unwrap().unwrap();
+    assert_eq!(ok.state, State::Delivered);
 }

@@ -246,9 +246,18 @@ impl NatsDeadLetterStore {
 
     /// The ids of every record, in id order (keys that are not ids are left out).
     async fn ids(&self) -> Result<Vec<DeadLetterId>, StoreError> {
-        let mut keys = self.run("list", self.kv.keys()).await?;
+        // The stream's subjects, from the server's own index (one request a page): unlike a
+        // consumer's pass over the bucket (`kv.keys()`), whose end is told by a pending count
+        // that records updated meanwhile can leave above zero for good, it always ends.
+        let filter = format!("{}>", self.kv.prefix);
+        let mut subjects = self
+            .run("list", self.kv.stream.info_with_subjects(&filter))
+            .await?;
         let mut ids = Vec::new();
-        while let Some(key) = self.run("list", keys.try_next()).await? {
+        while let Some((subject, _)) = self.run("list", subjects.try_next()).await? {
+            let Some(key) = subject.strip_prefix(&self.kv.prefix) else {
+                continue;
+            };
             match key.parse::<DeadLetterId>() {
                 Ok(id) => ids.push(id),
                 Err(_) => tracing::debug!(store = %self.describe, key, "not a record id; skipped"),
@@ -375,11 +384,16 @@ impl DeadLetterStore for NatsDeadLetterStore {
         })
     }
 
-    /// Replaces the record only if it has not changed since it was read (the revision it
-    /// was read at), re-reading it up to 5 times: a deleted record is never brought back.
+    /// A compare-and-set in two steps, atomic together: the stored record is read with its KV
+    /// revision, its record revision is checked against `record.revision`, and the new value
+    /// is written only at that KV revision. A write in between (another redrive) makes the KV
+    /// update fail, and the check is made again on what that writer stored. A deleted record
+    /// is never brought back.
     fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let value = self.value(record)?;
+            let mut next = record.clone();
+            next.revision = record.revision.saturating_add(1);
+            let value = self.value(&next)?;
             let key = record.id.to_string();
             for _ in 0..UPDATE_TRIES {
                 let entry = self.run("update", self.kv.entry(&key)).await?;
@@ -388,10 +402,21 @@ impl DeadLetterStore for NatsDeadLetterStore {
                         self.error(StoreErrorKind::NotFound, format!("no record with id {key}"))
                     );
                 };
+                let stored = self.parse(&key, &entry.value)?;
+                if stored.revision != record.revision {
+                    return Err(self.error(
+                        StoreErrorKind::Stale,
+                        format!(
+                            "record {key} is at revision {}, not {}",
+                            stored.revision, record.revision
+                        ),
+                    ));
+                }
                 self.connected("update")?;
                 let update = self.kv.update(&key, value.clone(), entry.revision);
                 match tokio::time::timeout(self.response_timeout, update).await {
                     Ok(Ok(_)) => return Ok(()),
+                    // Written by someone else since it was read: check again what they stored.
                     Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
                     Ok(Err(e)) => return Err(from_nats(&self.describe, "update", e)),
                     Err(_) => {
@@ -400,7 +425,7 @@ impl DeadLetterStore for NatsDeadLetterStore {
                 }
             }
             Err(self.error(
-                StoreErrorKind::Conflict,
+                StoreErrorKind::Stale,
                 format!("record {key} changed {UPDATE_TRIES} times while it was being updated"),
             ))
         })

@@ -23,7 +23,9 @@ local function meta(json)
   if type(state) ~= 'string' or type(kind) ~= 'string' or type(first) ~= 'number' then
     return nil
   end
-  return { state = state, kind = kind, first = first }
+  local rev = r['revision']
+  if type(rev) ~= 'number' then rev = 0 end
+  return { state = state, kind = kind, first = first, revision = rev }
 end
 
 local function account(counts, pending, id, m, delta)
@@ -77,11 +79,16 @@ end
 return 'ok'
 "#;
 
-/// KEYS: records, counts, pending. ARGV: id, JSON, state, failure kind, first failure (Unix ms).
-/// Returns `ok` or `missing`; writes nothing unless `ok`.
+/// KEYS: records, counts, pending. ARGV: id, JSON (at the next revision), state, failure kind,
+/// first failure (Unix ms), the revision the caller read.
+/// Returns `ok`, `missing`, `stale <stored revision>` or `corrupt`; writes nothing unless `ok`:
+/// a compare-and-set on the stored record's revision.
 const UPDATE: &str = r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 'missing' end
+local m = meta(old)
+if not m then return 'corrupt' end
+if m.revision ~= tonumber(ARGV[6]) then return 'stale ' .. m.revision end
 account(KEYS[2], KEYS[3], ARGV[1], meta(old), -1)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 account(KEYS[2], KEYS[3], ARGV[1], { state = ARGV[3], kind = ARGV[4], first = ARGV[5] }, 1)

@@ -368,15 +368,18 @@ impl DeadLetterStore for RedisDeadLetterStore {
 
     fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut next = record.clone();
+            next.revision = record.revision.saturating_add(1);
             let mut inv = self.scripts.update.prepare_invoke();
             inv.key(&self.keys.records)
                 .key(&self.keys.counts)
                 .key(&self.keys.pending)
                 .arg(record.id.to_string())
-                .arg(record.to_json())
+                .arg(next.to_json())
                 .arg(record.state.as_str())
                 .arg(record.failure.kind.as_str())
-                .arg(unix_millis(record.first_failed_at));
+                .arg(unix_millis(record.first_failed_at))
+                .arg(record.revision);
             let mut conn = self.conn.clone();
             let reply: String = self
                 .run("update", async { inv.invoke_async(&mut conn).await })
@@ -386,6 +389,22 @@ impl DeadLetterStore for RedisDeadLetterStore {
                 "missing" => Err(self.error(
                     StoreErrorKind::NotFound,
                     format!("no record with id {}", record.id),
+                )),
+                "corrupt" => Err(self.error(
+                    StoreErrorKind::Corrupt,
+                    format!(
+                        "the stored record {} is not a dead-letter record",
+                        record.id
+                    ),
+                )),
+                stale if stale.starts_with("stale ") => Err(self.error(
+                    StoreErrorKind::Stale,
+                    format!(
+                        "record {} is at revision {}, not {}",
+                        record.id,
+                        &stale[6..],
+                        record.revision
+                    ),
                 )),
                 _ => Err(unexpected(
                     &self.describe,

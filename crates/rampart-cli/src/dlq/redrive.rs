@@ -17,7 +17,7 @@ use hyper_util::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rampart_dead_letter::{
     DeadLetter, DeadLetterId, DeadLetterStore, Redrive, State,
-    redrive::{Outcome, Progress, Summary},
+    redrive::{Outcome, Progress, Skip, Summary},
 };
 use tower::timeout::Timeout;
 
@@ -63,21 +63,26 @@ pub(super) async fn redrive(
             "failed": summary.failed,
             "given_up": summary.given_up,
             "skipped": summary.skipped,
+            "errors": summary.errors,
         })
         .to_string()
             + "\n"
     } else {
+        let errors = match summary.errors {
+            0 => String::new(),
+            n => format!(", {n} store errors (left to their leases)"),
+        };
         format!(
-            "redrive of {}: {} delivered, {} failed (pending again), {} given up, {} skipped\n",
+            "redrive of {}: {} delivered, {} failed (pending again), {} given up, {} skipped{errors}\n",
             store.describe(),
             summary.delivered,
             summary.failed,
             summary.given_up,
-            summary.skipped
+            summary.skipped,
         )
     };
     out(&text)?;
-    Ok(if summary.failed + summary.given_up > 0 {
+    Ok(if summary.failed + summary.given_up + summary.errors > 0 {
         ExitCode::from(EXIT_REDRIVE_INCOMPLETE)
     } else {
         ExitCode::SUCCESS
@@ -101,18 +106,10 @@ async fn one(
         )));
     }
     let outcome = redrive.one::<Full<Bytes>, _>(id).await?;
-    let mut summary = Summary {
-        seen: 1,
-        ..Summary::default()
-    };
-    match &outcome {
-        Outcome::Delivered { .. } => summary.delivered = 1,
-        Outcome::Failed { .. } => summary.failed = 1,
-        Outcome::GivenUp { .. } => summary.given_up = 1,
-        Outcome::Skipped { state } => {
-            summary.skipped = 1;
-            eprintln!("{id} was not sent: it is already {state}");
-        }
+    let mut summary = Summary::default();
+    summary.add(&outcome);
+    if let Outcome::Skipped { state, why } = &outcome {
+        eprintln!("{id} was not sent: {}", skip_reason(*state, why));
     }
     if !quiet && let Some(line) = outcome_line(id, &outcome) {
         eprintln!("{line}");
@@ -127,25 +124,43 @@ async fn many(
     args: &RedriveArgs,
 ) -> Result<Summary, CliError> {
     let mut filter = args.filter.to_filter(SystemTime::now());
-    if args.all || filter.state.is_none() {
-        filter.state = Some(State::Pending);
-    }
+    // Every claimable record: the pending ones, and those a redrive that crashed or was
+    // cancelled left `redriving` under a lease that has run out.
+    let claimable = args.all || filter.state.is_none();
+    let filters = if claimable {
+        [State::Pending, State::Redriving]
+            .map(|state| {
+                let mut f = filter.clone();
+                f.state = Some(state);
+                f
+            })
+            .to_vec()
+    } else {
+        vec![filter.clone()]
+    };
+    filter.state = filters[0].state;
 
     // Look before sending: the client speaks plain HTTP only, and a record it cannot send
     // would count as a failed redrive (and in the end be given up). The count sizes the bar.
     let mut selected = 0u64;
     let mut refused: Vec<(DeadLetterId, String)> = Vec::new();
     let mut refused_count = 0u64;
-    super::for_each_matching(store, filter.clone(), |r| {
-        selected += 1;
-        if let Some(why) = unsendable(r) {
-            refused_count += 1;
-            if refused.len() < NAMED {
-                refused.push((r.id, why));
+    let now = SystemTime::now();
+    for f in &filters {
+        super::for_each_matching(store, f.clone(), |r| {
+            if claimable && !r.is_claimable(now) {
+                return;
             }
-        }
-    })
-    .await?;
+            selected += 1;
+            if let Some(why) = unsendable(r) {
+                refused_count += 1;
+                if refused.len() < NAMED {
+                    refused.push((r.id, why));
+                }
+            }
+        })
+        .await?;
+    }
     if refused_count > 0 {
         let named: Vec<String> = refused
             .iter()
@@ -171,21 +186,24 @@ async fn many(
 
     let bar = progress_bar(selected, args.quiet);
     let quiet = args.quiet;
-    let summary = redrive
-        .matching::<Full<Bytes>, _>(filter, |p: Progress<'_>| {
-            if bar.position() >= bar.length().unwrap_or(0) {
-                bar.inc_length(1);
-            }
-            bar.inc(1);
-            bar.set_message(format!(
-                "{} delivered, {} failed, {} given up",
-                p.summary.delivered, p.summary.failed, p.summary.given_up
-            ));
-            if !quiet && let Some(line) = outcome_line(p.id, p.outcome) {
-                bar.suspend(|| eprintln!("{line}"));
-            }
-        })
-        .await;
+    let report = |p: Progress<'_>| {
+        if bar.position() >= bar.length().unwrap_or(0) {
+            bar.inc_length(1);
+        }
+        bar.inc(1);
+        bar.set_message(format!(
+            "{} delivered, {} failed, {} given up",
+            p.summary.delivered, p.summary.failed, p.summary.given_up
+        ));
+        if !quiet && let Some(line) = outcome_line(p.id, p.outcome) {
+            bar.suspend(|| eprintln!("{line}"));
+        }
+    };
+    let summary = if claimable {
+        redrive.all::<Full<Bytes>, _>(report).await
+    } else {
+        redrive.matching::<Full<Bytes>, _>(filter, report).await
+    };
     bar.finish_and_clear();
     Ok(summary?)
 }
@@ -209,7 +227,17 @@ fn outcome_line(id: DeadLetterId, outcome: &Outcome) -> Option<String> {
     let (what, failure) = match outcome {
         Outcome::Failed { failure } => ("failed   ", failure),
         Outcome::GivenUp { failure } => ("given up ", failure),
-        Outcome::Delivered { .. } | Outcome::Skipped { .. } => return None,
+        Outcome::Errored { error, sent } => {
+            let sent = if *sent { "sent, " } else { "" };
+            return Some(format!(
+                "error    {id}  {}({sent}left to its lease)",
+                one_line(error) + " "
+            ));
+        }
+        Outcome::Skipped { state, why } => {
+            return Some(format!("skipped  {id}  {}", skip_reason(*state, why)));
+        }
+        _ => return None,
     };
     let cause = failure
         .chain
@@ -218,6 +246,22 @@ fn outcome_line(id: DeadLetterId, outcome: &Outcome) -> Option<String> {
         .collect::<Vec<_>>()
         .join(": ");
     Some(format!("{what}{id}  {}: {cause}", failure.kind))
+}
+
+/// Why a record was not sent, in words.
+fn skip_reason(state: State, why: &Skip) -> String {
+    match why {
+        Skip::Leased { owner, until } => format!(
+            "another redrive ({}) holds it for {} s more",
+            one_line(owner),
+            until
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_secs()
+        ),
+        Skip::Contended => "another redrive claimed it first".into(),
+        _ => format!("it is already {state}"),
+    }
 }
 
 /// A bar on stderr, hidden when stderr is not a terminal or with `--quiet`.

@@ -1,0 +1,205 @@
+//! [`RedriveBuilder`]: a redrive's settings, checked by [`build`](RedriveBuilder::build).
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use http::HeaderName;
+use rampart_core::error::ConfigError;
+
+use super::Redrive;
+use crate::{
+    kind::Judge,
+    record::{DeadLetter, DeadLetterId},
+    store::DeadLetterStore,
+};
+
+/// The default [`lease`](RedriveBuilder::lease): 5 minutes.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+type AlertFn = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
+type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Configures a [`Redrive`].
+pub struct RedriveBuilder<S> {
+    pub(super) store: Arc<dyn DeadLetterStore>,
+    pub(super) service: S,
+    rate: Option<f64>,
+    concurrency: usize,
+    max_redrives: u32,
+    key_header: HeaderName,
+    on_give_up: Option<AlertFn>,
+    judge: Judge,
+    lease: Duration,
+    wall_clock: WallClock,
+}
+
+impl<S> fmt::Debug for RedriveBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedriveBuilder")
+            .field("store", &self.store.describe())
+            .field("rate", &self.rate)
+            .field("concurrency", &self.concurrency)
+            .field("max_redrives", &self.max_redrives)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> RedriveBuilder<S> {
+    pub(super) fn new(store: Arc<dyn DeadLetterStore>, service: S) -> Self {
+        Self {
+            store,
+            service,
+            rate: None,
+            concurrency: 4,
+            max_redrives: 5,
+            key_header: HeaderName::from_static("idempotency-key"),
+            on_give_up: None,
+            judge: Judge::Status(crate::kind::status_kind),
+            lease: DEFAULT_LEASE,
+            wall_clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// At most `per_second` sends per second (unlimited by default). Must be finite and > 0.
+    pub fn rate(mut self, per_second: f64) -> Self {
+        self.rate = Some(per_second);
+        self
+    }
+
+    /// At most `n` sends at once (4 by default). Must be in 1..=1024.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Gives a record up after `n` failed redrives (5 by default). Must be at least 1.
+    pub fn max_redrives(mut self, n: u32) -> Self {
+        self.max_redrives = n;
+        self
+    }
+
+    /// The header the idempotency key goes in (`Idempotency-Key` by default).
+    pub fn key_header(mut self, name: HeaderName) -> Self {
+        self.key_header = name;
+        self
+    }
+
+    /// Judges a redriven request's response by its status and headers instead of its status
+    /// alone, e.g. with [`grpc_response_kind`](crate::kind::grpc_response_kind) for gRPC
+    /// records whose failures come back trailers-only. (A gRPC response whose head has no
+    /// `grpc-status` is read to its trailers and judged by them whatever is set here.)
+    pub fn response_kind(
+        mut self,
+        f: fn(http::StatusCode, &http::HeaderMap) -> Option<crate::FailureKind>,
+    ) -> Self {
+        self.judge = Judge::Head(f);
+        self
+    }
+
+    /// How long a claim on a record lasts ([`DEFAULT_LEASE`] by default; 1 s to 24 h).
+    ///
+    /// While it lasts no other redrive sends the record; once it has run out (the redrive
+    /// crashed, was cancelled, or lost its store) the record can be claimed again. Each send
+    /// is given at most four fifths of the lease, and fails as a timeout after that, so a
+    /// lease does not run out while its request is still on its way; the last fifth is the
+    /// margin for recording the outcome and for redrivers whose clocks disagree (keep them
+    /// within a fifth of the lease of each other, e.g. with NTP).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The wall clock leases are read and written with (`SystemTime::now` by default): for
+    /// tests that move time by hand.
+    pub fn wall_clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.wall_clock = Arc::new(now);
+        self
+    }
+
+    /// Called with each record as it is given up: the alert hook (page someone, open a
+    /// ticket). Runs on the redrive's task: keep it quick.
+    pub fn on_give_up(mut self, f: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
+        self.on_give_up = Some(Arc::new(f));
+        self
+    }
+
+    /// Checks the settings, naming the field that is out of range.
+    pub fn build(self) -> Result<Redrive<S>, ConfigError> {
+        const C: &str = "redrive";
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(ConfigError::new(
+                C,
+                "rate",
+                format!("must be a finite number of sends per second > 0, got {r}"),
+            ));
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return Err(ConfigError::new(
+                C,
+                "concurrency",
+                format!("must be in 1..=1024, got {}", self.concurrency),
+            ));
+        }
+        if self.max_redrives == 0 {
+            return Err(ConfigError::new(
+                C,
+                "max_redrives",
+                "must be at least 1, got 0",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.lease) {
+            return Err(ConfigError::new(
+                C,
+                "lease",
+                format!("must be in 1s..=24h, got {:?}", self.lease),
+            ));
+        }
+        // A process id and a random part: unique among the redrives sharing a store.
+        let random = DeadLetterId::new().as_uuid().simple().to_string();
+        let owner = format!("pid {} redrive {}", std::process::id(), &random[20..]);
+        Ok(Redrive {
+            inner: Arc::new(Inner {
+                store: self.store,
+                interval: self.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+                concurrency: self.concurrency,
+                max_redrives: self.max_redrives,
+                key_header: self.key_header,
+                on_give_up: self.on_give_up,
+                judge: self.judge,
+                lease: self.lease,
+                send_timeout: self.lease / 5 * 4,
+                wall_clock: self.wall_clock,
+                owner,
+            }),
+            service: self.service,
+        })
+    }
+}
+
+/// A built redrive's settings, shared by its tasks.
+pub(super) struct Inner {
+    pub(super) store: Arc<dyn DeadLetterStore>,
+    pub(super) interval: Option<Duration>,
+    pub(super) concurrency: usize,
+    pub(super) max_redrives: u32,
+    pub(super) key_header: HeaderName,
+    pub(super) on_give_up: Option<AlertFn>,
+    pub(super) judge: Judge,
+    pub(super) lease: Duration,
+    pub(super) send_timeout: Duration,
+    pub(super) wall_clock: WallClock,
+    pub(super) owner: String,
+}
+
+impl Inner {
+    /// The wall clock now, to the millisecond (as records keep times).
+    pub(super) fn now(&self) -> SystemTime {
+        crate::record::millis::truncate((self.wall_clock)())
+    }
+}

@@ -1,0 +1,298 @@
+//! One record's redrive: re-read and claim it (a compare-and-set that takes a lease), rebuild
+//! and send its request within the lease, judge the answer (a gRPC answer by its trailers),
+//! and record the outcome with another compare-and-set.
+
+use std::{future::poll_fn, pin::pin, sync::Arc};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use rampart_core::error::BoxError;
+use tower::ServiceExt as _;
+use tower_service::Service;
+
+use super::{
+    builder::Inner,
+    outcome::{Outcome, Skip},
+};
+use crate::{
+    kind::{Judge, error_kind, grpc_response_kind},
+    record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State},
+    store::{StoreError, StoreErrorKind},
+};
+
+/// Rebuilds the request of `record`; `Err` if it cannot be resent whole.
+pub fn rebuild<B: From<Bytes>>(
+    record: &DeadLetter,
+    key_header: &HeaderName,
+) -> Result<Request<B>, String> {
+    if record.target.body.truncated {
+        return Err("the body was truncated when it was recorded; it cannot be resent".into());
+    }
+    let mut req = Request::builder()
+        .method(record.target.method.as_str())
+        .uri(record.target.uri.as_str());
+    for h in record.target.headers.iter().filter(|h| !h.redacted) {
+        req = req.header(h.name.as_str(), h.value.0.as_ref());
+    }
+    let mut req = req
+        .body(B::from(record.target.body.data.0.clone()))
+        .map_err(|e| format!("the recorded request is not valid HTTP: {e}"))?;
+    if let Some(key) = &record.idempotency_key
+        && !req.headers().contains_key(key_header)
+    {
+        let v = HeaderValue::from_str(key)
+            .map_err(|_| format!("the recorded idempotency key {key:?} is not a header value"))?;
+        req.headers_mut().insert(key_header.clone(), v);
+    }
+    Ok(req)
+}
+
+/// Redrives the record `id`: `Err` if the store failed for it (see [`Outcome::Errored`]; the
+/// second field says whether the request had been sent).
+pub(super) async fn redrive_record<S, B, ResB>(
+    inner: Arc<Inner>,
+    service: S,
+    id: DeadLetterId,
+) -> Result<Outcome, (StoreError, bool)>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let store = &inner.store;
+    // Read afresh: a page listed earlier may be minutes old.
+    let record = match store.get(id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return Err((
+                StoreError::new(store.describe(), StoreErrorKind::NotFound)
+                    .with_source(format!("no dead letter {id}")),
+                false,
+            ));
+        }
+        Err(e) => return Err((e, false)),
+    };
+    let now = inner.now();
+    if !record.is_claimable(now) {
+        let why = match (&record.state, &record.lease) {
+            (State::Redriving, Some(lease)) => Skip::Leased {
+                owner: lease.owner.clone(),
+                until: lease.until,
+            },
+            _ => Skip::Finished,
+        };
+        return Ok(Outcome::Skipped {
+            state: record.state,
+            why,
+        });
+    }
+    let request = match rebuild::<B>(&record, &inner.key_header) {
+        Ok(req) => req,
+        Err(why) => {
+            let failure = Failure {
+                kind: record.failure.kind,
+                status: None,
+                chain: vec![format!("cannot redrive: {why}")],
+            };
+            return give_up(&inner, record, failure, false)
+                .await
+                .map_err(|e| (e, false));
+        }
+    };
+
+    // Claim it: one compare-and-set, which only one of several redrives wins.
+    let mut record = record;
+    record.state = State::Redriving;
+    record.lease = Some(Lease {
+        owner: inner.owner.clone(),
+        until: now + inner.lease,
+    });
+    record.updated_at = now;
+    match store.update(&record).await {
+        Ok(()) => record.revision += 1,
+        Err(e) if e.kind() == StoreErrorKind::Stale => {
+            return Ok(Outcome::Skipped {
+                state: State::Redriving,
+                why: Skip::Contended,
+            });
+        }
+        Err(e) => return Err((e, false)),
+    }
+    tracing::debug!(target: "rampart::dead_letter", id = %record.id, "redriving");
+
+    let sent = tokio::time::timeout(inner.send_timeout, send(service, request, inner.judge)).await;
+    let failure = match sent {
+        Ok(Ok((status, None))) => {
+            return deliver(&inner, record, status).await.map_err(|e| (e, true));
+        }
+        Ok(Ok((_, Some(failure)))) => failure,
+        Ok(Err(e)) => Failure::from_error(error_kind(&*e), &*e),
+        Err(_) => Failure {
+            kind: FailureKind::Timeout,
+            status: None,
+            chain: vec![format!(
+                "no answer within {:?} (four fifths of the redrive's lease)",
+                inner.send_timeout
+            )],
+        },
+    };
+    record.redrive_count += 1;
+    record.last_failed_at = inner.now();
+    if record.redrive_count >= inner.max_redrives {
+        return give_up(&inner, record, failure, true)
+            .await
+            .map_err(|e| (e, true));
+    }
+    record.failure = failure.clone();
+    record.state = State::Pending;
+    record.lease = None;
+    record.updated_at = record.last_failed_at;
+    write_outcome(&inner, &record)
+        .await
+        .map_err(|e| (e, true))?;
+    tracing::info!(
+        target: "rampart::dead_letter",
+        id = %record.id, redrives = record.redrive_count, kind = %failure.kind,
+        "redrive failed; dead letter pending again"
+    );
+    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "failed").increment(1);
+    Ok(Outcome::Failed { failure })
+}
+
+/// Sends `request` and judges the answer: its status, and `Some` failure if it is one.
+async fn send<S, B, ResB>(
+    service: S,
+    request: Request<B>,
+    judge: Judge,
+) -> Result<(StatusCode, Option<Failure>), BoxError>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body,
+    ResB::Error: Into<BoxError>,
+{
+    let res = service.oneshot(request).await.map_err(Into::into)?;
+    let status = res.status();
+    if let Some(kind) = judge.kind(status, res.headers()) {
+        return Ok((status, Some(Failure::from_status(kind, status))));
+    }
+    if !is_grpc(res.headers()) || res.headers().contains_key("grpc-status") {
+        return Ok((status, None));
+    }
+    // A gRPC answer whose head carries no status: the status comes in the trailers, after
+    // the messages. Read (and drop) the messages to get there.
+    let mut body = pin!(res.into_body());
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(Into::into)?;
+        if let Ok(trailers) = frame.into_trailers() {
+            return Ok((status, grpc_trailers_failure(status, &trailers)));
+        }
+    }
+    Ok((
+        status,
+        Some(Failure {
+            kind: FailureKind::Transient,
+            status: Some(status.as_u16()),
+            chain: vec!["gRPC response ended without a grpc-status".into()],
+        }),
+    ))
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// The failure a gRPC answer's trailers report, if any (no `grpc-status` at all is a failure
+/// too: gRPC clients read it as `UNKNOWN`).
+fn grpc_trailers_failure(status: StatusCode, trailers: &HeaderMap) -> Option<Failure> {
+    let code = trailers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let kind = match code {
+        Some(_) => grpc_response_kind(status, trailers)?,
+        None => FailureKind::Transient,
+    };
+    Some(Failure {
+        kind,
+        status: Some(status.as_u16()),
+        chain: vec![format!(
+            "grpc-status {} in the trailers",
+            code.unwrap_or("missing")
+        )],
+    })
+}
+
+async fn deliver(
+    inner: &Inner,
+    mut record: DeadLetter,
+    status: StatusCode,
+) -> Result<Outcome, StoreError> {
+    record.redrive_count += 1;
+    record.state = State::Delivered;
+    record.lease = None;
+    record.updated_at = inner.now();
+    write_outcome(inner, &record).await?;
+    tracing::info!(
+        target: "rampart::dead_letter",
+        id = %record.id, status = status.as_u16(), "dead letter delivered"
+    );
+    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "delivered").increment(1);
+    Ok(Outcome::Delivered {
+        status: status.as_u16(),
+    })
+}
+
+/// Gives `record` up; `claimed` if this redrive holds its lease (else it was never sent).
+async fn give_up(
+    inner: &Inner,
+    mut record: DeadLetter,
+    failure: Failure,
+    claimed: bool,
+) -> Result<Outcome, StoreError> {
+    record.failure = failure.clone();
+    record.state = State::GivenUp;
+    record.lease = None;
+    record.updated_at = inner.now();
+    match write_outcome(inner, &record).await {
+        Ok(()) => {}
+        // Not claimed yet (a record that cannot be resent), and another redrive got there
+        // first: it decides.
+        Err(e) if e.kind() == StoreErrorKind::Stale && !claimed => {
+            return Ok(Outcome::Skipped {
+                state: State::Pending,
+                why: Skip::Contended,
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    tracing::warn!(
+        target: "rampart::dead_letter",
+        id = %record.id, redrives = record.redrive_count, reason = ?failure.chain.first(),
+        "dead letter given up"
+    );
+    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "given_up").increment(1);
+    if let Some(alert) = &inner.on_give_up {
+        alert(&record);
+    }
+    Ok(Outcome::GivenUp { failure })
+}
+
+/// Records the outcome of a claimed record: a compare-and-set on the claim's revision, which
+/// fails only if the lease ran out and another redrive took the record over.
+async fn write_outcome(inner: &Inner, record: &DeadLetter) -> Result<(), StoreError> {
+    inner.store.update(record).await.inspect_err(|e| {
+        if e.kind() == StoreErrorKind::Stale {
+            tracing::warn!(
+                target: "rampart::dead_letter",
+                id = %record.id, lease = ?inner.lease, error = %e,
+                "the record changed while it was being redriven (its lease ran out and another \
+                 redrive took it): this outcome is not recorded"
+            );
+        }
+    })
+}
