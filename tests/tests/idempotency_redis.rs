@@ -156,6 +156,16 @@ async fn charge(client: &HttpClient, addr: SocketAddr, key: &str) -> Answer {
     }
 }
 
+#[tokio::test]
+async fn a_request_cancelled_after_its_handler_returned_is_stored_not_run_again() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let store = Arc::new(store(&url, &unique_prefix()).await);
+    conformance::cancelled_after_the_handler(store.clone()).await;
+    store.clear().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_run_a_key_once_under_50_concurrent_requests() {
     let Some(url) = redis_url() else {

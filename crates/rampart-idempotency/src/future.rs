@@ -3,7 +3,7 @@
 use std::{
     fmt,
     future::{Future, poll_fn},
-    pin::Pin,
+    pin::{Pin, pin},
     sync::Arc,
     task::{Context, Poll, Waker},
 };
@@ -124,7 +124,7 @@ where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes> + Unpin,
+    ResB: Body<Data = Bytes> + Unpin + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
     // The whole body, to fingerprint it; the handler gets it from memory.
@@ -223,12 +223,72 @@ where
             return Err(e);
         }
     };
+    // The handler has returned: its work is done. From here a cancel must not release the
+    // lease (a retry would run the work again); the response is stored by a task of its own
+    // that goes on if this future is dropped.
+    lease.armed = false;
     let (head, body) = res.into_parts();
     if !(shared.store_if)(head.status) {
         lease.release("status").await;
         return Ok(executed(&shared, head, streaming(body), false));
     }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        // No runtime to hand the rest to: store it here. A cancel from now on leaves the lease
+        // to its TTL (retries get 409 meanwhile), never released.
+        return Ok(store_response(shared, lease, head, body).await);
+    };
+    // Dropped with this future: the task then knows its caller has gone.
+    let (caller, gone) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(async move {
+        let mut storing = pin!(store_response(shared.clone(), lease, head, body));
+        let mut gone = pin!(gone);
+        let first = poll_fn(|cx| {
+            if let Poll::Ready(res) = storing.as_mut().poll(cx) {
+                return Poll::Ready(Some(res));
+            }
+            gone.as_mut().poll(cx).map(|_| None)
+        })
+        .await;
+        if first.is_some() {
+            return first;
+        }
+        // The caller has gone: finish storing, for at most the lease's TTL (after that the
+        // lease is lost anyway).
+        if tokio::time::timeout(shared.lease_ttl, storing)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                target: "rampart::idempotency", layer = %shared.name,
+                lease_ttl = ?shared.lease_ttl,
+                "response of a cancelled request not stored within the lease TTL; its lease \
+                 expires after its TTL"
+            );
+        }
+        None
+    });
+    let stored = task.await;
+    drop(caller);
+    match stored {
+        Ok(Some(res)) => Ok(res),
+        Ok(None) => unreachable!("the caller is waiting, so the task answers it"),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => panic!("the task storing an idempotent response was cancelled: {join}"),
+    }
+}
 
+/// Reads the response body (bounded) and stores the response, or releases the lease when it
+/// cannot be stored; the response to send.
+async fn store_response<ResB>(
+    shared: Arc<Shared>,
+    mut lease: LeaseGuard,
+    head: http::response::Parts,
+    body: ResB,
+) -> Response<ReplayBody<ResB>>
+where
+    ResB: Body<Data = Bytes> + Unpin,
+    ResB::Error: Into<BoxError>,
+{
     // The whole body, to store it, before anything is sent: the headers must say whether it
     // was stored.
     let mut read = ReadBody::new(body, shared.max_response_body);
@@ -249,24 +309,20 @@ where
         }
         ReplayBody::Streaming { .. } => {
             lease.release("too_large").await;
-            return Ok(executed(&shared, head, body, false));
+            return executed(&shared, head, body, false);
         }
         ReplayBody::Failed { .. } => {
             lease.release("body_error").await;
-            return Ok(executed(&shared, head, body, false));
+            return executed(&shared, head, body, false);
         }
     };
     let saved = match shared
         .store
-        .complete(&lease.key, token, &stored, shared.retention)
+        .complete(&lease.key, lease.token, &stored, shared.retention)
         .await
     {
-        Ok(true) => {
-            lease.armed = false;
-            true
-        }
+        Ok(true) => true,
         Ok(false) => {
-            lease.armed = false;
             tracing::warn!(
                 target: "rampart::idempotency", layer = %shared.name, key = lease.key.key(),
                 lease_ttl = ?shared.lease_ttl,
@@ -285,7 +341,7 @@ where
             false
         }
     };
-    Ok(executed(&shared, head, body, saved))
+    executed(&shared, head, body, saved)
 }
 
 /// The response of a request that ran, counted and marked.

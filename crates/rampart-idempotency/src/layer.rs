@@ -295,11 +295,15 @@ impl Builder {
         self
     }
 
-    /// Whether a request whose future is dropped before it completes (the client went away
+    /// Whether a request whose future is dropped while its handler runs (the client went away
     /// and the server cancelled the handler) releases its lease: `true` by default, so that
     /// the client's retry runs the request at once instead of getting `409` until the lease
     /// expires. Set `false` for handlers whose side effects could be half done when
     /// cancelled: the lease then holds for its TTL, and retries get `409` until it expires.
+    ///
+    /// A cancel after the handler has returned never releases the lease, whatever is set
+    /// here: the response is stored in the background (see the crate docs, "Crashes and
+    /// cancellation").
     pub fn release_on_cancel(mut self, release: bool) -> Self {
         self.release_on_cancel = release;
         self

@@ -159,10 +159,15 @@
 //! A request still running when its lease expires can be run a second time by a retry, and
 //! its own response is then not stored: make the TTL longer than your request timeout.
 //!
-//! When a keyed request's future is dropped before it completes (hyper drops it when the
+//! When a keyed request's future is dropped while its handler runs (hyper drops it when the
 //! client disconnects; a timeout outside this layer drops it too), its lease is released at
-//! once, so the client's retry runs the request instead of waiting out the TTL. A handler
-//! cancelled halfway may have done part of its work; if a retry must not redo it, use
+//! once, so the client's retry runs the request instead of waiting out the TTL. Once the
+//! handler has returned, its work is done and a cancel no longer releases anything: the
+//! response is read and stored by a task of its own (spawned on the current tokio runtime),
+//! which goes on when the request's future is dropped, for at most the lease TTL. Meanwhile a
+//! retry gets `409`; once stored, the stored response. (This costs a task spawn per stored
+//! response. Without a runtime the layer stores on the request's own future, and a cancel
+//! then leaves the lease to its TTL.) A handler cancelled halfway may have done part of its work; if a retry must not redo it, use
 //! [`release_on_cancel(false)`](Builder::release_on_cancel) (the lease then holds until its
 //! TTL), or make the work transactional. With a networked store, a request cancelled while its
 //! `begin` is on the wire may have taken a lease it never learns of: that lease expires after

@@ -251,6 +251,11 @@ async fn a_cancelled_request_releases_its_lease() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_cancelled_after_its_handler_returned_is_stored_not_run_again() {
+    rampart_idempotency::conformance::cancelled_after_the_handler(memory()).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_release_on_cancel_a_crashed_lease_holds_until_its_ttl() {
     let seen = Seen::default();
     let svc = IdempotencyLayer::builder(memory())
