@@ -185,6 +185,11 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// The default [`half_open_max_wait`](CircuitBreakerConfigBuilder::half_open_max_wait): a
+/// breaker half-open this long without closing re-opens, so a probe that never answers
+/// cannot hold it half-open for good.
+pub const DEFAULT_HALF_OPEN_MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// Builds a [`CircuitBreakerConfig`]; [`build`](Self::build) validates every field.
 #[derive(Clone)]
 pub struct CircuitBreakerConfigBuilder {
@@ -228,7 +233,7 @@ impl Default for CircuitBreakerConfigBuilder {
             minimum_calls: 10,
             half_open_max_probes: 1,
             close_policy: ClosePolicy::Successes(2),
-            half_open_max_wait: None,
+            half_open_max_wait: Some(DEFAULT_HALF_OPEN_MAX_WAIT),
             open_duration: OpenDuration::Fixed(Duration::from_secs(30)),
             half_open_on_timer: false,
             registry: RegistryLimits::default(),
@@ -302,7 +307,14 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// Re-open if the breaker has been half-open this long without closing (default: no limit).
+    /// Re-open if the breaker has been half-open this long without closing (default
+    /// [`DEFAULT_HALF_OPEN_MAX_WAIT`], 60 s; `Duration::MAX` for no limit).
+    ///
+    /// This is what frees a breaker whose probe never answers (a hung connection with no
+    /// timeout below the breaker): its slot stays taken, every other call is rejected as
+    /// `HalfOpenFull`, and only this bound moves the breaker on (back to open, then to a new
+    /// half-open period with fresh probes). Set it above your slowest legitimate call; a probe
+    /// slower than it re-opens the breaker, and its late answer is ignored.
     pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
         self.half_open_max_wait = Some(wait);
         self

@@ -59,7 +59,8 @@
 //! holds its slot until its outcome is recorded, and a dropped future (or dropped response body)
 //! frees it. The breaker closes per [`ClosePolicy`] (N successes in a row, or a success rate
 //! over N probes) and re-opens on failure, or when
-//! [`half_open_max_wait`](CircuitBreakerConfigBuilder::half_open_max_wait) passes.
+//! [`half_open_max_wait`](CircuitBreakerConfigBuilder::half_open_max_wait) passes (60 s by
+//! default, so a probe that never answers cannot hold the breaker half-open for good).
 //!
 //! # Manual control and observation
 //!
@@ -147,7 +148,8 @@ mod service;
 
 pub use crate::{
     config::{
-        CircuitBreakerConfig, CircuitBreakerConfigBuilder, ClosePolicy, OpenDuration, SlidingWindow,
+        CircuitBreakerConfig, CircuitBreakerConfigBuilder, ClosePolicy, DEFAULT_HALF_OPEN_MAX_WAIT,
+        OpenDuration, SlidingWindow,
     },
     error::{BreakerError, CircuitOpen, RejectedBy},
     events::{Reason, State, Transition},

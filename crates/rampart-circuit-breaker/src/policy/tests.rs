@@ -426,6 +426,27 @@ fn half_open_too_long_reopens() {
 }
 
 #[test]
+fn a_probe_that_never_answers_frees_a_default_breaker_after_the_default_bound() {
+    // Defaults but the trip policy: one probe, half_open_max_wait 60 s.
+    let h = Harness::new(count(10, 1).failure_rate_threshold(100.0));
+    h.trip();
+    h.advance(secs(30));
+    let _hung = h.admit().expect("the probe"); // never answers
+    h.advance(secs(59));
+    let r = h.admit().expect_err("its slot is taken");
+    assert_eq!(r.rejected_by(), RejectedBy::HalfOpenFull);
+    h.advance(secs(1));
+    let r = h.admit().expect_err("half-open for 60 s: re-open");
+    assert_eq!(r.rejected_by(), RejectedBy::Open);
+    assert_eq!(h.reasons().last().unwrap().2, Reason::HalfOpenTimeout);
+    // A new half-open period, with a fresh probe slot.
+    h.advance(secs(30));
+    h.call(OK).expect("a new probe is admitted");
+    h.call(OK).expect("a second probe");
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
 fn calls_admitted_before_a_transition_do_not_count_after_it() {
     let h = Harness::new(count(10, 2).consecutive_failures(2));
     let slow_ok = h.admit().unwrap();
