@@ -354,6 +354,9 @@ pub(crate) struct Core {
     armed_gen: AtomicU64,
     elapsed_gen: AtomicU64,
     open_alarm: Alarm,
+    /// Held while `armed_gen` and `open_alarm` are set together; holds the newest generation
+    /// armed, so that an older transition's arming, late, never replaces a newer one's.
+    arming: Mutex<Option<u64>>,
     consecutive: AtomicU32,
     shards: Box<[Padded<Shard>]>,
     ring: Option<Mutex<CountRing>>,
@@ -427,6 +430,7 @@ impl Core {
             armed_gen: AtomicU64::new(u64::MAX),
             elapsed_gen: AtomicU64::new(u64::MAX),
             open_alarm: Alarm::new(),
+            arming: Mutex::new(None),
             consecutive: AtomicU32::new(0),
             shards,
             ring,
@@ -500,8 +504,11 @@ impl Core {
                 start: self.start(),
             }),
             State::Open => {
-                if self.armed_gen.load(Ordering::Acquire) == generation {
-                    // A timer reports the end of the open time: no clock read to reject.
+                // A timer reports the end of the open time: no clock read to reject. It is
+                // never trusted for long: one rejection in 256 on a shard reads the clock.
+                if self.armed_gen.load(Ordering::Acquire) == generation
+                    && self.shard(shard).rejected.load(Ordering::Relaxed) & 0xff != 0xff
+                {
                     if self.elapsed_gen.load(Ordering::Acquire) != generation {
                         let until = self.epoch
                             + Duration::from_nanos(self.open_until.load(Ordering::Acquire));
@@ -1015,21 +1022,29 @@ impl Core {
     /// after it check the clock exactly); with `half_open_on_timer`, a task makes the move.
     fn arm_open_timer(self: &Arc<Self>, generation: u64, d: Duration) {
         if self.timed {
-            let early = self.clock.now() + d.saturating_sub(TIMER_LEAD.min(d / 2));
-            let weak = Arc::downgrade(self);
-            self.armed_gen.store(generation, Ordering::Release);
-            let armed = self.open_alarm.arm(early, move || {
-                if let Some(core) = weak.upgrade() {
-                    core.elapsed_gen.store(generation, Ordering::Release);
+            // Transitions are emitted outside the machine lock, so two of them may arm at once,
+            // out of order: the lock keeps the newest.
+            let mut arming = lock(&self.arming);
+            let newer_armed = arming.is_some_and(|newest| newest > generation);
+            if !newer_armed {
+                *arming = Some(generation);
+                let early = self
+                    .clock
+                    .now()
+                    .checked_add(d.saturating_sub(TIMER_LEAD.min(d / 2)));
+                let weak = Arc::downgrade(self);
+                // Not trusted until armed: a rejection meanwhile reads the clock.
+                self.armed_gen.store(u64::MAX, Ordering::Release);
+                let armed = early.is_some_and(|early| {
+                    self.open_alarm.arm(early, move || {
+                        if let Some(core) = weak.upgrade() {
+                            core.elapsed_gen.store(generation, Ordering::Release);
+                        }
+                    })
+                });
+                if armed {
+                    self.armed_gen.store(generation, Ordering::Release);
                 }
-            });
-            if !armed {
-                let _ = self.armed_gen.compare_exchange(
-                    generation,
-                    u64::MAX,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
             }
         }
         if self.cfg.half_open_on_timer {

@@ -119,8 +119,11 @@ impl Clock for ManualClock {
 /// must not block. Timers round the deadline up to the next millisecond: arm a little early
 /// and check the clock exactly once the flag is set.
 ///
-/// Arming needs a tokio runtime with its timer enabled; without one, [`arm`](Alarm::arm)
-/// returns `false` and the caller keeps reading the clock.
+/// Arming needs a multi-threaded tokio runtime with its timer enabled; without one,
+/// [`arm`](Alarm::arm) returns `false` and the caller keeps reading the clock. A
+/// current-thread runtime turns its timer only while a `block_on` waits: one driven by a
+/// `block_on` per call whose future is ready at once (a sync SDK, a CLI) never turns it, and an
+/// alarm armed there could wait forever, so it is not armed there either.
 pub struct Alarm {
     sleep: std::sync::Mutex<Option<std::pin::Pin<Box<tokio::time::Sleep>>>>,
     /// Set once arming has failed for lack of a timer, so that it is not tried on every call.
@@ -162,10 +165,15 @@ impl Alarm {
 
     /// Arms the alarm for `deadline` on tokio's clock, replacing any earlier arming (whose
     /// callback then never runs). `on_fire` runs at once if the deadline has passed. Returns
-    /// `false`, having armed nothing, outside a tokio runtime or in one without a timer.
+    /// `false`, having armed nothing, outside a tokio runtime, in a current-thread one (see
+    /// the [type docs](Alarm)) or in one without a timer.
     pub fn arm(&self, deadline: Instant, on_fire: impl Fn() + Send + Sync + 'static) -> bool {
-        if self.no_timer.load(Ordering::Relaxed) || tokio::runtime::Handle::try_current().is_err() {
+        if self.no_timer.load(Ordering::Relaxed) {
             return false;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread => {}
+            _ => return false,
         }
         // `sleep_until` panics in a runtime built without `enable_time`; there is no way to ask
         // first. Catch it once and stop trying.
@@ -205,18 +213,33 @@ mod tests {
         assert_eq!(clock.now() - t0, Duration::from_secs(30));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn alarm_fires_from_the_driver_even_under_advance() {
-        use std::sync::atomic::AtomicBool;
-        let fired = Arc::new(AtomicBool::new(false));
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn alarm_fires_from_the_driver_with_no_task() {
+        let fired = Arc::new(tokio::sync::Notify::new());
         let alarm = Alarm::new();
         let f = fired.clone();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        assert!(alarm.arm(deadline, move || f.store(true, Ordering::SeqCst)));
-        tokio::time::advance(Duration::from_millis(9_990)).await;
-        assert!(!fired.load(Ordering::SeqCst));
-        tokio::time::advance(Duration::from_millis(11)).await;
-        assert!(fired.load(Ordering::SeqCst), "no task needed to run");
+        let notified = fired.notified();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        assert!(alarm.arm(deadline, move || f.notify_one()));
+        tokio::time::timeout(Duration::from_secs(10), notified)
+            .await
+            .expect("the driver ran the callback");
+        assert!(Instant::now() >= deadline);
+    }
+
+    #[test]
+    fn alarm_is_not_armed_where_the_timer_may_never_turn() {
+        let alarm = Alarm::new();
+        let soon = Instant::now() + Duration::from_millis(1);
+        assert!(!alarm.arm(soon, || {}), "outside a runtime");
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert!(
+            !current.block_on(async { alarm.arm(soon, || {}) }),
+            "in a current-thread runtime"
+        );
     }
 
     #[test]
