@@ -167,11 +167,18 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// What the bucket holds. The failures and slow calls are read first, with `Acquire`
+    /// (they are counted with `Release` after the call's total): every one seen has its call in
+    /// the total read after it. A concurrent `take` can still leave a moment's excess, so the
+    /// parts are capped by the total.
     fn load(&self) -> Counts {
+        let failures = self.failures.load(Ordering::Acquire);
+        let slow = self.slow.load(Ordering::Acquire);
+        let total = self.total.load(Ordering::Relaxed);
         Counts {
-            total: self.total.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            slow: self.slow.load(Ordering::Relaxed),
+            total,
+            failures: failures.min(total),
+            slow: slow.min(total),
         }
     }
 
@@ -766,10 +773,10 @@ impl Core {
         let b = &s.buckets[slot];
         b.total.fetch_add(1, Ordering::Relaxed);
         if failure {
-            b.failures.fetch_add(1, Ordering::Relaxed);
+            b.failures.fetch_add(1, Ordering::Release);
         }
         if slow {
-            b.slow.fetch_add(1, Ordering::Relaxed);
+            b.slow.fetch_add(1, Ordering::Release);
         }
         true
     }
@@ -1193,7 +1200,7 @@ impl Core {
                 bucketed.slow += c.slow;
             }
         }
-        let successes = sum(|s| &s.successes) + (bucketed.total - bucketed.failures);
+        let successes = sum(|s| &s.successes) + bucketed.total.saturating_sub(bucketed.failures);
         let failures = sum(|s| &s.failures) + bucketed.failures;
         let ignored = sum(|s| &s.ignored);
         let w = self.window_counts(Some(now));

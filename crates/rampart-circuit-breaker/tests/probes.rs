@@ -107,3 +107,43 @@ async fn at_most_the_configured_probes_are_ever_in_flight() {
     assert_eq!(stats.probes_in_flight, 0, "no probe slot leaked");
     assert_eq!(inside.load(Ordering::SeqCst), 0);
 }
+
+/// `stats()` read while other threads record failures never counts more failures than calls
+/// (it subtracted one from the other, and could underflow).
+#[test]
+fn stats_read_during_failures_stay_consistent() {
+    let layer = rampart_circuit_breaker::CircuitBreakerLayer::builder()
+        .name("stats-race")
+        .time_window(std::time::Duration::from_secs(60), 60)
+        .minimum_calls(u32::MAX)
+        .layer()
+        .unwrap();
+    let handle = layer.handle();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let layer = layer.clone();
+            let done = done.clone();
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let svc = tower::Layer::layer(
+                    &layer,
+                    tower::service_fn(|_: ()| async { Err::<(), _>("down") }),
+                );
+                for _ in 0..100_000 {
+                    let _ = rt.block_on(tower::ServiceExt::oneshot(svc.clone(), ()));
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let mut reads = 0u64;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || reads < 1000 {
+            let st = handle.stats();
+            assert!(st.failures <= st.calls, "{st:?}");
+            assert!(st.failure_rate <= 100.0, "{st:?}");
+            reads += 1;
+        }
+    });
+}
