@@ -73,7 +73,7 @@ impl OpenDuration {
                 if !secs.is_finite() || secs >= max.as_secs_f64() {
                     max
                 } else {
-                    Duration::from_secs_f64(secs)
+                    Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max))
                 }
             }
         }
@@ -85,7 +85,8 @@ impl OpenDuration {
         match *self {
             OpenDuration::Exponential { jitter, max, .. } if jitter > 0.0 => {
                 let spread = 1.0 + jitter * (2.0 * r - 1.0);
-                Duration::from_secs_f64(d.as_secs_f64() * spread).min(max)
+                // Saturating: a `max` of `Duration::MAX` times a spread above 1 does not fit.
+                Duration::try_from_secs_f64(d.as_secs_f64() * spread).map_or(max, |d| d.min(max))
             }
             _ => d,
         }

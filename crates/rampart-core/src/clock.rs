@@ -29,6 +29,27 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// How far [`saturating_add`] goes when the sum does not fit: about 30 years, "never" for any
+/// process.
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `at + d`, or [`FAR_FUTURE`] after `at` when that does not fit in an `Instant`: for adding a
+/// configured duration (which may be `Duration::MAX`, meaning "never") to an instant without a
+/// panic. Every rampart layer adds configured durations to instants this way.
+///
+/// ```
+/// use std::time::Duration;
+/// use rampart_core::clock::{saturating_add, FAR_FUTURE, Instant};
+///
+/// let now = Instant::now();
+/// assert_eq!(saturating_add(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+/// assert_eq!(saturating_add(now, Duration::MAX), now + FAR_FUTURE);
+/// ```
+pub fn saturating_add(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at.checked_add(FAR_FUTURE).unwrap_or(at))
+}
+
 /// A shared, type-erased clock.
 pub type SharedClock = Arc<dyn Clock>;
 

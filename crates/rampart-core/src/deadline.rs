@@ -35,7 +35,7 @@ impl Deadline {
 
     /// A deadline `timeout` from now (tokio's clock, so paused time applies).
     pub fn after(timeout: Duration) -> Self {
-        Self(Instant::now() + timeout)
+        Self(crate::clock::saturating_add(Instant::now(), timeout))
     }
 
     /// When it is.

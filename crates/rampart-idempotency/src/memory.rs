@@ -7,7 +7,7 @@ use std::{
 };
 
 use rampart_core::{
-    clock::{Instant, SharedClock, default_clock},
+    clock::{Instant, SharedClock, default_clock, saturating_add},
     error::ConfigError,
 };
 
@@ -235,7 +235,7 @@ impl MemoryStore {
                 ));
             }
         }
-        let expires = now + lease.ttl;
+        let expires = saturating_add(now, lease.ttl);
         let seq = inner.next_seq();
         inner.leases.insert((expires, seq), key.as_str().to_owned());
         inner.entries.insert(
@@ -291,7 +291,7 @@ impl MemoryStore {
             }
         }
         inner.leases.remove(&(old_expires, old_seq));
-        let expires = now + retention;
+        let expires = saturating_add(now, retention);
         let seq = inner.next_seq();
         inner
             .completed

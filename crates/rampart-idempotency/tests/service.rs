@@ -256,6 +256,23 @@ async fn a_request_cancelled_after_its_handler_returned_is_stored_not_run_again(
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retention_of_duration_max_keeps_the_response_for_good_without_a_panic() {
+    let seen = Seen::default();
+    let svc = IdempotencyLayer::builder(memory())
+        .retention(Duration::MAX)
+        .lease_ttl(Duration::MAX)
+        .build()
+        .unwrap()
+        .layer(handler(seen.clone(), Duration::ZERO));
+    let first = svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+    let again = svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_release_on_cancel_a_crashed_lease_holds_until_its_ttl() {
     let seen = Seen::default();
     let svc = IdempotencyLayer::builder(memory())

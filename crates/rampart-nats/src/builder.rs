@@ -208,7 +208,7 @@ impl NatsDeadLetterStoreBuilder {
             .name("rampart-dead-letter")
             .connection_timeout(self.connect_timeout)
             .request_timeout(Some(self.response_timeout));
-        let limit = self.connect_timeout + self.response_timeout;
+        let limit = self.connect_timeout.saturating_add(self.response_timeout);
         let client = match tokio::time::timeout(limit, options.connect(addrs)).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(from_connect(&describe, e)),

@@ -207,13 +207,13 @@ impl RedisDeadLetterStoreBuilder {
         let wait = self.replicas.map_or(Duration::ZERO, |a| a.timeout);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout + wait))
+            .set_response_timeout(Some(self.response_timeout.saturating_add(wait)))
             // One quick retry: an operation is bounded by the response timeout anyway, and a
             // store that is down should say so at once rather than after a long backoff.
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let limit = self.connect_timeout + self.response_timeout;
+        let limit = self.connect_timeout.saturating_add(self.response_timeout);
         let mut conn =
             match tokio::time::timeout(limit, ConnectionManager::new_with_config(client, config))
                 .await

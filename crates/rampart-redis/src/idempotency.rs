@@ -159,7 +159,7 @@ impl RedisIdempotencyStoreBuilder {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let limit = self.connect_timeout + self.response_timeout;
+        let limit = self.connect_timeout.saturating_add(self.response_timeout);
         let mut conn =
             match tokio::time::timeout(limit, ConnectionManager::new_with_config(client, config))
                 .await

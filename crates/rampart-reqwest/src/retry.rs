@@ -307,7 +307,9 @@ where
             let decision = match self.policy.decide(&attempt) {
                 // The request's own deadline (from a middleware outside) is kept too.
                 Decision::Retry { after }
-                    if deadline.is_some_and(|d| Instant::now() + after >= d) =>
+                    if deadline.is_some_and(|d| {
+                        rampart_core::clock::saturating_add(Instant::now(), after) >= d
+                    }) =>
                 {
                     Decision::GiveUp(GiveUp::DeadlineWouldPass)
                 }

@@ -153,7 +153,7 @@ impl Backoff {
             Delays::Exponential { base, factor } => {
                 let secs = base.as_secs_f64() * factor.powi((n - 1).min(4096) as i32);
                 if secs.is_finite() && secs < self.max_delay.as_secs_f64() {
-                    Duration::from_secs_f64(secs)
+                    Duration::try_from_secs_f64(secs).unwrap_or(self.max_delay)
                 } else {
                     self.max_delay
                 }
@@ -171,7 +171,9 @@ impl Backoff {
         } else {
             0.0
         };
-        let scale = |d: Duration, by: f64| Duration::from_secs_f64(d.as_secs_f64() * by);
+        // Saturating: `Duration::MAX` as an f64 rounds up past what a `Duration` holds.
+        let scale =
+            |d: Duration, by: f64| Duration::try_from_secs_f64(d.as_secs_f64() * by).unwrap_or(d);
         let d = match self.jitter {
             Jitter::None => self.nominal(n),
             Jitter::Full => scale(self.nominal(n), r),
@@ -186,7 +188,7 @@ impl Backoff {
                 let span = (high - base.as_secs_f64()).max(0.0);
                 let secs = base.as_secs_f64() + r * span;
                 if secs.is_finite() && secs < self.max_delay.as_secs_f64() {
-                    Duration::from_secs_f64(secs)
+                    Duration::try_from_secs_f64(secs).unwrap_or(self.max_delay)
                 } else {
                     self.max_delay
                 }
@@ -332,6 +334,26 @@ mod tests {
             secs(1),
             "retry 0 counts as the first"
         );
+    }
+
+    #[test]
+    fn an_unbounded_cap_never_panics() {
+        for jitter in [
+            Jitter::None,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+        ] {
+            let b = Backoff::builder()
+                .delays(Delays::Constant(Duration::MAX))
+                .jitter(jitter)
+                .max_delay(Duration::MAX)
+                .build()
+                .unwrap();
+            for r in [0.0, 0.5, 1.0] {
+                assert!(b.delay_with(3, Duration::MAX, r) <= Duration::MAX);
+            }
+        }
     }
 
     #[test]

@@ -227,7 +227,9 @@ where
         let decision = match self.policy.decide(&attempt) {
             // The request's own deadline (from an outer timeout layer) is kept too.
             Decision::Retry { after }
-                if self.deadline.is_some_and(|d| Instant::now() + after >= d) =>
+                if self.deadline.is_some_and(|d| {
+                    rampart_core::clock::saturating_add(Instant::now(), after) >= d
+                }) =>
             {
                 Decision::GiveUp(GiveUp::DeadlineWouldPass)
             }
@@ -394,7 +396,8 @@ where
                 let fut = Oneshot::new(ctx.svc.clone(), req);
                 state.set(State::Again { fut });
                 if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.policy.attempt_timeout()) {
-                    t.as_mut().reset(Instant::now() + d);
+                    t.as_mut()
+                        .reset(rampart_core::clock::saturating_add(Instant::now(), d));
                 }
                 continue;
             }

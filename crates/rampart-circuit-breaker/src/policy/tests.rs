@@ -88,6 +88,16 @@ impl Harness {
             .collect()
     }
 
+    /// Trips a closed breaker, or re-opens a half-open one with a failed probe.
+    fn trip_or_reopen(&self) {
+        if self.state() == State::HalfOpen {
+            self.call(FAIL).expect("a probe");
+            assert_eq!(self.state(), State::Open);
+        } else {
+            self.trip();
+        }
+    }
+
     /// Trips the breaker with consecutive failures (the config must allow it).
     fn trip(&self) {
         while self.state() == State::Closed {
@@ -444,6 +454,28 @@ fn a_probe_that_never_answers_frees_a_default_breaker_after_the_default_bound() 
     h.call(OK).expect("a new probe is admitted");
     h.call(OK).expect("a second probe");
     assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn an_unbounded_growing_open_time_with_jitter_trips_and_reopens_without_a_panic() {
+    let h = Harness::new(
+        count(10, 1)
+            .failure_rate_threshold(100.0)
+            .open_duration_policy(crate::OpenDuration::Exponential {
+                base: Duration::MAX / 2,
+                multiplier: 4.0,
+                max: Duration::MAX,
+                jitter: 0.5,
+            }),
+    );
+    // Jitter is random: enough re-opens that both sides of the spread are drawn.
+    for _ in 0..64 {
+        h.trip_or_reopen();
+        let r = h.admit().expect_err("open");
+        assert_eq!(r.rejected_by(), RejectedBy::Open);
+        h.core.transition_to(State::HalfOpen);
+    }
+    assert_eq!(h.state(), State::HalfOpen);
 }
 
 #[test]

@@ -139,6 +139,17 @@ impl<S> RedriveBuilder<S> {
                 format!("must be a finite number of sends per second > 0, got {r}"),
             ));
         }
+        let interval = match self.rate.map(|r| Duration::try_from_secs_f64(1.0 / r)) {
+            None => None,
+            Some(Ok(every)) => Some(every),
+            Some(Err(_)) => {
+                return Err(ConfigError::new(
+                    C,
+                    "rate",
+                    "is too small: one send per interval longer than a Duration holds",
+                ));
+            }
+        };
         if !(1..=1024).contains(&self.concurrency) {
             return Err(ConfigError::new(
                 C,
@@ -166,7 +177,7 @@ impl<S> RedriveBuilder<S> {
         Ok(Redrive {
             inner: Arc::new(Inner {
                 store: self.store,
-                interval: self.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+                interval,
                 concurrency: self.concurrency,
                 max_redrives: self.max_redrives,
                 key_header: self.key_header,

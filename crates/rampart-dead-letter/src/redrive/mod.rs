@@ -207,7 +207,10 @@ impl<S> Redrive<S> {
                     }
                     if let Some(every) = self.inner.interval {
                         tokio::time::sleep_until(next_send).await;
-                        next_send = tokio::time::Instant::now().max(next_send) + every;
+                        next_send = rampart_core::clock::saturating_add(
+                            tokio::time::Instant::now().max(next_send),
+                            every,
+                        );
                     }
                     let id = record.id;
                     let fut = send::redrive_record(self.inner.clone(), self.service.clone(), id);
