@@ -39,6 +39,7 @@ pub(crate) fn template() -> DeadLetter {
                 },
             ],
             body: RecordedBody::whole(body().into()),
+            query_redacted: false,
         },
         Failure::from_status(
             FailureKind::Transient,

@@ -205,7 +205,8 @@ pub(crate) struct RedriveArgs {
     /// Redrive this record (pending or redriving).
     #[arg(conflicts_with_all = ["all", "state", "kind", "service", "older_than"])]
     pub(crate) id: Option<DeadLetterId>,
-    /// Redrive every pending record.
+    /// Redrive every claimable record: the pending ones, and those a redrive that crashed or
+    /// was cancelled left redriving under a lease that has run out.
     #[arg(long, conflicts_with_all = ["state", "kind", "service", "older_than"])]
     pub(crate) all: bool,
     // The records matching these filters (pending ones only, unless --state says otherwise).
@@ -223,6 +224,11 @@ pub(crate) struct RedriveArgs {
     /// How long one send may take before it counts as a timeout.
     #[arg(long, value_name = "AGE", default_value = "30s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
+    /// Also resend non-idempotent requests (POST, PATCH, …) that carry no idempotency key.
+    /// They are skipped by default: such a request may have run before it was parked, and a
+    /// resend would do its work again.
+    #[arg(long)]
+    pub(crate) allow_keyless: bool,
     /// No progress bar and no line per failed record; the summary only.
     #[arg(long, short)]
     pub(crate) quiet: bool,

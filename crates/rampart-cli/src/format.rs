@@ -105,10 +105,19 @@ pub(crate) fn one_line(s: &str) -> String {
     escape_controls(s, |_| true)
 }
 
+/// `true` for the invisible format characters that reorder or hide text on a terminal:
+/// bidirectional embeddings, overrides and isolates (a record's URI with U+202E in it would
+/// print reversed), zero-width characters, the byte-order mark.
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn escape_controls(s: &str, escape: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() && escape(c) {
+        if (c.is_control() || is_format_char(c)) && escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -188,6 +197,13 @@ mod tests {
     fn terminal_control_characters_are_escaped() {
         assert_eq!(printable("a\x1b[31mb\nc\td"), "a\\u{1b}[31mb\nc\td");
         assert_eq!(one_line("a\nb\x07"), "a\\nb\\u{7}");
+        // Bidirectional overrides and zero-width characters would make a URI print other than
+        // it is.
+        assert_eq!(one_line("/pay\u{202E}lmth.exe"), "/pay\\u{202e}lmth.exe");
+        assert_eq!(
+            printable("a\u{200B}b\u{2066}c\u{FEFF}"),
+            "a\\u{200b}b\\u{2066}c\\u{feff}"
+        );
     }
 
     #[test]

@@ -367,7 +367,7 @@ fn bad_store_urls_are_one_line_errors_naming_the_store() {
         (
             "postgres://admin:hunter2@db/x",
             vec![
-                "postgres://admin:***@db/x",
+                "postgres://db/x",
                 "unknown store scheme \"postgres\"",
                 "sqlite:PATH",
             ],

@@ -13,6 +13,7 @@
 //! - [`error`]: the shared error vocabulary.
 //! - [`deadline`]: a call's deadline, carried in the request so inner layers keep to it.
 //! - [`problem`]: RFC 9457 problem details, the body of rampart's error responses.
+//! - [`redact`]: keeping credentials out of records, error texts, logs and output.
 //! - [`store`]: the error of any rampart store.
 //! - [`attempt`]: an attempt counter that a retry layer fills in for the layers outside it.
 //! - `body` (feature `http`): `GuardedBody`, which holds a value until a response stream ends.
@@ -35,6 +36,7 @@ pub mod deadline;
 pub mod error;
 pub mod key;
 pub mod problem;
+pub mod redact;
 pub mod registry;
 pub mod store;
 #[cfg(feature = "test-util")]

@@ -56,6 +56,7 @@ pub fn record(i: u32) -> DeadLetter {
                 },
             ],
             body: RecordedBody::whole(Bytes::from(format!("{{\"order\":{i}}}"))),
+            query_redacted: false,
         },
         Failure {
             kind,

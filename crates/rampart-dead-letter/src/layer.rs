@@ -9,6 +9,7 @@ use rampart_core::{
     attempt::AttemptCounter,
     body::ReplayBody,
     error::{BoxError, ConfigError},
+    redact::{QueryPolicy, is_credential_header},
 };
 use tower_layer::Layer;
 
@@ -65,7 +66,9 @@ impl DeadLetterLayer {
             primary: store,
             secondary: None,
             park_on: ParkOn::default(),
-            redact: DEFAULT_REDACTED.to_vec(),
+            redact: Vec::new(),
+            keep_headers: Vec::new(),
+            query: QueryPolicy::mask_all(),
             max_body: 64 * 1024,
             key_header: HeaderName::from_static("idempotency-key"),
             judge: Judge::Status(status_kind),
@@ -99,13 +102,6 @@ impl<S, M: Clone> Layer<S> for DeadLetterLayer<M> {
     }
 }
 
-/// Headers whose values are never recorded.
-const DEFAULT_REDACTED: [HeaderName; 3] = [
-    http::header::AUTHORIZATION,
-    http::header::COOKIE,
-    http::header::PROXY_AUTHORIZATION,
-];
-
 /// Configures a [`DeadLetterLayer`].
 pub struct Builder {
     service: String,
@@ -113,6 +109,8 @@ pub struct Builder {
     secondary: Option<Arc<dyn DeadLetterStore>>,
     park_on: ParkOn,
     redact: Vec<HeaderName>,
+    keep_headers: Vec<HeaderName>,
+    query: QueryPolicy,
     max_body: usize,
     key_header: HeaderName,
     judge: Judge,
@@ -126,6 +124,8 @@ impl fmt::Debug for Builder {
             .field("service", &self.service)
             .field("park_on", &self.park_on)
             .field("redact", &self.redact)
+            .field("keep_headers", &self.keep_headers)
+            .field("query", &self.query)
             .field("max_body", &self.max_body)
             .finish_non_exhaustive()
     }
@@ -148,12 +148,41 @@ impl Builder {
         self
     }
 
-    /// Also withholds the value of header `name` (besides `Authorization`, `Cookie` and
-    /// `Proxy-Authorization`, which are always withheld).
+    /// Also withholds the value of header `name`, besides the credential headers withheld by
+    /// default ([`is_credential_header`](rampart_core::redact::is_credential_header):
+    /// `Authorization`, `Cookie`, `X-Api-Key`, `X-Auth-Token`, `X-Amz-Security-Token`, any
+    /// name with `token`, `secret`, `password`, `session`, `signature` in it, …). See
+    /// [Secrets](crate#secrets).
     pub fn redact(mut self, name: HeaderName) -> Self {
         if !self.redact.contains(&name) {
             self.redact.push(name);
         }
+        self
+    }
+
+    /// Records the value of header `name` although its name marks it as a credential (say, a
+    /// webhook's `X-Hub-Signature-256` that a redrive must resend). The record then holds
+    /// it at rest, in the store.
+    pub fn keep_header(mut self, name: HeaderName) -> Self {
+        if !self.keep_headers.contains(&name) {
+            self.keep_headers.push(name);
+        }
+        self
+    }
+
+    /// Records the value of the query key `name` (compared without regard to case); every
+    /// other query value is masked by default (`?token=[redacted]&page=2`), since URLs carry
+    /// API keys, tokens and presigned signatures. A record whose query was masked cannot be
+    /// redriven (its URI is not the one sent): keep the keys its requests need.
+    pub fn keep_query(mut self, name: impl Into<String>) -> Self {
+        self.query = std::mem::take(&mut self.query).keep(name);
+        self
+    }
+
+    /// Records every query value as it was sent: for services whose URLs never carry
+    /// secrets.
+    pub fn keep_query_values(mut self) -> Self {
+        self.query = QueryPolicy::keep_all();
         self
     }
 
@@ -243,6 +272,8 @@ impl Builder {
                 secondary: self.secondary,
                 park_on: self.park_on,
                 redact: self.redact,
+                keep_headers: self.keep_headers,
+                query: self.query,
                 max_body: self.max_body,
                 key_header: self.key_header,
                 judge: self.judge,
@@ -261,6 +292,8 @@ pub(crate) struct Shared {
     secondary: Option<Arc<dyn DeadLetterStore>>,
     park_on: ParkOn,
     redact: Vec<HeaderName>,
+    keep_headers: Vec<HeaderName>,
+    query: QueryPolicy,
     pub(crate) max_body: usize,
     key_header: HeaderName,
     judge: Judge,
@@ -351,7 +384,9 @@ impl Shared {
                     f.chain = vec![format!(
                         "grpc-status {}{}",
                         String::from_utf8_lossy(code.as_bytes()),
-                        message.map(|m| format!(": {m}")).unwrap_or_default()
+                        message
+                            .map(|m| format!(": {}", rampart_core::redact::text(&m)))
+                            .unwrap_or_default()
                     )];
                 }
                 f
@@ -369,7 +404,8 @@ impl Shared {
             .headers
             .iter()
             .map(|(name, value)| {
-                let redacted = self.redact.contains(name);
+                let redacted = self.redact.contains(name)
+                    || (is_credential_header(name.as_str()) && !self.keep_headers.contains(name));
                 Header {
                     name: name.as_str().to_owned(),
                     value: Payload(if redacted {
@@ -388,21 +424,24 @@ impl Shared {
                 RecordedBody::truncated(b)
             }
         };
+        let sent = match (&self.base_uri, snap.uri.authority()) {
+            (Some(base), None) => format!(
+                "{}://{}{}",
+                base.scheme_str().unwrap_or("http"),
+                base.authority().map_or("", |a| a.as_str()),
+                snap.uri.path_and_query().map_or("/", |p| p.as_str())
+            ),
+            _ => snap.uri.to_string(),
+        };
+        let (uri, query_redacted) = rampart_core::redact::request_uri(&sent, &self.query);
         let mut record = DeadLetter::new(
             self.service.clone(),
             Target {
                 method: snap.method.as_str().to_owned(),
-                uri: match (&self.base_uri, snap.uri.authority()) {
-                    (Some(base), None) => format!(
-                        "{}://{}{}",
-                        base.scheme_str().unwrap_or("http"),
-                        base.authority().map_or("", |a| a.as_str()),
-                        snap.uri.path_and_query().map_or("/", |p| p.as_str())
-                    ),
-                    _ => snap.uri.to_string(),
-                },
+                uri,
                 headers,
                 body,
+                query_redacted,
             },
             failure,
         );
@@ -426,7 +465,8 @@ impl Shared {
             Ok(()) => {
                 tracing::info!(
                     target: "rampart::dead_letter",
-                    id = %record.id, kind = %record.failure.kind, uri = %record.target.uri,
+                    id = %record.id, kind = %record.failure.kind,
+                    path = rampart_core::redact::uri_path(&record.target.uri),
                     attempts = record.attempts, "request dead-lettered"
                 );
                 metrics::counter!("rampart_dead_letter_parked_total", &labels).increment(1);

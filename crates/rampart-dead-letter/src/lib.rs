@@ -70,6 +70,33 @@
 //! gets a [`ParkFailed`] error carrying the original failure and every store's error. A
 //! failure is never dropped silently.
 //!
+//! # Secrets
+//!
+//! A record is kept at rest, possibly for days, and read by people: nothing in it should let
+//! them (or whoever reads the store) call the service as the caller. By default
+//! ([`rampart_core::redact`], the same rules in the layer, [`Parker`], the logs and the CLI):
+//!
+//! - Credential headers are withheld (`"[redacted]"`, and not resent by a redrive):
+//!   `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`, `Api-Key`,
+//!   `X-Auth-Token`, `X-Amz-Security-Token`, `X-Goog-Api-Key`, … and any header whose name
+//!   holds `token`, `secret`, `password`, `session`, `credential` or `signature`. Add names with
+//!   [`redact`](Builder::redact); record one anyway with [`keep_header`](Builder::keep_header).
+//! - The URI loses its user info (`user:pass@`, which reqwest keeps in a URL) and its
+//!   fragment, and every query value is masked, its key kept (`?token=[redacted]&page=2`):
+//!   API keys, tokens and presigned signatures travel in queries. Keep the values of harmless
+//!   keys with [`keep_query`](Builder::keep_query) (or all with
+//!   [`keep_query_values`](Builder::keep_query_values)). **A record whose query was masked
+//!   cannot be redriven** (its URI is not the one sent; [`Redrive`] gives it up at once and
+//!   says why): keep the keys your requests need.
+//! - Error texts lose the user info and query values of every URL they quote (transport
+//!   errors quote the URL).
+//! - Log lines name a request by its path only.
+//!
+//! What is not covered: secrets in the path (`/hooks/T000/B000/XXXX`) or in the body. A body
+//! is recorded as sent, so that it can be resent; keep secret-bearing bodies out of the store
+//! with [`max_body`](Builder::max_body)`(0)` (such records cannot be redriven) or a store you
+//! protect as you protect the secrets.
+//!
 //! # Costs
 //!
 //! On every request, failing or not, the layer reads the body into memory up to

@@ -151,7 +151,15 @@ impl Parker {
         let mut record =
             self.shared
                 .record::<()>(snap, kind, &Final::Response(http::Response::new(())));
-        record.failure = failure;
+        record.failure = Failure {
+            // Texts the caller wrote may quote a URL (a transport error does).
+            chain: failure
+                .chain
+                .iter()
+                .map(|c| rampart_core::redact::text(c).into_owned())
+                .collect(),
+            ..failure
+        };
         record.attempts = attempts.max(1);
         if attempts > 1 {
             record.first_failed_at = crate::record::millis::truncate(started);

@@ -14,14 +14,15 @@
 //! | `service` | string | the name of the service (the client stack) that parked it |
 //! | `first_failed_at`, `last_failed_at` | number | Unix time in milliseconds of the first failed attempt and of the last failure |
 //! | `updated_at` | number | Unix time in milliseconds of the last change of the record |
-//! | `target.method`, `target.uri` | string | the request line |
-//! | `target.headers` | array of `{name, value}` | the request headers in order; a redacted value is the string `"[redacted]"` with `"redacted": true` |
+//! | `target.method`, `target.uri` | string | the request line; the URI without user info, its query values masked but the allow-listed keys' (see [Secrets](crate#secrets)) |
+//! | `target.headers` | array of `{name, value}` | the request headers in order; a redacted value (a credential header) is the string `"[redacted]"` with `"redacted": true` |
+//! | `target.query_redacted` | bool, absent if false | query values were masked in `target.uri` (keys kept): the URI is not the one sent |
 //! | `target.body` | object | `data` (`{"utf8": "…"}` or `{"base64": "…"}`), `len` (the whole body's length, when known), `truncated`, `sha256` (hex, of the whole body, when known) |
 //! | `idempotency_key` | string or null | the key every attempt carried, reused on redrive |
 //! | `attempts` | number | attempts made before the request was parked |
 //! | `failure.kind` | string | `transient`, `fatal`, `circuit_open`, `bulkhead_full`, `timeout` |
 //! | `failure.status` | number or null | the last HTTP status, if a response came back |
-//! | `failure.chain` | array of strings | the error and its sources, outermost first |
+//! | `failure.chain` | array of strings | the error and its sources, outermost first, URLs in them redacted |
 //! | `redrive_count` | number | redrives tried so far |
 //! | `state` | string | `pending`, `redriving`, `delivered`, `given_up` |
 //! | `revision` | number | how many times the record was changed since it was parked (0 if absent); every [`update`](crate::DeadLetterStore::update) is a compare-and-set on it |
@@ -316,7 +317,7 @@ pub struct Header {
 }
 
 /// The text that stands for a redacted header value.
-pub const REDACTED: &str = "[redacted]";
+pub use rampart_core::redact::REDACTED;
 
 /// A request body as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -381,6 +382,11 @@ pub struct Target {
     /// The body, up to the recording limit.
     #[serde(default)]
     pub body: RecordedBody,
+    /// Query values were masked in [`uri`](Self::uri) (see the layer's
+    /// [`keep_query`](crate::Builder::keep_query)): the URI is not the one sent, and the
+    /// request cannot be resent as it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub query_redacted: bool,
 }
 
 /// How the request failed, the last time.
@@ -397,12 +403,13 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A failure of `kind` described by `err` and its sources.
+    /// A failure of `kind` described by `err` and its sources, each text with the URLs in it
+    /// redacted ([`rampart_core::redact::text`]: no user info, no query values).
     pub fn from_error(kind: FailureKind, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = Vec::new();
         let mut current = Some(err);
         while let Some(e) = current {
-            let text = e.to_string();
+            let text = rampart_core::redact::text(&e.to_string()).into_owned();
             // Transparent wrappers repeat their source's text: keep it once.
             if chain.last() != Some(&text) {
                 chain.push(text);
@@ -616,6 +623,7 @@ mod tests {
                     },
                 ],
                 body: RecordedBody::whole(Bytes::from_static(b"{\"amount\":5}")),
+                query_redacted: false,
             },
             Failure::from_status(FailureKind::Transient, http::StatusCode::BAD_GATEWAY),
         );

@@ -36,6 +36,7 @@ fn record(task: usize, n: u64) -> DeadLetter {
             uri: format!("http://127.0.0.1:9/orders/{task}/{n}"),
             headers: Vec::new(),
             body: RecordedBody::whole(format!("{{\"task\":{task},\"n\":{n}}}").into()),
+            query_redacted: false,
         },
         Failure::from_status(
             FailureKind::Transient,

@@ -559,3 +559,113 @@ async fn a_grpc_failure_in_the_trailers_is_not_delivered() {
     let ok = store.get(records[1].id).await.unwrap().unwrap();
     assert_eq!(ok.state, State::Delivered);
 }
+
+#[tokio::test]
+async fn a_keyless_post_is_not_resent_unless_allowed_but_a_keyless_put_is() {
+    let (store, records) = store_with(2);
+    let mut post = records[0].clone();
+    post.idempotency_key = None;
+    store.update(&post).await.unwrap();
+    let mut put = records[1].clone();
+    put.idempotency_key = None;
+    put.target.method = "PUT".into();
+    store.update(&put).await.unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let redrive = Redrive::builder(store.clone(), upstream(StatusCode::OK, seen.clone()))
+        .build()
+        .unwrap();
+    let mut skipped = Vec::new();
+    let summary = redrive
+        .all(|p| {
+            if let Outcome::Skipped { why, .. } = p.outcome {
+                skipped.push((p.id, why.clone()));
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(summary.delivered, 1, "{summary:?}");
+    assert_eq!(skipped, vec![(post.id, Skip::Unkeyed)]);
+    assert_eq!(seen.lock().unwrap().len(), 1, "only the PUT went out");
+    assert_eq!(
+        store.get(post.id).await.unwrap().unwrap().state,
+        State::Pending,
+        "left for a person to look at"
+    );
+
+    let opted_in = Redrive::builder(store.clone(), upstream(StatusCode::OK, seen.clone()))
+        .allow_keyless_replays(true)
+        .build()
+        .unwrap();
+    assert_eq!(opted_in.all(|_| {}).await.unwrap().delivered, 1);
+    assert_eq!(
+        store.get(post.id).await.unwrap().unwrap().state,
+        State::Delivered
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_a_delivery() {
+    let (store, records) = store_with(1);
+    let svc = service_fn(|_: Request<Full<Bytes>>| async {
+        let mut res = Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        res.headers_mut().insert(
+            "location",
+            http::HeaderValue::from_static("https://login.example/?session=S3CRET"),
+        );
+        Ok::<_, Infallible>(res)
+    });
+    let redrive = Redrive::builder(store.clone(), svc).build().unwrap();
+    let summary = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let r = store.get(records[0].id).await.unwrap().unwrap();
+    assert_eq!(r.state, State::Pending);
+    assert_eq!(r.failure.status, Some(307));
+    assert!(r.failure.chain[0].contains("redirect"), "{:?}", r.failure);
+    assert!(
+        !r.failure.chain[0].contains("S3CRET"),
+        "the location is redacted: {:?}",
+        r.failure
+    );
+}
+
+#[tokio::test]
+async fn a_record_whose_query_was_masked_is_given_up_with_the_reason() {
+    let (store, records) = store_with(1);
+    let mut r = records[0].clone();
+    r.target.uri = "http://127.0.0.1:9/orders?token=[redacted]".into();
+    r.target.query_redacted = true;
+    store.update(&r).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let redrive = Redrive::builder(store.clone(), upstream(StatusCode::OK, seen.clone()))
+        .build()
+        .unwrap();
+    let Outcome::GivenUp { failure } = redrive.one(r.id).await.unwrap() else {
+        panic!("not given up")
+    };
+    assert!(failure.chain[0].contains("keep_query"), "{failure:?}");
+    assert!(seen.lock().unwrap().is_empty(), "nothing sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_never_meets_its_own_claims_as_another_redrives() {
+    let (store, _) = store_with(6);
+    let slow = service_fn(|_: Request<Full<Bytes>>| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let redrive = Redrive::builder(store, slow)
+        .concurrency(6)
+        .build()
+        .unwrap();
+    let summary = redrive.all(|_| {}).await.unwrap();
+    assert_eq!(
+        summary,
+        Summary {
+            seen: 6,
+            delivered: 6,
+            ..Summary::default()
+        }
+    );
+}

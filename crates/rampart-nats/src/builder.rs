@@ -14,7 +14,7 @@ use rampart_core::error::ConfigError;
 use rampart_dead_letter::{StoreError, StoreErrorKind};
 
 use crate::{
-    error::{chain, from_connect, redact_url, timed_out},
+    error::{chain, from_connect, timed_out},
     store::NatsDeadLetterStore,
 };
 
@@ -53,7 +53,7 @@ impl fmt::Debug for NatsDeadLetterStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password or token: show it without.
         f.debug_struct("NatsDeadLetterStoreBuilder")
-            .field("url", &redact_urls(&self.url))
+            .field("url", &rampart_core::redact::connection_url(&self.url))
             .field("bucket", &self.bucket)
             .field("replicas", &self.replicas)
             .field("max_bytes", &self.max_bytes)
@@ -170,7 +170,11 @@ impl NatsDeadLetterStoreBuilder {
     /// JetStream; with [`StoreErrorKind::Unavailable`] if the server does not answer within
     /// about the connect timeout plus the response timeout.
     pub async fn connect(self) -> Result<NatsDeadLetterStore, StoreError> {
-        let early_name = format!("{} (bucket {})", redact_urls(&self.url), self.bucket);
+        let early_name = format!(
+            "{} (bucket {})",
+            rampart_core::redact::connection_url(&self.url),
+            self.bucket
+        );
         let config_error = |why: String| {
             StoreError::new(early_name.clone(), StoreErrorKind::Config).with_source(why)
         };
@@ -179,9 +183,10 @@ impl NatsDeadLetterStoreBuilder {
         for part in self.url.split(',').map(str::trim) {
             let addr = ServerAddr::from_str(part).map_err(|e| {
                 config_error(format!(
-                    "not a NATS URL: {:?} ({e}); expected nats://[user:password@]host[:port] \
+                    "not a NATS URL: {:?} ({}); expected nats://[user:password@]host[:port] \
                      (several separated by commas)",
-                    redact_url(part)
+                    rampart_core::redact::connection_url(part),
+                    rampart_core::redact::text(&e.to_string())
                 ))
             })?;
             addrs.push(addr);
@@ -302,14 +307,6 @@ impl NatsDeadLetterStoreBuilder {
             response_timeout: self.response_timeout,
         })
     }
-}
-
-/// A comma-separated list of URLs without credentials.
-fn redact_urls(urls: &str) -> String {
-    urls.split(',')
-        .map(|u| redact_url(u.trim()))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -71,37 +71,9 @@ pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// `url` without credentials or query: for errors about a URL that did not parse.
-pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let tail = tail.split(['?', '#']).next().unwrap_or_default();
-    match scheme {
-        Some(scheme) => format!("{scheme}://{authority}{tail}"),
-        None => format!("{authority}{tail}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacted_urls_keep_no_credentials() {
-        assert_eq!(
-            redact_url("nats://user:s3cret@nats.example:4223"),
-            "nats://nats.example:4223"
-        );
-        assert_eq!(redact_url("tls://t0ken@h:4222?x=1"), "tls://h:4222");
-        assert_eq!(redact_url("h:4222"), "h:4222");
-    }
 
     #[test]
     fn a_full_bucket_is_full_and_a_timeout_unavailable() {

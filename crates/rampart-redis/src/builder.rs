@@ -11,7 +11,7 @@ use redis::{
 };
 
 use crate::{
-    error::{from_redis, redact_url, timed_out},
+    error::{from_redis, timed_out},
     scripts::Scripts,
     store::{Keys, RedisDeadLetterStore, ReplicaAck},
 };
@@ -52,7 +52,7 @@ impl fmt::Debug for RedisDeadLetterStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password: show it without.
         f.debug_struct("RedisDeadLetterStoreBuilder")
-            .field("url", &redact_url(&self.url))
+            .field("url", &rampart_core::redact::connection_url(&self.url))
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
@@ -192,7 +192,11 @@ impl RedisDeadLetterStoreBuilder {
     /// with [`StoreErrorKind::Unavailable`] if Redis does not answer within about the
     /// connect timeout plus the response timeout.
     pub async fn connect(self) -> Result<RedisDeadLetterStore, StoreError> {
-        let early_name = format!("{} (prefix {})", redact_url(&self.url), self.prefix);
+        let early_name = format!(
+            "{} (prefix {})",
+            rampart_core::redact::connection_url(&self.url),
+            self.prefix
+        );
         self.validate().map_err(|e| {
             StoreError::new(early_name.clone(), StoreErrorKind::Config).with_source(e)
         })?;

@@ -60,43 +60,9 @@ pub(crate) fn unexpected(store: &str, what: impl Into<String>) -> StoreError {
     StoreError::new(store, StoreErrorKind::Corrupt).with_source(what.into())
 }
 
-/// `url` without its credentials and query (where `redis+unix` URLs carry a password): for
-/// errors about a URL that did not parse.
-pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let tail = tail.split(['?', '#']).next().unwrap_or_default();
-    match scheme {
-        Some(scheme) => format!("{scheme}://{authority}{tail}"),
-        None => format!("{authority}{tail}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacted_urls_keep_no_credentials() {
-        assert_eq!(
-            redact_url("redis://user:s3cret@db.example:6380/2"),
-            "redis://db.example:6380/2"
-        );
-        assert_eq!(redact_url("redis://:s3cret@h/0?x=1"), "redis://h/0");
-        assert_eq!(
-            redact_url("redis+unix:///run/redis.sock?pass=s3cret"),
-            "redis+unix:///run/redis.sock"
-        );
-        assert_eq!(redact_url("not a url"), "not a url");
-        assert_eq!(redact_url("pw@host:1"), "host:1");
-    }
 
     #[test]
     fn out_of_memory_is_full_and_a_refused_connection_unavailable() {

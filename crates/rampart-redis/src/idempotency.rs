@@ -18,7 +18,7 @@ use redis::{
 use self::scripts::Scripts;
 use crate::{
     builder::describe,
-    error::{Class, classify, redact_url},
+    error::{Class, classify},
 };
 
 const COMPONENT: &str = "redis idempotency store";
@@ -61,7 +61,7 @@ impl fmt::Debug for RedisIdempotencyStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password: show it without.
         f.debug_struct("RedisIdempotencyStoreBuilder")
-            .field("url", &redact_url(&self.url))
+            .field("url", &rampart_core::redact::connection_url(&self.url))
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
@@ -139,7 +139,11 @@ impl RedisIdempotencyStoreBuilder {
     /// [`StoreErrorKind::Unavailable`] if Redis does not answer within about the connect
     /// timeout plus the response timeout.
     pub async fn connect(self) -> Result<RedisIdempotencyStore, StoreError> {
-        let early_name = format!("{} (prefix {})", redact_url(&self.url), self.prefix);
+        let early_name = format!(
+            "{} (prefix {})",
+            rampart_core::redact::connection_url(&self.url),
+            self.prefix
+        );
         self.validate().map_err(|e| {
             StoreError::new(early_name.clone(), StoreErrorKind::Other).with_source(e)
         })?;

@@ -86,7 +86,12 @@ async fn parks_a_post_that_every_attempt_failed(store: Arc<dyn DeadLetterStore>)
         "the key the retry made, for a redrive to send again"
     );
     assert_eq!(record.target.method, "POST");
-    assert_eq!(record.target.uri, format!("{base}/hooks?src=test"));
+    assert_eq!(
+        record.target.uri,
+        format!("{base}/hooks?src=[redacted]"),
+        "query values are masked by default"
+    );
+    assert!(record.target.query_redacted);
     assert_eq!(record.target.body.data.0, body);
     assert!(!record.target.body.truncated);
     let auth = record

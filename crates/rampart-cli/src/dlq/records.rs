@@ -28,7 +28,7 @@ pub(super) async fn list(
     let now = SystemTime::now();
     let mut query = Query::new(args.filter.to_filter(now), args.limit as usize);
     query.after = args.after;
-    let records = store.list(&query).await?;
+    let records: Vec<DeadLetter> = store.list(&query).await?.into_iter().map(shown).collect();
 
     if args.json {
         // One record per line: a valid JSON array that `grep` and `jq` both read.
@@ -77,7 +77,7 @@ pub(super) async fn show(
     store: &Arc<dyn DeadLetterStore>,
     args: ShowArgs,
 ) -> Result<ExitCode, CliError> {
-    let Some(record) = store.get(args.id).await? else {
+    let Some(record) = store.get(args.id).await?.map(shown) else {
         return Err(not_found(store.as_ref(), args.id));
     };
     if args.json {
@@ -88,6 +88,27 @@ pub(super) async fn show(
         out(&describe(&record, SystemTime::now()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A record as this command shows it, in every format: without credentials, whatever wrote
+/// it. Records parked by this version hold none; an older version's may still have the user
+/// info of a URI, an API-key header or a URL in an error text. (The stored record is not
+/// changed.)
+fn shown(mut r: DeadLetter) -> DeadLetter {
+    use rampart_core::redact::{self, QueryPolicy};
+    r.target.uri = redact::request_uri(&r.target.uri, &QueryPolicy::keep_all()).0;
+    for cause in &mut r.failure.chain {
+        *cause = redact::text(cause).into_owned();
+    }
+    for h in &mut r.target.headers {
+        if !h.redacted && redact::is_credential_header(&h.name) {
+            h.value = Payload(bytes::Bytes::from_static(
+                rampart_dead_letter::record::REDACTED.as_bytes(),
+            ));
+            h.redacted = true;
+        }
+    }
+    r
 }
 
 /// The error for an id the store does not hold.

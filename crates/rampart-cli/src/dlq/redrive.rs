@@ -42,7 +42,8 @@ pub(super) async fn redrive(
     let client = Client::builder(TokioExecutor::new()).build_http();
     let mut builder = Redrive::builder(store.clone(), Timeout::new(client, args.timeout))
         .concurrency(args.concurrency)
-        .max_redrives(args.max_redrives);
+        .max_redrives(args.max_redrives)
+        .allow_keyless_replays(args.allow_keyless);
     if let Some(rate) = args.rate {
         builder = builder.rate(rate);
     }
@@ -260,6 +261,9 @@ fn skip_reason(state: State, why: &Skip) -> String {
                 .as_secs()
         ),
         Skip::Contended => "another redrive claimed it first".into(),
+        Skip::Unkeyed => "a non-idempotent request without an idempotency key may have run \
+                          already; check, then redrive it with --allow-keyless"
+            .into(),
         _ => format!("it is already {state}"),
     }
 }

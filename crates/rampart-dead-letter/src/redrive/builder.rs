@@ -34,6 +34,7 @@ pub struct RedriveBuilder<S> {
     judge: Judge,
     lease: Duration,
     wall_clock: WallClock,
+    allow_keyless: bool,
 }
 
 impl<S> fmt::Debug for RedriveBuilder<S> {
@@ -61,6 +62,7 @@ impl<S> RedriveBuilder<S> {
             judge: Judge::Status(crate::kind::status_kind),
             lease: DEFAULT_LEASE,
             wall_clock: Arc::new(SystemTime::now),
+            allow_keyless: false,
         }
     }
 
@@ -110,6 +112,19 @@ impl<S> RedriveBuilder<S> {
     /// within a fifth of the lease of each other, e.g. with NTP).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Whether a non-idempotent request (`POST`, `PATCH`, `CONNECT`, anything but `GET`,
+    /// `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`) with no idempotency key is sent again
+    /// (`false` by default: it is [skipped](super::Skip::Unkeyed), and stays pending).
+    ///
+    /// Such a request may have run before it was parked (it timed out, or the connection was
+    /// reset after the server committed the work), and a resend would do the work again with
+    /// nothing to tell the server so. Opt in only for services you know to deduplicate by
+    /// other means.
+    pub fn allow_keyless_replays(mut self, allow: bool) -> Self {
+        self.allow_keyless = allow;
         self
     }
 
@@ -187,6 +202,7 @@ impl<S> RedriveBuilder<S> {
                 send_timeout: self.lease / 5 * 4,
                 wall_clock: self.wall_clock,
                 owner,
+                allow_keyless: self.allow_keyless,
             }),
             service: self.service,
         })
@@ -206,6 +222,7 @@ pub(super) struct Inner {
     pub(super) send_timeout: Duration,
     pub(super) wall_clock: WallClock,
     pub(super) owner: String,
+    pub(super) allow_keyless: bool,
 }
 
 impl Inner {

@@ -190,6 +190,11 @@ impl<S> Redrive<S> {
         let mut next_send = tokio::time::Instant::now();
         let mut listing = Ok(());
         'filters: for filter in filters {
+            // The sends of the previous filter first: a record this run has claimed is
+            // `redriving` until its send is done, and is not to be met again as another's.
+            while !run.tasks.is_empty() {
+                run.join_one(&mut progress).await;
+            }
             let mut query = Query::new(filter.clone(), 256);
             loop {
                 let page = match self.inner.store.list(&query).await {

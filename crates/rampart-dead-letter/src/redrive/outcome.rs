@@ -60,6 +60,11 @@ pub enum Skip {
     /// Another redrive changed it between this redrive's read and its claim (the claim's
     /// compare-and-set failed): that one sends it.
     Contended,
+    /// A non-idempotent request (`POST`, `PATCH`, …) with no idempotency key: it may have run
+    /// before it was parked (a timeout, a reset after the server committed), and nothing at
+    /// the server could tell a resend from new work. Redrive it by hand after checking, or
+    /// opt in with [`allow_keyless_replays`](crate::RedriveBuilder::allow_keyless_replays).
+    Unkeyed,
 }
 
 /// Counts of a redrive over many records.

@@ -29,6 +29,14 @@ pub fn rebuild<B: From<Bytes>>(
     if record.target.body.truncated {
         return Err("the body was truncated when it was recorded; it cannot be resent".into());
     }
+    if record.target.query_redacted {
+        return Err(
+            "query values were redacted when it was recorded, so its URI is not the \
+                    one sent; keep the values of the keys it needs (the layer's keep_query) to \
+                    redrive such requests"
+                .into(),
+        );
+    }
     let mut req = Request::builder()
         .method(record.target.method.as_str())
         .uri(record.target.uri.as_str());
@@ -88,6 +96,16 @@ where
         return Ok(Outcome::Skipped {
             state: record.state,
             why,
+        });
+    }
+    if !inner.allow_keyless && !replay_safe(&record, &inner.key_header) {
+        tracing::info!(
+            target: "rampart::dead_letter", id = %record.id, method = %record.target.method,
+            "not redriven: a non-idempotent request without an idempotency key may have run"
+        );
+        return Ok(Outcome::Skipped {
+            state: record.state,
+            why: Skip::Unkeyed,
         });
     }
     let request = match rebuild::<B>(&record, &inner.key_header) {
@@ -180,6 +198,26 @@ where
     if let Some(kind) = judge.kind(status, res.headers()) {
         return Ok((status, Some(Failure::from_status(kind, status))));
     }
+    if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+        // The request did not reach what it was for: a redirect the service did not follow.
+        let to = res
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(String::new, |l| {
+                format!(" to {}", rampart_core::redact::text(l))
+            });
+        return Ok((
+            status,
+            Some(Failure {
+                kind: FailureKind::Fatal,
+                status: Some(status.as_u16()),
+                chain: vec![format!(
+                    "response status {status}: redirected{to}, and the redirect was not followed"
+                )],
+            }),
+        ));
+    }
     if !is_grpc(res.headers()) || res.headers().contains_key("grpc-status") {
         return Ok((status, None));
     }
@@ -200,6 +238,23 @@ where
             chain: vec!["gRPC response ended without a grpc-status".into()],
         }),
     ))
+}
+
+/// `true` if sending `record` again cannot do its work twice unnoticed: its method is
+/// idempotent (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE), or it carries an idempotency
+/// key (recorded, or in its headers) that a server-side layer can deduplicate on.
+fn replay_safe(record: &DeadLetter, key_header: &HeaderName) -> bool {
+    let idempotent = matches!(
+        record.target.method.as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    );
+    idempotent
+        || record.idempotency_key.is_some()
+        || record
+            .target
+            .headers
+            .iter()
+            .any(|h| !h.redacted && h.name.eq_ignore_ascii_case(key_header.as_str()))
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
