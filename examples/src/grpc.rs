@@ -142,8 +142,9 @@ pub fn client(
     };
     let retry = stack::retry(settings)?
         .classifier(GrpcClassifier::new())
-        // Every call carries an idempotency key, so every call may be sent again.
-        .hints(GrpcHints::default().replay_safe(true))
+        // Every call carries an idempotency key (the key layer below), so every call may be
+        // sent again: GrpcHints replays keyed calls, and no unkeyed one.
+        .hints(GrpcHints::default())
         .replay(HttpReplay);
     let svc = ServiceBuilder::new()
         .layer(IdempotencyKeyLayer::new())

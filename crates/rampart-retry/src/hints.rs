@@ -232,17 +232,33 @@ pub fn http_retry_classifier() -> rampart_core::classify::HttpClassifier {
         .unwrap_or_default()
 }
 
-/// gRPC (gRFC A6): every call may be replayed (a gRPC client opts in to retries per method, by
-/// adding the layer where it wants them; [`replay_safe`](Self::replay_safe) changes that), the
-/// server's wait is `grpc-retry-pushback-ms`, and `RESOURCE_EXHAUSTED` is retried only when the
-/// server sent a pushback: without one, the server is out of something a retry won't bring
-/// back. Reads trailers-only responses (the usual shape of an error); a status that arrives in
-/// the trailers of a streamed body comes after the response, too late to retry.
+/// gRPC (gRFC A6): a call may be replayed if it carries an idempotency key (`Idempotency-Key`
+/// metadata, as [`IdempotencyKeyLayer`](crate::key::IdempotencyKeyLayer) sets it) or its
+/// method is one you list as idempotent ([`idempotent`](Self::idempotent)); the server's wait
+/// is `grpc-retry-pushback-ms`, and `RESOURCE_EXHAUSTED` is retried only when the server sent
+/// a pushback: without one, the server is out of something a retry won't bring back. Reads
+/// trailers-only responses (the usual shape of an error); a status that arrives in the
+/// trailers of a streamed body comes after the response, too late to retry.
+///
+/// The default replays no unkeyed call: on a `Channel`, mutations (`CreateOrder`, `Charge`)
+/// and reads look alike, and a mutation that failed `UNAVAILABLE` after the server did its
+/// work would be done twice. List the idempotent methods, add keys, or, for a client whose
+/// every method is idempotent, [`replay_safe(true)`](Self::replay_safe).
 ///
 /// ```
 /// use rampart_retry::hints::{GrpcHints, Hints, ServerHint};
 ///
-/// let hints = GrpcHints::default();
+/// let hints = GrpcHints::default().idempotent("/orders.v1.Orders/GetOrder");
+/// let get = http::Request::post("http://orders/orders.v1.Orders/GetOrder").body(()).unwrap();
+/// let create = http::Request::post("http://orders/orders.v1.Orders/CreateOrder").body(()).unwrap();
+/// let keyed = http::Request::post("http://orders/orders.v1.Orders/CreateOrder")
+///     .header("idempotency-key", "k1")
+///     .body(())
+///     .unwrap();
+/// assert!(Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &get));
+/// assert!(!Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &create));
+/// assert!(Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &keyed));
+///
 /// let exhausted = http::Response::builder().header("grpc-status", "8").body(()).unwrap();
 /// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&exhausted));
 /// assert_eq!(hint, ServerHint::DontRetry);
@@ -255,24 +271,59 @@ pub fn http_retry_classifier() -> rampart_core::classify::HttpClassifier {
 /// assert_eq!(hint, ServerHint::After(std::time::Duration::from_millis(250)));
 /// ```
 #[cfg(feature = "http")]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GrpcHints {
-    replay_safe: bool,
+    every_call: bool,
+    /// Paths: `/pkg.Service/Method`, or `/pkg.Service/` for every method of a service.
+    idempotent: std::sync::Arc<[String]>,
+    key_header: http::HeaderName,
 }
 
 #[cfg(feature = "http")]
 impl Default for GrpcHints {
     fn default() -> Self {
-        Self { replay_safe: true }
+        Self {
+            every_call: false,
+            idempotent: std::sync::Arc::from([]),
+            key_header: http::HeaderName::from_static("idempotency-key"),
+        }
     }
 }
 
 #[cfg(feature = "http")]
 impl GrpcHints {
-    /// Whether calls may be replayed (default `true`).
-    pub fn replay_safe(mut self, safe: bool) -> Self {
-        self.replay_safe = safe;
+    /// Whether every call may be replayed, keyed or not (default `false`). Only for clients
+    /// whose every method is idempotent.
+    pub fn replay_safe(mut self, every_call: bool) -> Self {
+        self.every_call = every_call;
         self
+    }
+
+    /// Calls of `method` may be replayed without a key: a full method path
+    /// (`/orders.v1.Orders/GetOrder`), or `/orders.v1.Orders/*` for every method of a service.
+    pub fn idempotent(mut self, method: impl AsRef<str>) -> Self {
+        let method = method.as_ref();
+        let path = method.strip_suffix('*').unwrap_or(method);
+        let mut all: Vec<String> = self.idempotent.iter().cloned().collect();
+        all.push(format!("/{}", path.trim_start_matches('/')));
+        self.idempotent = all.into();
+        self
+    }
+
+    /// Reads the idempotency key from the metadata `name` instead of `idempotency-key`.
+    pub fn key_header(mut self, name: http::HeaderName) -> Self {
+        self.key_header = name;
+        self
+    }
+
+    fn listed(&self, path: &str) -> bool {
+        self.idempotent.iter().any(|m| {
+            if m.ends_with('/') {
+                path.starts_with(m.as_str())
+            } else {
+                path == m
+            }
+        })
     }
 }
 
@@ -293,8 +344,10 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
         }
     }
 
-    fn replay_safe(&self, _: &http::Request<B>) -> bool {
-        self.replay_safe
+    fn replay_safe(&self, req: &http::Request<B>) -> bool {
+        self.every_call
+            || req.headers().contains_key(&self.key_header)
+            || self.listed(req.uri().path())
     }
 
     fn server_hint(&self, result: Result<&http::Response<Res>, &E>) -> ServerHint {

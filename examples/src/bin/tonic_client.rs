@@ -128,7 +128,8 @@ async fn main() -> Result<(), BoxError> {
         )
         .layer()?
         .classifier(GrpcClassifier::new())
-        .hints(GrpcHints::default())
+        // Health checks only read: they may be sent again without a key.
+        .hints(GrpcHints::default().idempotent("/grpc.health.v1.Health/*"))
         .replay(HttpReplay);
     let svc = ServiceBuilder::new()
         .rejections_as_status()
