@@ -125,6 +125,7 @@ pub(crate) struct Shared {
     pub(crate) is_failure: fn(StatusCode) -> bool,
     pub(crate) on_error: fn(&(dyn Error + 'static)) -> bool,
     pub(crate) cache_methods: Vec<Method>,
+    pub(crate) key_has_identity: bool,
 }
 
 /// Answers for a failing service: from the last good response for the same request (with its
@@ -164,6 +165,7 @@ impl FallbackLayer {
             is_failure: default_is_failure,
             on_error: |_| true,
             cache_methods: vec![Method::GET, Method::HEAD],
+            key_has_identity: false,
         }
     }
 }
@@ -201,6 +203,7 @@ pub struct FallbackBuilder {
     is_failure: fn(StatusCode) -> bool,
     on_error: fn(&(dyn Error + 'static)) -> bool,
     cache_methods: Vec<Method>,
+    key_has_identity: bool,
 }
 
 impl fmt::Debug for FallbackBuilder {
@@ -224,6 +227,16 @@ impl FallbackBuilder {
     /// `POST` would claim work was done that was not).
     pub fn cache_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.cache_methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Says that the cache key ([`FallbackLayer::key`]) holds who is asking (a tenant, a user,
+    /// the credentials' hash), so that answers to requests with `Authorization` or `Cookie`
+    /// may be cached and served to the same key. Off by default: such requests neither use
+    /// nor fill the cache, since the default key (the route) would serve one user's answer to
+    /// another.
+    pub fn key_has_identity(mut self, yes: bool) -> Self {
+        self.key_has_identity = yes;
         self
     }
 
@@ -282,6 +295,7 @@ impl FallbackBuilder {
                 is_failure: self.is_failure,
                 on_error: self.on_error,
                 cache_methods: self.cache_methods,
+                key_has_identity: self.key_has_identity,
             }),
             key: ByRoute,
         }

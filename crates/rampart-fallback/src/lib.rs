@@ -66,9 +66,11 @@
 //!   would claim work was done that was not.
 //! - A good response's body is copied as it streams (up to the cache's `max_body`) and stored
 //!   when it ends; a body that fails, or one that is dropped before its end, is not stored.
-//! - The cache is per process. Keys are the route by default; key by tenant too
-//!   ([`FallbackLayer::key`]) when answers differ per caller, or one caller may be served
-//!   another's data.
+//! - The cache is per process. Keys are the route by default, so by default nothing personal
+//!   is cached: a request with `Authorization` or `Cookie` neither uses nor fills the cache, a
+//!   response marked `Cache-Control: private` or `no-store` is not kept, and `Set-Cookie` is
+//!   never stored. Key by tenant or user too ([`FallbackLayer::key`]) and say so
+//!   ([`key_has_identity`](FallbackBuilder::key_has_identity)) to cache answers per caller.
 //!
 //! # Metrics
 //!

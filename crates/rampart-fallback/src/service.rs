@@ -87,8 +87,13 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &self.shared;
+        let personal = req.headers().contains_key(http::header::AUTHORIZATION)
+            || req.headers().contains_key(http::header::COOKIE);
         let key = match &shared.cache {
-            Some(_) if shared.cache_methods.contains(req.method()) => {
+            Some(_)
+                if shared.cache_methods.contains(req.method())
+                    && (shared.key_has_identity || !personal) =>
+            {
                 self.key.extract(&req).map(|k| k.to_string())
             }
             _ => None,
@@ -252,14 +257,31 @@ where
 /// cached method.
 fn good<B>(ctx: &mut Ctx, res: Response<B>) -> Response<FallbackBody<B>> {
     let recorder = match (&ctx.shared.cache, ctx.key.take()) {
-        (Some(cache), Some(key)) if res.status().is_success() => Some(Box::new(Recorder {
-            cache: cache.clone(),
-            key,
-            status: res.status(),
-            headers: res.headers().clone(),
-            buf: BytesMut::new(),
-        })),
+        (Some(cache), Some(key)) if res.status().is_success() && shareable(res.headers()) => {
+            let mut headers = res.headers().clone();
+            // A session handed to one caller is never handed to another.
+            headers.remove(http::header::SET_COOKIE);
+            Some(Box::new(Recorder {
+                cache: cache.clone(),
+                key,
+                status: res.status(),
+                headers,
+                buf: BytesMut::new(),
+            }))
+        }
         _ => None,
     };
     res.map(|b| FallbackBody::inner(b, recorder))
+}
+
+/// `false` for a response its server says not to keep or share: `Cache-Control: no-store` or
+/// `private`.
+fn shareable(headers: &http::HeaderMap) -> bool {
+    !headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.split('=').next().unwrap_or_default().trim())
+        .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"))
 }

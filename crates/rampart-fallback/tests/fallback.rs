@@ -225,3 +225,122 @@ async fn a_body_over_the_cache_limit_is_not_kept() {
     script.set(Ok(500));
     assert_eq!(svc.oneshot(get("/big")).await.unwrap().status(), 500);
 }
+
+/// An upstream answering each request with its caller's name (from `authorization`), a
+/// session cookie, and the cache-control it is told to.
+fn personal_upstream(
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cache_control: Option<&'static str>,
+) -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = std::io::Error, Future: Send>
++ Clone {
+    service_fn(move |req: Request<()>| {
+        let ok = up.load(Ordering::SeqCst);
+        let who = req
+            .headers()
+            .get("authorization")
+            .map_or("anonymous".to_owned(), |v| v.to_str().unwrap().to_owned());
+        async move {
+            if !ok {
+                return Err(std::io::Error::other("down"));
+            }
+            let mut res = Response::new(Full::new(Bytes::from(format!("account of {who}"))));
+            res.headers_mut()
+                .insert("set-cookie", "session=ALICE-SESSION".parse().unwrap());
+            if let Some(cc) = cache_control {
+                res.headers_mut()
+                    .insert("cache-control", cc.parse().unwrap());
+            }
+            Ok(res)
+        }
+    })
+}
+
+#[tokio::test]
+async fn one_users_answer_is_never_served_to_another() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let svc = FallbackLayer::builder()
+        .cache(cache())
+        .static_response(StaticResponse::new(StatusCode::SERVICE_UNAVAILABLE, "down"))
+        .build()
+        .layer(personal_upstream(up.clone(), None));
+    let as_user = |who: &str| {
+        Request::get("http://svc/account")
+            .header("authorization", who)
+            .body(())
+            .unwrap()
+    };
+    assert_eq!(
+        text(svc.clone().oneshot(as_user("alice")).await.unwrap()).await,
+        "account of alice"
+    );
+    up.store(false, Ordering::SeqCst);
+    let res = svc.clone().oneshot(as_user("bob")).await.unwrap();
+    assert_eq!(
+        res.headers()[FALLBACK],
+        "static",
+        "not alice's cached answer"
+    );
+    assert_eq!(text(res).await, "down");
+}
+
+#[tokio::test]
+async fn set_cookie_is_never_stored_and_private_answers_are_not_kept() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let svc = FallbackLayer::builder()
+        .cache(cache())
+        .build()
+        .layer(personal_upstream(up.clone(), None));
+    text(svc.clone().oneshot(get("/public")).await.unwrap()).await;
+    up.store(false, Ordering::SeqCst);
+    let res = svc.clone().oneshot(get("/public")).await.unwrap();
+    assert!(
+        res.headers().get(FALLBACK).is_some(),
+        "served from the cache"
+    );
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "a cached answer hands out nobody's session"
+    );
+
+    for cc in ["private, max-age=60", "no-store"] {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let svc = FallbackLayer::builder()
+            .cache(cache())
+            .build()
+            .layer(personal_upstream(up.clone(), Some(cc)));
+        text(svc.clone().oneshot(get("/me")).await.unwrap()).await;
+        up.store(false, Ordering::SeqCst);
+        let err = svc.clone().oneshot(get("/me")).await;
+        assert!(err.is_err(), "{cc}: not kept, so nothing to stand in");
+    }
+}
+
+#[tokio::test]
+async fn a_key_with_the_identity_in_it_caches_per_caller() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let svc = FallbackLayer::builder()
+        .cache(cache())
+        .key_has_identity(true)
+        .build()
+        .key(rampart_core::key::key_fn(|req: &Request<()>| {
+            let who = req.headers().get("authorization")?.to_str().ok()?;
+            Some(format!("{who}{}", req.uri().path()))
+        }))
+        .layer(personal_upstream(up.clone(), None));
+    let as_user = |who: &str| {
+        Request::get("http://svc/account")
+            .header("authorization", who)
+            .body(())
+            .unwrap()
+    };
+    text(svc.clone().oneshot(as_user("alice")).await.unwrap()).await;
+    up.store(false, Ordering::SeqCst);
+    assert_eq!(
+        text(svc.clone().oneshot(as_user("alice")).await.unwrap()).await,
+        "account of alice"
+    );
+    assert!(
+        svc.oneshot(as_user("bob")).await.is_err(),
+        "bob has no answer kept"
+    );
+}
