@@ -59,6 +59,9 @@ pub enum Reason {
     ProbesSucceeded,
     /// The half-open state lasted longer than its maximum wait.
     HalfOpenTimeout,
+    /// The half-open state lasted its maximum wait with every probe's outcome ignored (none
+    /// succeeded, none failed): it closes rather than cap calls at the probe limit for good.
+    HalfOpenNoVerdict,
     /// Changed through the handle (force open / closed, reset, …).
     Manual,
 }
@@ -74,6 +77,7 @@ impl Reason {
             Reason::ProbeFailed => "probe_failed",
             Reason::ProbesSucceeded => "probes_succeeded",
             Reason::HalfOpenTimeout => "half_open_timeout",
+            Reason::HalfOpenNoVerdict => "half_open_no_verdict",
             Reason::Manual => "manual",
         }
     }

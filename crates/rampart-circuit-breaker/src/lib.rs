@@ -60,7 +60,10 @@
 //! frees it. The breaker closes per [`ClosePolicy`] (N successes in a row, or a success rate
 //! over N probes) and re-opens on failure, or when
 //! [`half_open_max_wait`](CircuitBreakerConfigBuilder::half_open_max_wait) passes (60 s by
-//! default, so a probe that never answers cannot hold the breaker half-open for good).
+//! default, so a probe that never answers cannot hold the breaker half-open for good). A
+//! half-open period that reaches that bound with every probe's outcome ignored (rejected by a
+//! bulkhead below, cancelled) closes instead (`Reason::HalfOpenNoVerdict`): nothing said the
+//! dependency is down, and staying half-open would cap calls at the probe limit for good.
 //!
 //! # Manual control and observation
 //!

@@ -256,6 +256,8 @@ struct Machine {
     probes_admitted: u32,
     probe_ok: u32,
     probe_bad: u32,
+    /// Probes of this half-open period whose outcome was ignored (they judge nothing).
+    probe_ignored: u32,
 }
 
 #[derive(Debug)]
@@ -451,6 +453,7 @@ impl Core {
                 probes_admitted: 0,
                 probe_ok: 0,
                 probe_bad: 0,
+                probe_ignored: 0,
             }),
             events,
             metrics,
@@ -589,18 +592,29 @@ impl Core {
                 }),
                 State::Open => Err(None),
                 State::HalfOpen => {
-                    if let Some(max) = self.cfg.half_open_max_wait {
-                        if now.saturating_duration_since(m.entered) >= max {
-                            let t =
-                                self.transition(&mut m, State::Open, Reason::HalfOpenTimeout, now);
-                            let wait = t.open_for;
-                            events.push(t);
-                            Err(wait)
-                        } else {
-                            self.admit_probe(&mut m)
-                        }
-                    } else {
+                    let expired = self
+                        .cfg
+                        .half_open_max_wait
+                        .is_some_and(|max| now.saturating_duration_since(m.entered) >= max);
+                    if !expired {
                         self.admit_probe(&mut m)
+                    } else if m.probe_ok == 0 && m.probe_bad == 0 && m.probe_ignored > 0 {
+                        // Every probe of the period was ignored (rejected below, cancelled):
+                        // nothing says the dependency is down, and staying would cap it at
+                        // the probe limit for good. Close, and let the window judge.
+                        let t =
+                            self.transition(&mut m, State::Closed, Reason::HalfOpenNoVerdict, now);
+                        events.push(t);
+                        Ok(Permit {
+                            generation: m.generation,
+                            kind: PermitKind::Counted,
+                            start: self.start(),
+                        })
+                    } else {
+                        let t = self.transition(&mut m, State::Open, Reason::HalfOpenTimeout, now);
+                        let wait = t.open_for;
+                        events.push(t);
+                        Err(wait)
                     }
                 }
             }
@@ -865,6 +879,7 @@ impl Core {
             m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
             if outcome == Outcome::Ignored {
                 m.probes_admitted = m.probes_admitted.saturating_sub(1);
+                m.probe_ignored = m.probe_ignored.saturating_add(1);
                 return;
             }
             let good = outcome.is_success() && !slow;
@@ -938,6 +953,7 @@ impl Core {
         m.probes_admitted = 0;
         m.probe_ok = 0;
         m.probe_bad = 0;
+        m.probe_ignored = 0;
         let mut open_for = None;
         if to == State::Open {
             if from == State::HalfOpen {

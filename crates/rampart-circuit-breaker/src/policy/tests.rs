@@ -479,6 +479,27 @@ fn an_unbounded_growing_open_time_with_jitter_trips_and_reopens_without_a_panic(
 }
 
 #[test]
+fn a_half_open_period_of_ignored_probes_closes_instead_of_capping_calls_for_good() {
+    let h = Harness::new(count(10, 1).failure_rate_threshold(100.0));
+    h.trip();
+    h.advance(secs(30));
+    // Every probe is rejected below the breaker (say, by a bulkhead): ignored.
+    for _ in 0..20 {
+        h.call(IGNORED).expect("one probe at a time");
+        h.advance(secs(3));
+    }
+    // The next call finds 60 s gone without a verdict.
+    h.call(OK).expect("admitted");
+    assert_eq!(h.state(), State::Closed, "60 s without a verdict");
+    assert_eq!(h.reasons().last().unwrap().2, Reason::HalfOpenNoVerdict);
+    // Closed: no probe limit any more.
+    let a = h.admit().unwrap();
+    let b = h.admit().unwrap();
+    h.finish(a, OK);
+    h.finish(b, OK);
+}
+
+#[test]
 fn calls_admitted_before_a_transition_do_not_count_after_it() {
     let h = Harness::new(count(10, 2).consecutive_failures(2));
     let slow_ok = h.admit().unwrap();
