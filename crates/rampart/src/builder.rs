@@ -44,20 +44,51 @@ mod sealed {
 ///
 /// This trait is sealed: it is implemented for `ServiceBuilder` only.
 ///
+/// A breaker outside a bulkhead (the recommended order) must not count the bulkhead's
+/// rejections, which are the caller's own overload, as the dependency's failures: give it
+/// `.ignore_rejections()`. Here the bulkhead is full (one call at a time, no waiting) and
+/// rejects 20 calls in a row, and the breaker stays closed:
+///
 /// ```
 /// use rampart::{
-///     ServiceBuilderExt, bulkhead::BulkheadLayer, circuit_breaker::CircuitBreakerLayer,
+///     ServiceBuilderExt, bulkhead::BulkheadLayer,
+///     circuit_breaker::{CircuitBreakerLayer, State},
 /// };
-/// use tower::{ServiceBuilder, service_fn};
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 ///
-/// let breaker = CircuitBreakerLayer::builder().name("billing").layer().unwrap();
-/// let bulkhead = BulkheadLayer::builder().name("billing").max_concurrent(8).layer().unwrap();
-/// let svc = ServiceBuilder::new()
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let breaker = CircuitBreakerLayer::builder()
+///     .name("billing")
+///     .consecutive_failures(3)
+///     .layer()
+///     .unwrap()
+///     .ignore_rejections(); // a full bulkhead is not the dependency failing
+/// let breaker_state = breaker.handle();
+/// let bulkhead = BulkheadLayer::builder().name("billing").max_concurrent(1).layer().unwrap();
+/// let mut svc = ServiceBuilder::new()
 ///     .circuit_breaker(breaker) // outermost
 ///     .bulkhead(bulkhead)
-///     .service(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
-/// # let _ = svc;
+///     .service(service_fn(|req: u32| async move {
+///         if req == 0 { std::future::pending::<()>().await }
+///         Ok::<_, std::io::Error>(req)
+///     }));
+///
+/// let busy = svc.ready().await.unwrap().call(0); // holds the one permit
+/// # let busy = tokio::spawn(busy);
+/// # tokio::task::yield_now().await;
+/// for _ in 0..20 {
+///     assert!(svc.ready().await.unwrap().call(1).await.is_err()); // bulkhead full
+/// }
+/// assert_eq!(breaker_state.state(), State::Closed);
+/// # busy.abort();
+/// # }
 /// ```
+///
+/// [`circuit_breaker`](Self::circuit_breaker) does not add `.ignore_rejections()` itself: it
+/// changes the breaker's classifier to one that reads rampart's rejection type
+/// (`PolicyError`), which only a breaker over a rampart layer sees; the type of any other
+/// stack would no longer fit.
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Adds a circuit breaker. Every service built from this builder, and every clone of them,
     /// shares the layer's one breaker.
