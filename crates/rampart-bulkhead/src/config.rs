@@ -35,6 +35,7 @@ pub struct BulkheadConfig {
     pub(crate) max_queued: usize,
     pub(crate) max_wait: Duration,
     pub(crate) registry: RegistryLimits,
+    pub(crate) metrics_per_key: usize,
     pub(crate) clock: SharedClock,
 }
 
@@ -93,6 +94,7 @@ pub struct BulkheadConfigBuilder {
     max_queued: usize,
     max_wait: Duration,
     registry: RegistryLimits,
+    metrics_per_key: usize,
     clock: SharedClock,
 }
 
@@ -115,6 +117,7 @@ impl Default for BulkheadConfigBuilder {
             max_queued: 100,
             max_wait: Duration::ZERO,
             registry: RegistryLimits::default(),
+            metrics_per_key: 0,
             clock: default_clock(),
         }
     }
@@ -191,6 +194,14 @@ impl BulkheadConfigBuilder {
     /// For per-key partitions: at most this many keys are kept (default 1024).
     pub fn max_keys(mut self, n: usize) -> Self {
         self.registry.max_keys = n;
+        self
+    }
+
+    /// For per-key partitions: the first `n` keys get metric series of their own (a `key`
+    /// label with the key's text); every other partition reports under `key="_other"`. 0 by
+    /// default: one set of series for the whole layer, however many tenants it sees.
+    pub fn metrics_per_key(mut self, n: usize) -> Self {
+        self.metrics_per_key = n;
         self
     }
 
@@ -283,6 +294,7 @@ impl BulkheadConfigBuilder {
             max_queued: self.max_queued,
             max_wait: self.max_wait,
             registry: self.registry,
+            metrics_per_key: self.metrics_per_key,
             clock: self.clock,
         })
     }

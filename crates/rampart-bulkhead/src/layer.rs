@@ -2,7 +2,10 @@
 
 use std::{fmt, hash::Hash, marker::PhantomData, sync::Arc};
 
-use rampart_core::{error::ConfigError, registry::KeyedRegistry};
+use rampart_core::{
+    error::ConfigError,
+    registry::{KeyedRegistry, MetricKeys},
+};
 use tower_layer::Layer;
 
 use crate::{
@@ -51,7 +54,7 @@ impl BulkheadLayer {
     /// A layer with a bulkhead built from `config`.
     pub fn new(config: &BulkheadConfig) -> Self {
         Self {
-            core: Core::new(config, Arc::from(config.name())),
+            core: Core::unkeyed(config, Arc::from(config.name())),
             prioritize: DefaultClass,
             release: OnResponse,
         }
@@ -152,6 +155,7 @@ pub(crate) struct Partitions<K> {
     config: BulkheadConfig,
     keyed: KeyedRegistry<K, Arc<Core>>,
     fallback: Arc<Core>,
+    metric_keys: MetricKeys,
 }
 
 impl<K: fmt::Debug> fmt::Debug for Partitions<K> {
@@ -168,7 +172,11 @@ where
     K: Hash + Eq + Clone + fmt::Debug,
 {
     fn new(config: BulkheadConfig) -> Self {
-        let fallback = Core::new(&config, format!("{}/_", config.name()).into());
+        let fallback = Core::new(
+            &config,
+            format!("{}/_", config.name()).into(),
+            Some(Arc::from("_none")),
+        );
         // A partition with calls in flight or waiting is never evicted: a fresh partition for
         // the same key would admit past the limit.
         let keyed =
@@ -176,6 +184,7 @@ where
                 !core.is_idle()
             });
         Self {
+            metric_keys: MetricKeys::new(config.metrics_per_key),
             config,
             keyed,
             fallback,
@@ -186,16 +195,22 @@ where
     pub(crate) fn core(&self, key: Option<K>) -> Arc<Core> {
         match key {
             None => self.fallback.clone(),
-            Some(key) => self.keyed.with(
-                key,
-                |key| {
-                    Core::new(
-                        &self.config,
-                        format!("{}/{key:?}", self.config.name()).into(),
-                    )
-                },
-                Arc::clone,
-            ),
+            Some(key) => self
+                .keyed
+                .with(
+                    key,
+                    |key| {
+                        Core::new(
+                            &self.config,
+                            format!("{}/{key:?}", self.config.name()).into(),
+                            Some(self.metric_keys.label(key)),
+                        )
+                    },
+                    Arc::clone,
+                )
+                // Every partition busy: a new key shares the fallback partition rather than
+                // evict one with calls in flight (which would admit past its limit).
+                .unwrap_or_else(|| self.fallback.clone()),
         }
     }
 }

@@ -98,6 +98,11 @@
 //! | `rampart_bulkhead_calls_total` | counter | `bulkhead`, `class`, `outcome` = `admitted` / `rejected` |
 //! | `rampart_bulkhead_active` | gauge | `bulkhead`, `class` |
 //!
+//! A partition's series also carry `key`: `_other` for every key by default (`_none` for
+//! requests without one), or their own for the first `n` keys with
+//! [`metrics_per_key(n)`](BulkheadConfigBuilder::metrics_per_key): the number of series
+//! stays bounded however many tenants pass.
+//!
 //! # Errors and protocol mappings
 //!
 //! The service's error is [`BulkheadError<E>`]: `Rejected(BulkheadFull)` or the inner error

@@ -196,7 +196,14 @@ pub struct Stats {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: &BulkheadConfig, name: Arc<str>) -> Arc<Self> {
+    /// A bulkhead that is not one of many per key: `name` in logs and metrics.
+    pub(crate) fn unkeyed(cfg: &BulkheadConfig, name: Arc<str>) -> Arc<Self> {
+        Self::new(cfg, name, None)
+    }
+
+    /// A bulkhead called `name` in logs; its metric series are labelled `bulkhead` (the
+    /// layer's name) and, for a partition, `key`.
+    pub(crate) fn new(cfg: &BulkheadConfig, name: Arc<str>, key: Option<Arc<str>>) -> Arc<Self> {
         let n = cfg.classes.len();
         let bits = 64 / n as u32;
         let mask = if bits >= 64 {
@@ -208,18 +215,24 @@ impl Core {
             .classes
             .iter()
             .map(|c| {
-                let (b, cl) = (name.to_string(), c.name.to_string());
+                let mut labels = vec![
+                    metrics::Label::new("bulkhead", cfg.name().to_owned()),
+                    metrics::Label::new("class", c.name.to_string()),
+                ];
+                if let Some(key) = &key {
+                    labels.push(metrics::Label::new("key", key.to_string()));
+                }
                 let calls = |outcome: &'static str| {
-                    metrics::counter!("rampart_bulkhead_calls_total",
-                        "bulkhead" => b.clone(), "class" => cl.clone(), "outcome" => outcome)
+                    let mut l = labels.clone();
+                    l.push(metrics::Label::new("outcome", outcome));
+                    metrics::counter!("rampart_bulkhead_calls_total", l)
                 };
                 Class {
                     name: Arc::from(&*c.name),
                     queue_rejections: AtomicU64::new(0),
                     admitted: calls("admitted"),
                     rejected: calls("rejected"),
-                    active: metrics::gauge!("rampart_bulkhead_active",
-                        "bulkhead" => b.clone(), "class" => cl.clone()),
+                    active: metrics::gauge!("rampart_bulkhead_active", labels.clone()),
                 }
             })
             .collect();

@@ -358,3 +358,42 @@ async fn metrics_count_admitted_and_rejected_calls_and_gauge_those_in_flight() {
         0
     );
 }
+
+/// 5 000 tenants through a partition per tenant: the metric series stay bounded by the
+/// per-key cap, every call counted.
+#[test]
+fn per_key_series_are_bounded_however_many_tenants_pass() {
+    let store = rampart_core::testing::MetricsRecorder::default();
+    metrics::with_local_recorder(&store, || {
+        let layer = BulkheadLayer::builder()
+            .name("tenants")
+            .max_concurrent(4)
+            .max_keys(16)
+            .metrics_per_key(2)
+            .keyed(ByHeader::new(http::HeaderName::from_static("x-tenant")))
+            .unwrap();
+        let svc = layer.layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, std::io::Error>(())
+        }));
+        for i in 0..5_000 {
+            let req = Request::get("/")
+                .header("x-tenant", format!("t{i}"))
+                .body(())
+                .unwrap();
+            rampart_core::testing::ready(svc.clone().oneshot(req))
+                .expect("ready at once")
+                .unwrap();
+        }
+    });
+    let series = store.series("rampart_bulkhead_calls_total");
+    let admitted: Vec<_> = series
+        .iter()
+        .filter(|s| s.contains("outcome=admitted"))
+        .collect();
+    assert!(
+        admitted.len() <= 2 + 2,
+        "two own keys, `_other`, `_none`: {series:?}"
+    );
+    let total: u64 = admitted.iter().map(|s| store.get(s)).sum();
+    assert_eq!(total, 5_000);
+}

@@ -127,6 +127,7 @@ pub struct CircuitBreakerConfig {
     pub(crate) open_duration: OpenDuration,
     pub(crate) half_open_on_timer: bool,
     pub(crate) registry: RegistryLimits,
+    pub(crate) metrics_per_key: usize,
     pub(crate) clock: SharedClock,
     pub(crate) on_transition: Vec<TransitionCallback>,
 }
@@ -207,6 +208,7 @@ pub struct CircuitBreakerConfigBuilder {
     open_duration: OpenDuration,
     half_open_on_timer: bool,
     registry: RegistryLimits,
+    metrics_per_key: usize,
     clock: SharedClock,
     on_transition: Vec<TransitionCallback>,
 }
@@ -238,6 +240,7 @@ impl Default for CircuitBreakerConfigBuilder {
             open_duration: OpenDuration::Fixed(Duration::from_secs(30)),
             half_open_on_timer: false,
             registry: RegistryLimits::default(),
+            metrics_per_key: 0,
             clock: default_clock(),
             on_transition: Vec::new(),
         }
@@ -344,6 +347,16 @@ impl CircuitBreakerConfigBuilder {
     /// For per-key breakers: at most this many keys are kept (default 1024).
     pub fn max_keys(mut self, n: usize) -> Self {
         self.registry.max_keys = n;
+        self
+    }
+
+    /// For per-key breakers: the first `n` keys get metric series of their own (a `key` label
+    /// with the key's text); every other key's breaker reports under `key="_other"`. 0 by
+    /// default: one set of series for the whole layer (`breaker` = the layer's name), however
+    /// many hosts or tenants it sees. Each series costs memory in the metrics exporter for the
+    /// life of the process, so keep `n` to the keys you would chart one by one.
+    pub fn metrics_per_key(mut self, n: usize) -> Self {
+        self.metrics_per_key = n;
         self
     }
 
@@ -543,6 +556,7 @@ impl CircuitBreakerConfigBuilder {
             open_duration: self.open_duration,
             half_open_on_timer: self.half_open_on_timer,
             registry: self.registry,
+            metrics_per_key: self.metrics_per_key,
             clock: self.clock,
             on_transition: self.on_transition,
         })

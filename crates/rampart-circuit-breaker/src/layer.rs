@@ -51,7 +51,7 @@ impl<C> fmt::Debug for CircuitBreakerLayer<C> {
 impl CircuitBreakerLayer {
     /// A layer with a breaker built from `config`.
     pub fn new(config: CircuitBreakerConfig) -> Self {
-        let core = Core::new(config.clone(), Arc::from(config.name()));
+        let core = Core::unkeyed(config.clone(), Arc::from(config.name()));
         let lanes = lanes(&core, &ResultClassifier);
         Self {
             core,

@@ -82,6 +82,12 @@
 //! | `rampart_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
 //! | `rampart_circuit_breaker_state` | gauge | `breaker`; 0 closed, 1 half-open, 2 open |
 //!
+//! A per-key breaker's series also carry `key`: by default `_other` for every key (one set of
+//! series for the layer, however many hosts it sees; `_none` for requests without a key);
+//! with [`metrics_per_key(n)`](CircuitBreakerConfigBuilder::metrics_per_key), the first `n`
+//! keys get their own. The state gauge of a shared series holds the last transition's state:
+//! chart `transitions_total` for a keyed layer.
+//!
 //! # Per-key breakers
 //!
 //! [`KeyedCircuitBreakerLayer`] keeps one breaker per host, tenant or route, in a bounded

@@ -270,17 +270,47 @@ struct Metrics {
     state: metrics::Gauge,
 }
 
+/// The labels of a breaker's series: `breaker` (the layer's name) and, for a per-key breaker,
+/// `key` (its own, `_other` beyond the cap, `_none` for the breaker of keyless requests).
+fn metric_labels(
+    labels: &MetricLabels,
+    extra: Option<(&'static str, &'static str)>,
+) -> Vec<metrics::Label> {
+    let mut out = vec![metrics::Label::new("breaker", labels.breaker.to_string())];
+    if let Some(key) = &labels.key {
+        out.push(metrics::Label::new("key", key.to_string()));
+    }
+    if let Some((k, v)) = extra {
+        out.push(metrics::Label::new(k, v));
+    }
+    out
+}
+
+/// What a breaker's metric series are labelled with.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricLabels {
+    pub(crate) breaker: Arc<str>,
+    pub(crate) key: Option<Arc<str>>,
+}
+
 impl Metrics {
-    fn new(name: &Arc<str>) -> Self {
-        let n = name.to_string();
-        let calls = |outcome: &'static str| metrics::counter!("rampart_circuit_breaker_calls_total", "breaker" => n.clone(), "outcome" => outcome);
+    fn new(labels: &MetricLabels) -> Self {
+        let calls = |outcome: &'static str| {
+            metrics::counter!(
+                "rampart_circuit_breaker_calls_total",
+                metric_labels(labels, Some(("outcome", outcome)))
+            )
+        };
         Self {
             success: calls("success"),
             failure: calls("failure"),
             ignored: calls("ignored"),
             rejected: calls("rejected"),
-            slow: metrics::counter!("rampart_circuit_breaker_slow_calls_total", "breaker" => n.clone()),
-            state: metrics::gauge!("rampart_circuit_breaker_state", "breaker" => n),
+            slow: metrics::counter!(
+                "rampart_circuit_breaker_slow_calls_total",
+                metric_labels(labels, None)
+            ),
+            state: metrics::gauge!("rampart_circuit_breaker_state", metric_labels(labels, None)),
         }
     }
 }
@@ -372,6 +402,7 @@ pub(crate) struct Core {
     machine: Mutex<Machine>,
     events: broadcast::Sender<Transition>,
     metrics: Metrics,
+    labels: MetricLabels,
 }
 
 impl std::fmt::Debug for Core {
@@ -390,7 +421,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: CircuitBreakerConfig, name: Arc<str>) -> Arc<Self> {
+    /// A breaker that is not one of many per key: `name` in logs, events and metrics.
+    pub(crate) fn unkeyed(cfg: CircuitBreakerConfig, name: Arc<str>) -> Arc<Self> {
+        let labels = MetricLabels {
+            breaker: name.clone(),
+            key: None,
+        };
+        Self::new(cfg, name, labels)
+    }
+
+    /// A breaker called `name` in logs and events, whose metric series carry `labels`.
+    pub(crate) fn new(
+        cfg: CircuitBreakerConfig,
+        name: Arc<str>,
+        labels: MetricLabels,
+    ) -> Arc<Self> {
         let clock = cfg.clock.clone();
         let now = clock.now();
         let (bucket_nanos, ring, buckets) = match cfg.window {
@@ -423,7 +468,7 @@ impl Core {
                 })
             })
             .collect();
-        let metrics = Metrics::new(&name);
+        let metrics = Metrics::new(&labels);
         metrics.state.set(State::Closed.as_gauge());
         let (events, _) = broadcast::channel(64);
         Arc::new(Self {
@@ -457,6 +502,7 @@ impl Core {
             }),
             events,
             metrics,
+            labels,
             cfg,
         })
     }
@@ -1025,11 +1071,9 @@ impl Core {
                 "circuit breaker state changed"
             );
         }
-        metrics::counter!(
-            "rampart_circuit_breaker_transitions_total",
-            "breaker" => self.name.to_string(), "from" => t.from.as_str(), "to" => t.to.as_str()
-        )
-        .increment(1);
+        let mut labels = metric_labels(&self.labels, Some(("from", t.from.as_str())));
+        labels.push(metrics::Label::new("to", t.to.as_str()));
+        metrics::counter!("rampart_circuit_breaker_transitions_total", labels).increment(1);
         self.metrics.state.set(t.to.as_gauge());
         for cb in &self.cfg.on_transition {
             cb(&t);

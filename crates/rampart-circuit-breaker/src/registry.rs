@@ -2,13 +2,13 @@
 
 use std::{fmt, hash::Hash, sync::Arc};
 
-use rampart_core::registry::KeyedRegistry;
+use rampart_core::registry::{KeyedRegistry, MetricKeys};
 
 use crate::{
     config::CircuitBreakerConfig,
     events::State,
     handle::CircuitBreakerHandle,
-    policy::{Core, Lane, Lanes, Padded, lanes},
+    policy::{Core, Lane, Lanes, MetricLabels, Padded, lanes},
 };
 
 pub(crate) struct Entry<C> {
@@ -36,6 +36,7 @@ pub(crate) struct Registry<K, C> {
     classifier: C,
     keyed: KeyedRegistry<K, Entry<C>>,
     fallback: Entry<C>,
+    metric_keys: MetricKeys,
 }
 
 impl<K: fmt::Debug, C> fmt::Debug for Registry<K, C> {
@@ -53,13 +54,21 @@ where
     C: Clone,
 {
     pub(crate) fn new(config: CircuitBreakerConfig, classifier: C) -> Self {
-        let core = Core::new(config.clone(), format!("{}/_", config.name).into());
+        let core = Core::new(
+            config.clone(),
+            format!("{}/_", config.name).into(),
+            MetricLabels {
+                breaker: Arc::from(&*config.name),
+                key: Some(Arc::from("_none")),
+            },
+        );
         let fallback = Entry {
             lanes: lanes(&core, &classifier),
             core,
         };
         Self {
             keyed: KeyedRegistry::new(config.registry, config.clock.clone(), Entry::pinned),
+            metric_keys: MetricKeys::new(config.metrics_per_key),
             config,
             classifier,
             fallback,
@@ -79,20 +88,28 @@ where
         let Some(key) = key else {
             return self.fallback.lanes[shard].clone();
         };
-        self.keyed.with(
-            key,
-            |key| {
-                let core = Core::new(
-                    self.config.clone(),
-                    format!("{}/{:?}", self.config.name, key).into(),
-                );
-                Entry {
-                    lanes: lanes(&core, &self.classifier),
-                    core,
-                }
-            },
-            |e| e.lanes[shard].clone(),
-        )
+        self.keyed
+            .with(
+                key,
+                |key| {
+                    let core = Core::new(
+                        self.config.clone(),
+                        format!("{}/{:?}", self.config.name, key).into(),
+                        MetricLabels {
+                            breaker: Arc::from(&*self.config.name),
+                            key: Some(self.metric_keys.label(key)),
+                        },
+                    );
+                    Entry {
+                        lanes: lanes(&core, &self.classifier),
+                        core,
+                    }
+                },
+                |e| e.lanes[shard].clone(),
+            )
+            // Full of open breakers: a new host shares the breaker of keyless requests rather
+            // than evict one that protects a failing host.
+            .unwrap_or_else(|| self.fallback.lanes[shard].clone())
     }
 
     pub(crate) fn evict_idle(&self) -> usize {

@@ -5,8 +5,11 @@
 //! limit. This one is bounded two ways:
 //!
 //! - **`max_keys`**: when a new key arrives and the map is full, idle entries are dropped first,
-//!   then the least recently used *unpinned* entry, and only if every entry is pinned the least
-//!   recently used pinned one.
+//!   then the least recently used *unpinned* ones, an eighth of `max_keys` at once (so one pass
+//!   over the map makes room for many new keys: O(1) per new key, amortised). A pinned entry is
+//!   never evicted: when every entry is pinned, the new key gets no entry of its own
+//!   ([`with`](KeyedRegistry::with) returns `None`, and the pattern falls back to its shared
+//!   instance), counted in [`overflows`](KeyedRegistry::overflows).
 //! - **`idle_timeout`**: an entry unused that long is dropped at the next eviction pass (when the
 //!   map is full, or on [`evict_idle`](KeyedRegistry::evict_idle)), unless it is pinned.
 //!
@@ -23,7 +26,7 @@ use std::{
     hash::Hash,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -88,6 +91,45 @@ pub struct KeyedRegistry<K, V> {
     epoch: Instant,
     pinned: fn(&V) -> bool,
     map: RwLock<HashMap<K, Arc<Entry<V>>>>,
+    overflows: AtomicU64,
+}
+
+/// The `key` label of a keyed instance's metric series, with the number of series bounded:
+/// the first `cap` keys get their own (their key's text), later ones share
+/// [`OTHER_KEYS`]. A key keeps its label for the life of its instance; a key evicted and seen
+/// again may get `_other`. With a cap of 0 (the patterns' default) every key shares one series.
+#[derive(Debug)]
+pub struct MetricKeys {
+    cap: usize,
+    given: AtomicUsize,
+}
+
+/// The `key` label shared by keyed instances beyond the per-key cap.
+pub const OTHER_KEYS: &str = "_other";
+
+impl MetricKeys {
+    /// At most `cap` keys get a series of their own.
+    pub const fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            given: AtomicUsize::new(0),
+        }
+    }
+
+    /// The `key` label for a new instance of `key`.
+    pub fn label(&self, key: &dyn fmt::Debug) -> Arc<str> {
+        let own = self
+            .given
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.cap).then_some(n + 1)
+            })
+            .is_ok();
+        if own {
+            Arc::from(format!("{key:?}"))
+        } else {
+            Arc::from(OTHER_KEYS)
+        }
+    }
 }
 
 impl<K: fmt::Debug, V> fmt::Debug for KeyedRegistry<K, V> {
@@ -116,6 +158,7 @@ where
             epoch,
             pinned,
             map: RwLock::new(HashMap::new()),
+            overflows: AtomicU64::new(0),
         }
     }
 
@@ -135,7 +178,15 @@ where
     }
 
     /// Runs `read` on the entry of `key`, making the entry with `make` if there is none.
-    pub fn with<R>(&self, key: K, make: impl FnOnce(&K) -> V, read: impl FnOnce(&V) -> R) -> R {
+    ///
+    /// `None` if `key` has no entry and none can be made: the registry is full and every
+    /// entry in it is pinned (counted in [`overflows`](Self::overflows)).
+    pub fn with<R>(
+        &self,
+        key: K,
+        make: impl FnOnce(&K) -> V,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
         let now = self.now_secs();
         {
             let map = self.read_map();
@@ -143,15 +194,24 @@ where
                 if e.last_used.load(Ordering::Relaxed) != now {
                     e.last_used.store(now, Ordering::Relaxed);
                 }
-                return read(&e.value);
+                return Some(read(&e.value));
             }
         }
         let mut map = self.write_map();
         if let Some(e) = map.get(&key) {
-            return read(&e.value);
+            return Some(read(&e.value));
         }
-        if map.len() >= self.max_keys {
-            self.make_room(&mut map, now);
+        if map.len() >= self.max_keys && !self.make_room(&mut map, now) {
+            let n = self.overflows.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    target: "rampart::registry",
+                    max_keys = self.max_keys, overflows = n,
+                    "per-key registry full of entries that must be kept (open breakers, busy \
+                     partitions): a new key shares the fallback instance"
+                );
+            }
+            return None;
         }
         let entry = Arc::new(Entry {
             value: make(&key),
@@ -159,30 +219,46 @@ where
         });
         let out = read(&entry.value);
         map.insert(key, entry);
-        out
+        Some(out)
     }
 
-    fn make_room(&self, map: &mut HashMap<K, Arc<Entry<V>>>, now: u64) {
+    /// Makes room for new keys: drops idle unpinned entries, then the least recently used
+    /// unpinned ones, down to seven eighths of `max_keys`. `false` if no room could be made
+    /// (every entry is pinned).
+    fn make_room(&self, map: &mut HashMap<K, Arc<Entry<V>>>, now: u64) -> bool {
         let idle = self.idle_secs;
         let pinned = self.pinned;
         map.retain(|_, e| {
             pinned(&e.value) || now.saturating_sub(e.last_used.load(Ordering::Relaxed)) < idle
         });
-        if map.len() < self.max_keys {
-            return;
+        let target = self.max_keys - (self.max_keys / 8).max(1);
+        if map.len() <= target {
+            return true;
         }
-        let victim = map
+        let mut unpinned: Vec<(u64, K)> = map
             .iter()
-            .min_by_key(|(_, e)| (pinned(&e.value), e.last_used.load(Ordering::Relaxed)))
-            .map(|(k, _)| k.clone());
-        if let Some(k) = victim {
+            .filter(|(_, e)| !pinned(&e.value))
+            .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), k.clone()))
+            .collect();
+        let evict = (map.len() - target).min(unpinned.len());
+        if evict > 0 {
+            unpinned.select_nth_unstable_by_key(evict - 1, |(t, _)| *t);
             tracing::debug!(
                 target: "rampart::registry",
-                max_keys = self.max_keys,
-                "per-key registry full: evicting the least recently used entry"
+                max_keys = self.max_keys, evicted = evict,
+                "per-key registry full: evicting the least recently used entries"
             );
-            map.remove(&k);
+            for (_, k) in &unpinned[..evict] {
+                map.remove(k);
+            }
         }
+        map.len() < self.max_keys
+    }
+
+    /// How many new keys found the registry full of pinned entries and got no entry of
+    /// their own (see [`with`](Self::with)).
+    pub fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
     }
 
     /// Runs `read` on the entry of `key`, if there is one.
@@ -262,7 +338,7 @@ mod tests {
                 },
                 |v| v.id,
             );
-            assert_eq!(id, 7);
+            assert_eq!(id, Some(7));
         }
         assert_eq!((made, r.len()), (1, 1));
         assert_eq!(r.get(&"a", |v| v.id), Some(7));
@@ -290,15 +366,53 @@ mod tests {
             "the pinned entry outlives a newer one"
         );
 
-        // Every entry pinned: the least recently used goes all the same; the bound holds.
+        // Every entry pinned: none is evicted, the bound holds, and the new key gets no entry
+        // (the pattern's fallback instance serves it), counted.
         r.with(
             "newest",
             |_| v(3),
             |v| v.pinned.store(true, Ordering::Relaxed),
         );
-        r.with("another", |_| v(4), |_| ());
+        assert_eq!(r.with("another", |_| v(4), |_| ()), None);
         assert_eq!(r.len(), 2);
-        assert!(r.get(&"old-pinned", |_| ()).is_none());
+        assert!(
+            r.get(&"old-pinned", |_| ()).is_some(),
+            "a pinned entry stays"
+        );
+        assert_eq!(r.overflows(), 1);
+    }
+
+    #[test]
+    fn a_full_registry_makes_room_for_many_keys_at_once() {
+        let clock = ManualClock::new();
+        let r = registry(&clock, 64);
+        let made = AtomicUsize::new(0);
+        for i in 0..64u32 {
+            clock.advance(Duration::from_secs(1));
+            let key: &'static str = Box::leak(i.to_string().into_boxed_str());
+            r.with(key, |_| v(i), |_| ());
+        }
+        // One eviction pass drops an eighth: the next 8 new keys need no pass of their own.
+        let passes = |r: &KeyedRegistry<&'static str, V>| r.len();
+        r.with("new-0", |_| v(100), |_| ());
+        let after_pass = passes(&r);
+        assert_eq!(after_pass, 64 - 8 + 1);
+        for i in 1..8u32 {
+            let key: &'static str = Box::leak(format!("new-{i}").into_boxed_str());
+            r.with(
+                key,
+                |_| {
+                    made.fetch_add(1, Ordering::Relaxed);
+                    v(100 + i)
+                },
+                |_| (),
+            );
+        }
+        assert_eq!(r.len(), 64, "filled back up without evicting");
+        assert_eq!(made.load(Ordering::Relaxed), 7);
+        // The oldest went first.
+        assert!(r.get(&"0", |_| ()).is_none() && r.get(&"7", |_| ()).is_none());
+        assert!(r.get(&"8", |_| ()).is_some());
     }
 
     #[test]

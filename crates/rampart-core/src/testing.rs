@@ -54,6 +54,21 @@ impl MetricsRecorder {
             .clone()
     }
 
+    /// Every series recorded so far whose name is `name`, as ids (`name{label=value,...}`).
+    pub fn series(&self, name: &str) -> Vec<String> {
+        let prefix = format!("{name}{{");
+        let mut ids: Vec<String> = self
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|id| id.starts_with(&prefix))
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The value of the series `id` (`name{label=value,...}`, labels sorted), 0 if never seen.
     pub fn get(&self, id: &str) -> u64 {
         self.values

@@ -21,7 +21,7 @@ impl H {
         let clock = ManualClock::new();
         let cfg = b.clock(clock.shared()).build().expect("valid test config");
         Self {
-            core: Core::new(&cfg, Arc::from("test")),
+            core: Core::unkeyed(&cfg, Arc::from("test")),
             clock,
         }
     }

@@ -231,7 +231,7 @@ proptest! {
         if let Some(n) = cfg.consecutive {
             builder = builder.consecutive_failures(n);
         }
-        let core = Core::new(builder.build().unwrap(), Arc::from("model"));
+        let core = Core::unkeyed(builder.build().unwrap(), Arc::from("model"));
         let mut model = Model::new(cfg);
         let mut held: Vec<(Permit, Admit, u64)> = Vec::new();
 

@@ -36,7 +36,7 @@ impl Harness {
             .build()
             .expect("valid test config");
         Self {
-            core: Core::new(cfg.clone(), Arc::from(cfg.name())),
+            core: Core::unkeyed(cfg.clone(), Arc::from(cfg.name())),
             clock,
             seen,
         }
@@ -664,7 +664,7 @@ async fn the_timer_moves_an_idle_breaker_to_half_open() {
         .half_open_on_timer(true)
         .build()
         .unwrap();
-    let core = Core::new(cfg, Arc::from("timer"));
+    let core = Core::unkeyed(cfg, Arc::from("timer"));
     let mut rx = core.subscribe();
     let p = core.acquire(0).unwrap();
     core.complete(0, &p, FAIL);
