@@ -69,24 +69,49 @@ impl<B> Prioritize<http::Request<B>> for ByExtension {
 /// Classifies by the value of a header, e.g. `x-priority: critical`. A value that is not
 /// visible ASCII counts as none.
 ///
+/// **The header is the client's word.** On a server, any caller can send
+/// `x-priority: critical` and take the capacity kept for the top class. Limit the classes a
+/// header may pick with [`allow`](Self::allow) (any other value counts as none, the default
+/// class), and give the top classes from a trusted source instead: a layer that has
+/// authenticated the caller puts a [`Priority`] in the request extensions, read by
+/// [`ByExtension`] (or a [`priority_fn`] that reads both). Behind your own gateway, which
+/// sets or strips the header, the header alone is fine.
+///
 /// ```
 /// use rampart_bulkhead::{Prioritize, PriorityHeader};
 ///
-/// let by_header = PriorityHeader::new(http::HeaderName::from_static("x-priority"));
+/// let by_header = PriorityHeader::new(http::HeaderName::from_static("x-priority"))
+///     .allow(["normal", "bulk"]);
 /// let req = http::Request::get("/").header("x-priority", "bulk").body(()).unwrap();
 /// assert_eq!(by_header.class_of(&req), Some("bulk"));
+/// let greedy = http::Request::get("/").header("x-priority", "critical").body(()).unwrap();
+/// assert_eq!(by_header.class_of(&greedy), None, "not a class a client may pick");
 /// ```
 #[cfg(feature = "http")]
 #[derive(Debug, Clone)]
 pub struct PriorityHeader {
     name: http::HeaderName,
+    allowed: Option<std::sync::Arc<[Cow<'static, str>]>>,
 }
 
 #[cfg(feature = "http")]
 impl PriorityHeader {
-    /// Classifies by the header `name`.
+    /// Classifies by the header `name`; every class may be named (see the type's docs).
     pub const fn new(name: http::HeaderName) -> Self {
-        Self { name }
+        Self {
+            name,
+            allowed: None,
+        }
+    }
+
+    /// Only these classes may be named by the header; any other value counts as none.
+    pub fn allow<I, C>(mut self, classes: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<Cow<'static, str>>,
+    {
+        self.allowed = Some(classes.into_iter().map(Into::into).collect());
+        self
     }
 }
 
@@ -94,7 +119,11 @@ impl PriorityHeader {
 impl<B> Prioritize<http::Request<B>> for PriorityHeader {
     #[inline]
     fn class_of<'a>(&'a self, req: &'a http::Request<B>) -> Option<&'a str> {
-        req.headers().get(&self.name)?.to_str().ok()
+        let class = req.headers().get(&self.name)?.to_str().ok()?;
+        match &self.allowed {
+            Some(allowed) if !allowed.iter().any(|c| c == class) => None,
+            _ => Some(class),
+        }
     }
 }
 

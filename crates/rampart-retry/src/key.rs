@@ -154,6 +154,15 @@ impl IdempotencyKeyLayer {
     /// # }
     /// ```
     ///
+    /// **Identical operations share a key, whoever makes them.** Two users who each send
+    /// `POST /charges {"amount":42}` get the same key, and a server that deduplicates by key
+    /// alone answers the second with the first's response: the second charge never happens,
+    /// and the second user sees the first's result. Use it only with a server that scopes keys
+    /// by caller (rampart-idempotency does, with its `caller` function: a key is looked up per
+    /// authenticated caller), or put who is calling in the request it hashes (a header such
+    /// as the tenant's, or in the path). Otherwise use [`new`](Self::new): a random key per
+    /// logical request.
+    ///
     /// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
     pub fn sha256() -> IdempotencyKeyLayer<Sha256Key> {
         let base = Self::new();
