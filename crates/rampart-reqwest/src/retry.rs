@@ -303,18 +303,10 @@ where
                 server_forbids,
                 elapsed: started.elapsed(),
                 previous_delay: previous,
-            };
-            let decision = match self.policy.decide(&attempt) {
                 // The request's own deadline (from a middleware outside) is kept too.
-                Decision::Retry { after }
-                    if deadline.is_some_and(|d| {
-                        rampart_core::clock::saturating_add(Instant::now(), after) >= d
-                    }) =>
-                {
-                    Decision::GiveUp(GiveUp::DeadlineWouldPass)
-                }
-                decision => decision,
+                time_left: deadline.map(|d| d.saturating_duration_since(Instant::now())),
             };
+            let decision = self.policy.decide(&attempt);
             let next_request = match decision {
                 Decision::Retry { after } => original
                     .as_ref()

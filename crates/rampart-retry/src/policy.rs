@@ -54,6 +54,10 @@ pub struct Attempt {
     pub elapsed: Duration,
     /// The delay waited before this attempt (zero before the first).
     pub previous_delay: Duration,
+    /// Time left before the request's own deadline (set by a timeout layer outside, carried
+    /// in the request), if it has one: a retry whose wait would pass it is not made, and
+    /// takes nothing from the budget.
+    pub time_left: Option<Duration>,
 }
 
 impl Attempt {
@@ -69,6 +73,7 @@ impl Attempt {
             server_forbids: false,
             elapsed: Duration::ZERO,
             previous_delay: Duration::ZERO,
+            time_left: None,
         }
     }
 }
@@ -235,9 +240,11 @@ impl RetryPolicy {
         if self
             .deadline
             .is_some_and(|deadline| attempt.elapsed.saturating_add(after) >= deadline)
+            || attempt.time_left.is_some_and(|left| after >= left)
         {
             return give_up(GiveUp::DeadlineWouldPass);
         }
+        // Last: a token is taken only for a retry that will be made.
         if self.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
             return give_up(GiveUp::BudgetExhausted);
         }

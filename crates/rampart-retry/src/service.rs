@@ -223,18 +223,12 @@ where
             server_forbids,
             elapsed: self.started.map_or(Duration::ZERO, |t| t.elapsed()),
             previous_delay: Duration::from_nanos(self.previous_nanos),
-        };
-        let decision = match self.policy.decide(&attempt) {
             // The request's own deadline (from an outer timeout layer) is kept too.
-            Decision::Retry { after }
-                if self.deadline.is_some_and(|d| {
-                    rampart_core::clock::saturating_add(Instant::now(), after) >= d
-                }) =>
-            {
-                Decision::GiveUp(GiveUp::DeadlineWouldPass)
-            }
-            decision => decision,
+            time_left: self
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now())),
         };
+        let decision = self.policy.decide(&attempt);
         match decision {
             Decision::Retry { after } => {
                 tracing::debug!(

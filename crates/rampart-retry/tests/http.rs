@@ -581,3 +581,49 @@ async fn a_deadline_in_the_request_stops_retries_and_attempts_are_counted() {
     assert_eq!(start.elapsed(), secs(3));
     assert_eq!(counter.get(), 3);
 }
+
+/// A retry that the request's own deadline forbids takes nothing from the budget: only the
+/// retries made are paid for.
+#[tokio::test(start_paused = true)]
+async fn a_retry_the_deadline_forbids_takes_no_budget() {
+    use rampart_core::deadline::Deadline;
+    use rampart_retry::{budget::RetryBudget, policy::GiveUp, replay::HttpReplay};
+
+    let budget = RetryBudget::builder()
+        .ratio(1.0)
+        .min_per_sec(0)
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        budget.deposit();
+    }
+    let layer = RetryLayer::builder()
+        .max_attempts(10)
+        .backoff(no_jitter()) // 1 s, 2 s, 4 s, …
+        .budget(budget.clone())
+        .layer()
+        .unwrap()
+        .classifier(HttpClassifier::default())
+        .hints(HttpHints::default())
+        .replay(HttpReplay);
+    let svc =
+        layer.layer(service_fn(
+            |_: http::Request<
+                rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>,
+            >| async { Err::<http::Response<()>, _>(std::io::Error::other("refused")) },
+        ));
+    let mut req = http::Request::get("/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    Deadline::after(secs(5)).tighten(req.extensions_mut());
+    let err = ServiceExt::oneshot(
+        rampart_core::body::BufferBodyLayer::default().layer(svc),
+        req,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), GiveUp::DeadlineWouldPass);
+    assert_eq!(err.attempts(), 3, "two retries made");
+    // 4 deposited by hand + 1 for the request, 2 retries paid for.
+    assert_eq!(budget.available(), 3, "the vetoed retry took nothing");
+}
