@@ -181,6 +181,9 @@ where
             if e.kind() == StoreErrorKind::Full
                 || shared.on_store_error == StoreFailure::FailClosed =>
         {
+            // The begin may have reached the store and taken the lease before it failed here
+            // (a timeout): give it back, or every retry gets 409 until it expires.
+            release_in_background(&shared, &key, token, "the begin failed");
             tracing::warn!(
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 error = %e, "idempotency store failed: request refused (fail closed)"
@@ -192,6 +195,7 @@ where
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 error = %e, "idempotency store failed: request runs without deduplication (fail open)"
             );
+            release_in_background(&shared, &key, token, "the begin failed");
             shared.count(Outcome::Unprotected);
             shared.count_not_stored("store_error");
             let mut res = svc
@@ -344,6 +348,45 @@ where
     executed(&shared, head, body, saved)
 }
 
+/// Releases the lease `token` on `key` in the background (at once if the store answers at
+/// once, as the memory store does; else on the current runtime), for a request that will not
+/// release it itself: one whose `begin` failed but may have taken the lease after all (a
+/// timeout), or one cancelled while its handler ran. A lease that is not there makes it a
+/// no-op. `why` goes into the log line of a failure.
+fn release_in_background(
+    shared: &Arc<Shared>,
+    key: &StoreKey,
+    token: LeaseToken,
+    why: &'static str,
+) {
+    let store = shared.store.clone();
+    let (name, owned) = (shared.name.clone(), key.clone());
+    let mut release: BoxFuture<'static, ()> = Box::pin(async move {
+        let key = owned;
+        if let Err(e) = store.release(&key, token).await {
+            tracing::warn!(
+                target: "rampart::idempotency", layer = %name, key = key.key(), error = %e, why,
+                "lease could not be released; it expires after its TTL"
+            );
+        }
+    });
+    if release
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_pending()
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(release);
+            }
+            Err(_) => tracing::warn!(
+                target: "rampart::idempotency", layer = %shared.name, key = key.key(),
+                why, "no runtime to release a lease; it expires after its TTL"
+            ),
+        }
+    }
+}
+
 /// The response of a request that ran, counted and marked.
 fn executed<B>(
     shared: &Shared,
@@ -430,35 +473,11 @@ impl Drop for LeaseGuard {
             target: "rampart::idempotency", layer = %self.shared.name, key = self.key.key(),
             "request cancelled; releasing its lease"
         );
-        let store = self.shared.store.clone();
-        let name = self.shared.name.clone();
-        let key = self.key.clone();
-        let token = self.token;
-        let mut release: BoxFuture<'static, ()> = Box::pin(async move {
-            if let Err(e) = store.release(&key, token).await {
-                tracing::warn!(
-                    target: "rampart::idempotency", layer = %name, key = key.key(),
-                    error = %e, "lease of a cancelled request could not be released; it expires after its TTL"
-                );
-            }
-        });
-        // Most stores answer at once (the memory store does): try once here, and hand the
-        // rest to the runtime.
-        if release
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-            .is_pending()
-        {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn(release);
-                }
-                Err(_) => tracing::warn!(
-                    target: "rampart::idempotency", layer = %self.shared.name,
-                    key = self.key.key(),
-                    "no runtime to release a cancelled request's lease; it expires after its TTL"
-                ),
-            }
-        }
+        release_in_background(
+            &self.shared,
+            &self.key,
+            self.token,
+            "the request was cancelled",
+        );
     }
 }

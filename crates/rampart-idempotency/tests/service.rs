@@ -176,7 +176,11 @@ async fn a_store_that_is_down_fails_closed_with_503_and_nothing_runs() {
         Some(&Outcome::Rejected(Problem::Unavailable))
     );
     assert_eq!(seen.runs(), 0, "never run without a lease");
-    assert_eq!(store.calls(), 1);
+    assert_eq!(
+        store.calls(),
+        2,
+        "the begin, then the release of a lease it may have taken before failing"
+    );
 }
 
 #[tokio::test]
@@ -527,5 +531,83 @@ async fn the_store_is_shared_by_every_service_the_layer_makes() {
     a.oneshot(post(Some("k"), "")).await.unwrap();
     let res = b.oneshot(post(Some("k"), "")).await.unwrap();
     assert_eq!(res.headers()["idempotent-replayed"], "true");
+    assert_eq!(seen.runs(), 1);
+}
+
+/// A memory store whose next `begin` takes the lease and then reports a timeout: the reply
+/// was lost on the way back, as it is from a networked store under load.
+#[derive(Debug)]
+struct LostReply {
+    inner: MemoryStore,
+    lose_next: std::sync::atomic::AtomicBool,
+}
+
+impl IdempotencyStore for LostReply {
+    fn describe(&self) -> String {
+        "lost-reply".into()
+    }
+    fn begin<'a>(
+        &'a self,
+        key: &'a rampart_idempotency::StoreKey,
+        fingerprint: &'a rampart_idempotency::Fingerprint,
+        lease: rampart_idempotency::Lease,
+    ) -> rampart_idempotency::BoxFuture<
+        'a,
+        Result<rampart_idempotency::Begin, rampart_idempotency::StoreError>,
+    > {
+        Box::pin(async move {
+            let begun = self.inner.begin(key, fingerprint, lease).await;
+            if self.lose_next.swap(false, Ordering::SeqCst) {
+                return Err(rampart_idempotency::StoreError::new(
+                    "lost-reply",
+                    StoreErrorKind::Unavailable,
+                )
+                .with_source("no answer within 50ms"));
+            }
+            begun
+        })
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a rampart_idempotency::StoreKey,
+        token: rampart_idempotency::LeaseToken,
+        response: &'a rampart_idempotency::StoredResponse,
+        retention: Duration,
+    ) -> rampart_idempotency::BoxFuture<'a, Result<bool, rampart_idempotency::StoreError>> {
+        self.inner.complete(key, token, response, retention)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a rampart_idempotency::StoreKey,
+        token: rampart_idempotency::LeaseToken,
+    ) -> rampart_idempotency::BoxFuture<'a, Result<bool, rampart_idempotency::StoreError>> {
+        self.inner.release(key, token)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_begin_that_timed_out_after_taking_the_lease_gives_it_back() {
+    let seen = Seen::default();
+    let store = Arc::new(LostReply {
+        inner: MemoryStore::bounded(100).unwrap(),
+        lose_next: std::sync::atomic::AtomicBool::new(true),
+    });
+    let svc = IdempotencyLayer::builder(store)
+        .build()
+        .unwrap()
+        .layer(handler(seen.clone(), Duration::ZERO));
+    let first = svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
+    assert_eq!(
+        first.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fail closed"
+    );
+    assert_eq!(seen.runs(), 0);
+    let retry = svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
+    assert_eq!(
+        retry.status(),
+        StatusCode::CREATED,
+        "the retry runs at once, not 409 for the lease's TTL"
+    );
     assert_eq!(seen.runs(), 1);
 }
