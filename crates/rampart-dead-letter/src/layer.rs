@@ -1,31 +1,20 @@
-//! [`DeadLetterLayer`]: its configuration, and what it answers once a failure is parked
-//! ([`OnParked`]: [`ReturnFailure`] or [`AcceptForLater`]).
+//! [`DeadLetterLayer`] and its [`Builder`]: the stores, which failures are parked, what a
+//! record keeps, and what the caller gets ([`ReturnFailure`] or [`AcceptForLater`]).
 
-use std::{error::Error, fmt, sync::Arc, time::SystemTime};
+use std::{error::Error, fmt, sync::Arc};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
-use rampart_core::{
-    attempt::AttemptCounter,
-    body::ReplayBody,
-    error::{BoxError, ConfigError},
-    redact::{QueryPolicy, is_credential_header},
-};
+use http::{HeaderName, StatusCode};
+use rampart_core::{error::ConfigError, redact::QueryPolicy};
 use tower_layer::Layer;
 
 use crate::{
-    error::{FailedResponse, ParkFailed, Parked},
+    answer::{AcceptForLater, ReturnFailure},
     kind::{Judge, ParkOn, error_kind, status_kind},
-    record::{
-        DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, REDACTED, RecordedBody,
-        Target,
-    },
+    record::FailureKind,
     service::DeadLetterService,
-    store::{DeadLetterStore, StoreError},
+    shared::Shared,
+    store::DeadLetterStore,
 };
-
-/// The response header that names the dead letter a failure was parked as.
-pub const DEAD_LETTER_ID: HeaderName = HeaderName::from_static("rampart-dead-letter-id");
 
 /// Parks every request that finally fails in a [`DeadLetterStore`].
 ///
@@ -82,8 +71,17 @@ impl DeadLetterLayer {
     pub fn accept_for_later(self) -> DeadLetterLayer<AcceptForLater> {
         DeadLetterLayer {
             shared: self.shared,
-            mode: AcceptForLater,
+            mode: AcceptForLater::default(),
         }
+    }
+}
+
+impl DeadLetterLayer<AcceptForLater> {
+    /// Answers `202 Accepted` even for a record only a store that does not survive a restart
+    /// kept (a memory store): for tests and demos, where losing it is acceptable.
+    pub fn accept_non_durable(mut self) -> Self {
+        self.mode.non_durable = true;
+        self
     }
 }
 
@@ -283,302 +281,4 @@ impl Builder {
             mode: ReturnFailure,
         })
     }
-}
-
-/// What every service of one layer shares.
-pub(crate) struct Shared {
-    pub(crate) service: String,
-    primary: Arc<dyn DeadLetterStore>,
-    secondary: Option<Arc<dyn DeadLetterStore>>,
-    park_on: ParkOn,
-    redact: Vec<HeaderName>,
-    keep_headers: Vec<HeaderName>,
-    query: QueryPolicy,
-    pub(crate) max_body: usize,
-    key_header: HeaderName,
-    judge: Judge,
-    error_kind: fn(&(dyn Error + 'static)) -> Option<FailureKind>,
-    base_uri: Option<http::Uri>,
-}
-
-/// What is kept of a request while it is in flight, to record it if it fails.
-pub(crate) struct Snapshot {
-    method: http::Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-    body: RecordedBodyParts,
-    started: SystemTime,
-    attempts: AttemptCounter,
-}
-
-enum RecordedBodyParts {
-    Whole(Bytes),
-    Prefix(Bytes),
-}
-
-impl Snapshot {
-    /// Keeps what is needed to record the request, and puts an [`AttemptCounter`] in its
-    /// extensions for a retry layer inside to fill in.
-    pub(crate) fn of<B>(parts: &mut http::request::Parts, body: &ReplayBody<B>) -> Self {
-        let attempts = AttemptCounter::new();
-        parts.extensions.insert(attempts.clone());
-        let body = match body {
-            ReplayBody::Buffered { data, .. } => {
-                RecordedBodyParts::Whole(data.clone().unwrap_or_default())
-            }
-            ReplayBody::Streaming { prefix, .. } | ReplayBody::Failed { prefix, .. } => {
-                RecordedBodyParts::Prefix(prefix.clone().unwrap_or_default())
-            }
-        };
-        Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-            body,
-            started: SystemTime::now(),
-            attempts,
-        }
-    }
-}
-
-/// A request's final failure, as [`OnParked`] gets it.
-#[derive(Debug)]
-pub enum Final<ResB> {
-    /// A failure response (e.g. the last `503`).
-    Response(Response<ResB>),
-    /// An error (a transport error, an open circuit, a timeout, …).
-    Error(BoxError),
-}
-
-impl Shared {
-    /// The kind of a final response, if it is a failure to park.
-    pub(crate) fn park_response(
-        &self,
-        status: StatusCode,
-        headers: &http::HeaderMap,
-    ) -> Option<FailureKind> {
-        self.judge
-            .kind(status, headers)
-            .filter(|k| self.park_on.contains(*k))
-    }
-
-    /// The kind of a final error, if it is a failure to park.
-    pub(crate) fn park_error(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
-        (self.error_kind)(err).filter(|k| self.park_on.contains(*k))
-    }
-
-    pub(crate) fn record<ResB>(
-        &self,
-        snap: Snapshot,
-        kind: FailureKind,
-        failure: &Final<ResB>,
-    ) -> DeadLetter {
-        let failure = match failure {
-            Final::Response(res) => {
-                let mut f = Failure::from_status(kind, res.status());
-                if let Some(code) = res.headers().get("grpc-status") {
-                    let message = res
-                        .headers()
-                        .get("grpc-message")
-                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned());
-                    f.chain = vec![format!(
-                        "grpc-status {}{}",
-                        String::from_utf8_lossy(code.as_bytes()),
-                        message
-                            .map(|m| format!(": {}", rampart_core::redact::text(&m)))
-                            .unwrap_or_default()
-                    )];
-                }
-                f
-            }
-            Final::Error(e) => Failure::from_error(kind, &**e),
-        };
-        // Noted by a rampart retry layer inside; none means one attempt.
-        let attempts = snap.attempts.get().max(1);
-        let key = snap
-            .headers
-            .get(&self.key_header)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let headers = snap
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let redacted = self.redact.contains(name)
-                    || (is_credential_header(name.as_str()) && !self.keep_headers.contains(name));
-                Header {
-                    name: name.as_str().to_owned(),
-                    value: Payload(if redacted {
-                        Bytes::from_static(REDACTED.as_bytes())
-                    } else {
-                        Bytes::copy_from_slice(value.as_bytes())
-                    }),
-                    redacted,
-                }
-            })
-            .collect();
-        let body = match snap.body {
-            RecordedBodyParts::Whole(b) => RecordedBody::whole(b),
-            RecordedBodyParts::Prefix(mut b) => {
-                b.truncate(self.max_body);
-                RecordedBody::truncated(b)
-            }
-        };
-        let sent = match (&self.base_uri, snap.uri.authority()) {
-            (Some(base), None) => format!(
-                "{}://{}{}",
-                base.scheme_str().unwrap_or("http"),
-                base.authority().map_or("", |a| a.as_str()),
-                snap.uri.path_and_query().map_or("/", |p| p.as_str())
-            ),
-            _ => snap.uri.to_string(),
-        };
-        let (uri, query_redacted) = rampart_core::redact::request_uri(&sent, &self.query);
-        let mut record = DeadLetter::new(
-            self.service.clone(),
-            Target {
-                method: snap.method.as_str().to_owned(),
-                uri,
-                headers,
-                body,
-                query_redacted,
-            },
-            failure,
-        );
-        record.idempotency_key = key;
-        record.attempts = attempts;
-        // With retries, the first failure came after the call started; without, it is now.
-        if attempts > 1 {
-            record.first_failed_at = crate::record::millis::truncate(snap.started);
-        }
-        record
-    }
-
-    /// Parks `record`: in the primary store, else the secondary. Every store's error if none
-    /// kept it.
-    pub(crate) async fn park(&self, record: &DeadLetter) -> Result<DeadLetterId, Vec<StoreError>> {
-        let labels = [
-            ("service", self.service.clone()),
-            ("kind", record.failure.kind.as_str().to_owned()),
-        ];
-        let primary = match self.primary.append(record).await {
-            Ok(()) => {
-                tracing::info!(
-                    target: "rampart::dead_letter",
-                    id = %record.id, kind = %record.failure.kind,
-                    path = rampart_core::redact::uri_path(&record.target.uri),
-                    attempts = record.attempts, "request dead-lettered"
-                );
-                metrics::counter!("rampart_dead_letter_parked_total", &labels).increment(1);
-                return Ok(record.id);
-            }
-            Err(e) => e,
-        };
-        let Some(secondary) = &self.secondary else {
-            tracing::error!(
-                target: "rampart::dead_letter",
-                id = %record.id, error = %primary, "dead letter could not be stored"
-            );
-            metrics::counter!("rampart_dead_letter_park_failures_total", &labels).increment(1);
-            return Err(vec![primary]);
-        };
-        match secondary.append(record).await {
-            Ok(()) => {
-                tracing::warn!(
-                    target: "rampart::dead_letter",
-                    id = %record.id, error = %primary, fallback = %secondary.describe(),
-                    "primary dead-letter store failed; record kept in the secondary store"
-                );
-                metrics::counter!("rampart_dead_letter_fallbacks_total", &labels).increment(1);
-                metrics::counter!("rampart_dead_letter_parked_total", &labels).increment(1);
-                Ok(record.id)
-            }
-            Err(second) => {
-                tracing::error!(
-                    target: "rampart::dead_letter",
-                    id = %record.id, primary = %primary, secondary = %second,
-                    "dead letter could not be stored in either store"
-                );
-                metrics::counter!("rampart_dead_letter_park_failures_total", &labels).increment(1);
-                Err(vec![primary, second])
-            }
-        }
-    }
-}
-
-/// What a [`DeadLetterService`] answers once a failure is parked (or could not be).
-pub trait OnParked<ResB>: Clone + Send + Sync + 'static {
-    /// The answer for a failure parked as `id`.
-    fn parked(
-        &self,
-        id: DeadLetterId,
-        kind: FailureKind,
-        failure: Final<ResB>,
-    ) -> Result<Response<ResB>, BoxError>;
-}
-
-/// The caller gets the failure, annotated with the dead letter's id: a failure response
-/// gets the [`DEAD_LETTER_ID`] header (and a [`ParkedAs`] extension), an error becomes a
-/// [`Parked`] error whose source is the original error. The default.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReturnFailure;
-
-/// The caller gets `202 Accepted`, with the [`DEAD_LETTER_ID`] header and a [`ParkedAs`]
-/// extension; the body is the response body type's `Default` (empty).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AcceptForLater;
-
-/// The id of the dead letter a response stands for, in the response's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParkedAs(pub DeadLetterId);
-
-fn mark<B>(res: &mut Response<B>, id: DeadLetterId) {
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        res.headers_mut().insert(DEAD_LETTER_ID, v);
-    }
-    res.extensions_mut().insert(ParkedAs(id));
-}
-
-impl<ResB: Send + 'static> OnParked<ResB> for ReturnFailure {
-    fn parked(
-        &self,
-        id: DeadLetterId,
-        kind: FailureKind,
-        failure: Final<ResB>,
-    ) -> Result<Response<ResB>, BoxError> {
-        match failure {
-            Final::Response(mut res) => {
-                mark(&mut res, id);
-                Ok(res)
-            }
-            Final::Error(e) => Err(Box::new(Parked::new(id, kind, e))),
-        }
-    }
-}
-
-impl<ResB: Default + Send + 'static> OnParked<ResB> for AcceptForLater {
-    fn parked(
-        &self,
-        id: DeadLetterId,
-        _kind: FailureKind,
-        _failure: Final<ResB>,
-    ) -> Result<Response<ResB>, BoxError> {
-        let mut res = Response::new(ResB::default());
-        *res.status_mut() = StatusCode::ACCEPTED;
-        mark(&mut res, id);
-        Ok(res)
-    }
-}
-
-/// The error for a failure no store could keep.
-pub(crate) fn park_failed<ResB>(
-    kind: FailureKind,
-    failure: Final<ResB>,
-    stores: Vec<StoreError>,
-) -> BoxError {
-    let original: BoxError = match failure {
-        Final::Response(res) => Box::new(FailedResponse::new(res.status())),
-        Final::Error(e) => e,
-    };
-    Box::new(ParkFailed::new(kind, original, stores))
 }

@@ -114,6 +114,7 @@
 //! | `rampart_dead_letter_park_failures_total` | `service`, `kind` | failures no store kept |
 //! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up`, `error` (the store failed for the record, or the service panicked) |
 
+mod answer;
 pub mod error;
 pub mod kind;
 mod layer;
@@ -122,6 +123,7 @@ pub mod park;
 pub mod record;
 pub mod redrive;
 mod service;
+mod shared;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
@@ -129,17 +131,16 @@ pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 
+pub use answer::{AcceptForLater, DEAD_LETTER_ID, OnParked, ParkedAs, ReturnFailure};
 pub use error::{FailedResponse, ParkFailed, Parked};
 pub use kind::ParkOn;
-pub use layer::{
-    AcceptForLater, Builder, DEAD_LETTER_ID, DeadLetterLayer, Final, MAX_BODY_LIMIT, OnParked,
-    ParkedAs, ReturnFailure,
-};
+pub use layer::{Builder, DeadLetterLayer, MAX_BODY_LIMIT};
 pub use memory::MemoryStore;
 pub use park::Parker;
 pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State};
 pub use redrive::{Redrive, RedriveBuilder};
 pub use service::{DeadLetterService, ResponseFuture};
+pub use shared::Final;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind};

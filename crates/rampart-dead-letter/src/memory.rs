@@ -78,6 +78,11 @@ impl DeadLetterStore for MemoryStore {
         format!("memory(capacity {})", self.capacity)
     }
 
+    /// Kept in memory: gone with the process.
+    fn is_durable(&self) -> bool {
+        false
+    }
+
     fn append<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.insert(std::slice::from_ref(record)) })
     }

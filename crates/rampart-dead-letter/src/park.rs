@@ -43,8 +43,9 @@ use rampart_core::{body::ReplayBody, error::BoxError};
 
 use crate::{
     error::{FailedResponse, ParkFailed, Parked},
-    layer::{DeadLetterLayer, Final, Shared, Snapshot},
+    layer::DeadLetterLayer,
     record::{DeadLetter, DeadLetterId, Failure, FailureKind},
+    shared::{Final, Shared, Snapshot},
     store::StoreError,
 };
 
@@ -172,7 +173,7 @@ impl Parker {
     /// primary's first, if none kept it: then answer with [`park_failed`], never drop the
     /// failure.
     pub async fn park(&self, record: &DeadLetter) -> Result<DeadLetterId, Vec<StoreError>> {
-        self.shared.park(record).await
+        self.shared.park(record).await.map(|kept| kept.id)
     }
 }
 

@@ -18,7 +18,10 @@ use rampart_core::{
 };
 use tower_service::Service;
 
-use crate::layer::{Final, OnParked, Shared, Snapshot, park_failed};
+use crate::{
+    answer::{OnParked, park_failed},
+    shared::{Final, Shared, Snapshot},
+};
 
 /// Parks the requests that finally fail. Made by [`DeadLetterLayer`](crate::DeadLetterLayer).
 ///
@@ -225,7 +228,7 @@ where
     Box::pin(async move {
         let record = shared.record(snap, kind, &failure);
         match shared.park(&record).await {
-            Ok(id) => mode.parked(id, kind, failure),
+            Ok(kept) => mode.parked(kept.id, kind, failure, kept.durable),
             Err(stores) => Err(park_failed(kind, failure, stores)),
         }
     })

@@ -38,6 +38,13 @@ pub trait DeadLetterStore: Send + Sync + fmt::Debug + 'static {
     /// holds a password.
     fn describe(&self) -> String;
 
+    /// `true` if an appended record survives a crash of the process (the embedded store, Redis,
+    /// NATS); `false` for one kept in memory only. A layer answers `202 Accepted` only for a
+    /// record a durable store kept (see [`AcceptForLater`](crate::AcceptForLater)).
+    fn is_durable(&self) -> bool {
+        true
+    }
+
     /// Stores `record`; `Ok` once it is durable.
     fn append<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -79,6 +86,9 @@ pub trait DeadLetterStore: Send + Sync + fmt::Debug + 'static {
 impl<T: DeadLetterStore + ?Sized> DeadLetterStore for Arc<T> {
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn is_durable(&self) -> bool {
+        (**self).is_durable()
     }
     fn append<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).append(record)

@@ -164,7 +164,8 @@ async fn a_transport_error_becomes_a_parked_error_that_keeps_its_source() {
 
 #[tokio::test]
 async fn accept_for_later_answers_202_with_the_id() {
-    let store = store();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(rampart_dead_letter::SqliteStore::open(dir.path().join("d.db")).unwrap());
     let svc = layer(store.clone())
         .accept_for_later()
         .layer(service_fn(|_: Req| async {
@@ -174,6 +175,37 @@ async fn accept_for_later_answers_202_with_the_id() {
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let id = res.headers()[DEAD_LETTER_ID].to_str().unwrap();
     assert_eq!(all(&*store).await[0].id.to_string(), id);
+}
+
+#[tokio::test]
+async fn no_202_when_only_a_memory_store_kept_the_record() {
+    // The durable primary is down; the memory secondary keeps the record.
+    let secondary = store();
+    let svc = DeadLetterLayer::builder("billing", Arc::new(FailingStore::new()))
+        .secondary(secondary.clone())
+        .build()
+        .unwrap()
+        .accept_for_later()
+        .layer(answering(503, Arc::default()));
+    let res = svc.oneshot(post("x")).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the failure, annotated: a restart would lose the record"
+    );
+    assert_eq!(
+        res.headers()[DEAD_LETTER_ID].to_str().unwrap(),
+        all(&*secondary).await[0].id.to_string()
+    );
+
+    let opted_in = layer(store())
+        .accept_for_later()
+        .accept_non_durable()
+        .layer(answering(503, Arc::default()));
+    assert_eq!(
+        opted_in.oneshot(post("x")).await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
