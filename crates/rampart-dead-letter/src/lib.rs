@@ -70,6 +70,11 @@
 //! gets a [`ParkFailed`] error carrying the original failure and every store's error. A
 //! failure is never dropped silently.
 //!
+//! A primary append that timed out may have landed all the same, and the secondary then keeps
+//! a second copy (labelled [`FALLBACK_FROM`]). Redrive the secondary with
+//! [`RedriveBuilder::primary`] set: a copy the primary also holds is removed instead of sent,
+//! so the request goes out once.
+//!
 //! # Secrets
 //!
 //! A record is kept at rest, possibly for days, and read by people: nothing in it should let
@@ -140,7 +145,7 @@ pub use park::Parker;
 pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State};
 pub use redrive::{Redrive, RedriveBuilder};
 pub use service::{DeadLetterService, ResponseFuture};
-pub use shared::Final;
+pub use shared::{FALLBACK_FROM, Final};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind};

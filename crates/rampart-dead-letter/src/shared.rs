@@ -22,6 +22,10 @@ use crate::{
     store::{DeadLetterStore, StoreError},
 };
 
+/// The label of a record the secondary store took because the primary failed: the primary's
+/// description. See [`RedriveBuilder::primary`](crate::RedriveBuilder::primary).
+pub const FALLBACK_FROM: &str = "rampart.fallback_from";
+
 /// Where a parked record went.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Kept {
@@ -230,7 +234,12 @@ impl Shared {
             metrics::counter!("rampart_dead_letter_park_failures_total", &labels).increment(1);
             return Err(vec![primary]);
         };
-        match secondary.append(record).await {
+        // The primary may have stored it after all (an append that timed out on its way
+        // back): the copy says where it came from, for a redrive to find the twin.
+        let mut copy = record.clone();
+        copy.labels
+            .insert(FALLBACK_FROM.to_owned(), self.primary.describe());
+        match secondary.append(&copy).await {
             Ok(()) => {
                 tracing::warn!(
                     target: "rampart::dead_letter",

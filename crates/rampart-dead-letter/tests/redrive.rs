@@ -669,3 +669,121 @@ async fn all_never_meets_its_own_claims_as_another_redrives() {
         }
     );
 }
+
+/// A store whose appends land but report a timeout, as a networked store's do when the reply
+/// is lost.
+#[derive(Debug)]
+struct LandsButTimesOut(MemoryStore);
+
+impl DeadLetterStore for LandsButTimesOut {
+    fn describe(&self) -> String {
+        "lands-but-times-out".into()
+    }
+    fn append<'a>(
+        &'a self,
+        record: &'a DeadLetter,
+    ) -> BoxFuture<'a, Result<(), rampart_dead_letter::StoreError>> {
+        Box::pin(async move {
+            self.0.append(record).await?;
+            Err(
+                rampart_dead_letter::StoreError::new("lands", StoreErrorKind::Unavailable)
+                    .with_source("no answer within 1s"),
+            )
+        })
+    }
+    fn get(
+        &self,
+        id: rampart_dead_letter::DeadLetterId,
+    ) -> BoxFuture<'_, Result<Option<DeadLetter>, rampart_dead_letter::StoreError>> {
+        self.0.get(id)
+    }
+    fn list<'a>(
+        &'a self,
+        query: &'a rampart_dead_letter::Query,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, rampart_dead_letter::StoreError>> {
+        self.0.list(query)
+    }
+    fn update<'a>(
+        &'a self,
+        record: &'a DeadLetter,
+    ) -> BoxFuture<'a, Result<(), rampart_dead_letter::StoreError>> {
+        self.0.update(record)
+    }
+    fn delete(
+        &self,
+        id: rampart_dead_letter::DeadLetterId,
+    ) -> BoxFuture<'_, Result<bool, rampart_dead_letter::StoreError>> {
+        self.0.delete(id)
+    }
+    fn purge<'a>(
+        &'a self,
+        filter: &'a rampart_dead_letter::Filter,
+    ) -> BoxFuture<'a, Result<u64, rampart_dead_letter::StoreError>> {
+        self.0.purge(filter)
+    }
+    fn stats(
+        &self,
+    ) -> BoxFuture<'_, Result<rampart_dead_letter::Stats, rampart_dead_letter::StoreError>> {
+        self.0.stats()
+    }
+}
+
+#[tokio::test]
+async fn a_record_both_stores_kept_is_sent_once() {
+    use rampart_dead_letter::DeadLetterLayer;
+    use tower::{Layer, ServiceExt};
+
+    let primary = Arc::new(LandsButTimesOut(MemoryStore::bounded(10).unwrap()));
+    let secondary = Arc::new(MemoryStore::bounded(10).unwrap());
+    let svc = DeadLetterLayer::builder("billing", primary.clone())
+        .secondary(secondary.clone())
+        .build()
+        .unwrap()
+        .layer(service_fn(
+            |_: Request<rampart_core::body::ReplayBody<Full<Bytes>>>| async {
+                let mut res = Response::new(Full::new(Bytes::new()));
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                Ok::<_, Infallible>(res)
+            },
+        ));
+    let req = Request::post("http://127.0.0.1:9/charge")
+        .header("idempotency-key", "order-1")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let in_both = |s: &dyn DeadLetterStore| {
+        rampart_core::testing::ready(s.stats())
+            .unwrap()
+            .unwrap()
+            .total
+    };
+    assert_eq!(
+        (in_both(&*primary), in_both(&*secondary)),
+        (1, 1),
+        "two copies"
+    );
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let from_primary = Redrive::builder(primary.clone(), upstream(StatusCode::OK, seen.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(from_primary.all(|_| {}).await.unwrap().delivered, 1);
+    let from_secondary =
+        Redrive::builder(secondary.clone(), upstream(StatusCode::OK, seen.clone()))
+            .primary(primary.clone())
+            .build()
+            .unwrap();
+    let mut why = Vec::new();
+    let summary = from_secondary
+        .all(|p| {
+            if let Outcome::Skipped { why: w, .. } = p.outcome {
+                why.push(w.clone());
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(summary.delivered, 0, "{summary:?}");
+    assert_eq!(why, vec![Skip::Duplicate]);
+    assert_eq!(seen.lock().unwrap().len(), 1, "sent once in all");
+    assert_eq!(in_both(&*secondary), 0, "the copy is gone");
+}

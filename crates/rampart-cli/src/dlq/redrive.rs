@@ -261,6 +261,7 @@ fn skip_reason(state: State, why: &Skip) -> String {
                 .as_secs()
         ),
         Skip::Contended => "another redrive claimed it first".into(),
+        Skip::Duplicate => "a fallback copy the primary store also kept; removed".into(),
         Skip::Unkeyed => "a non-idempotent request without an idempotency key may have run \
                           already; check, then redrive it with --allow-keyless"
             .into(),

@@ -35,6 +35,7 @@ pub struct RedriveBuilder<S> {
     lease: Duration,
     wall_clock: WallClock,
     allow_keyless: bool,
+    primary: Option<Arc<dyn DeadLetterStore>>,
 }
 
 impl<S> fmt::Debug for RedriveBuilder<S> {
@@ -63,6 +64,7 @@ impl<S> RedriveBuilder<S> {
             lease: DEFAULT_LEASE,
             wall_clock: Arc::new(SystemTime::now),
             allow_keyless: false,
+            primary: None,
         }
     }
 
@@ -125,6 +127,16 @@ impl<S> RedriveBuilder<S> {
     /// other means.
     pub fn allow_keyless_replays(mut self, allow: bool) -> Self {
         self.allow_keyless = allow;
+        self
+    }
+
+    /// This redrive's store is a layer's secondary, and `primary` its primary: a record the
+    /// secondary took while the primary was failing ([`FALLBACK_FROM`](crate::FALLBACK_FROM)
+    /// set) is looked up in `primary` first, and if the primary has it too (an append that
+    /// timed out after it landed), this copy is removed instead of sent: the primary's redrive
+    /// sends it, once. If `primary` cannot be read, the copy is left for the next run.
+    pub fn primary(mut self, primary: Arc<dyn DeadLetterStore>) -> Self {
+        self.primary = Some(primary);
         self
     }
 
@@ -203,6 +215,7 @@ impl<S> RedriveBuilder<S> {
                 wall_clock: self.wall_clock,
                 owner,
                 allow_keyless: self.allow_keyless,
+                primary: self.primary,
             }),
             service: self.service,
         })
@@ -223,6 +236,7 @@ pub(super) struct Inner {
     pub(super) wall_clock: WallClock,
     pub(super) owner: String,
     pub(super) allow_keyless: bool,
+    pub(super) primary: Option<Arc<dyn DeadLetterStore>>,
 }
 
 impl Inner {

@@ -65,6 +65,11 @@ pub enum Skip {
     /// the server could tell a resend from new work. Redrive it by hand after checking, or
     /// opt in with [`allow_keyless_replays`](crate::RedriveBuilder::allow_keyless_replays).
     Unkeyed,
+    /// A copy the secondary store took while the primary was failing, though the primary
+    /// kept the record too (its append timed out after it landed): the primary's record is
+    /// the one sent, and this copy was removed. See
+    /// [`RedriveBuilder::primary`](crate::RedriveBuilder::primary).
+    Duplicate,
 }
 
 /// Counts of a redrive over many records.

@@ -98,6 +98,25 @@ where
             why,
         });
     }
+    if let Some(primary) = &inner.primary
+        && record.labels.contains_key(crate::FALLBACK_FROM)
+    {
+        match primary.get(record.id).await {
+            Ok(Some(_)) => {
+                store.delete(record.id).await.map_err(|e| (e, false))?;
+                tracing::info!(
+                    target: "rampart::dead_letter", id = %record.id, primary = %primary.describe(),
+                    "a fallback copy the primary also kept was removed; the primary's is sent"
+                );
+                return Ok(Outcome::Skipped {
+                    state: record.state,
+                    why: Skip::Duplicate,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => return Err((e, false)),
+        }
+    }
     if !inner.allow_keyless && !replay_safe(&record, &inner.key_header) {
         tracing::info!(
             target: "rampart::dead_letter", id = %record.id, method = %record.target.method,
