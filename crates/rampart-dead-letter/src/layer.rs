@@ -86,6 +86,14 @@ impl DeadLetterLayer<AcceptForLater> {
 }
 
 impl<M> DeadLetterLayer<M> {
+    /// The appends this layer (and its [`Parker`](crate::Parker)) saw fail, for a health
+    /// check: [`rampart_health::DeadLetterCheck::write_failures`] reports them.
+    ///
+    /// [`rampart_health::DeadLetterCheck::write_failures`]: https://docs.rs/rampart-health
+    pub fn write_failures(&self) -> crate::WriteFailures {
+        self.shared.write_failures.clone()
+    }
+
     /// The primary store.
     pub fn store(&self) -> &Arc<dyn DeadLetterStore> {
         &self.shared.primary
@@ -265,6 +273,7 @@ impl Builder {
         }
         Ok(DeadLetterLayer {
             shared: Arc::new(Shared {
+                write_failures: crate::WriteFailures::default(),
                 service: self.service,
                 primary: self.primary,
                 secondary: self.secondary,

@@ -132,6 +132,7 @@ mod shared;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
+pub mod write_failures;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
@@ -149,3 +150,4 @@ pub use shared::{FALLBACK_FROM, Final};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind};
+pub use write_failures::{WriteFailure, WriteFailures};

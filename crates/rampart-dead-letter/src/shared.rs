@@ -36,6 +36,7 @@ pub(crate) struct Kept {
 
 /// What every service of one layer shares.
 pub(crate) struct Shared {
+    pub(crate) write_failures: crate::WriteFailures,
     pub(crate) service: String,
     pub(crate) primary: Arc<dyn DeadLetterStore>,
     pub(crate) secondary: Option<Arc<dyn DeadLetterStore>>,
@@ -226,7 +227,16 @@ impl Shared {
             }
             Err(e) => e,
         };
+        let failed = |store: &dyn DeadLetterStore, e: &StoreError, kept_elsewhere: bool| {
+            self.write_failures.note(crate::WriteFailure {
+                at: SystemTime::now(),
+                store: store.describe(),
+                error: e.to_string(),
+                kept_elsewhere,
+            });
+        };
         let Some(secondary) = &self.secondary else {
+            failed(&*self.primary, &primary, false);
             tracing::error!(
                 target: "rampart::dead_letter",
                 id = %record.id, error = %primary, "dead letter could not be stored"
@@ -241,6 +251,7 @@ impl Shared {
             .insert(FALLBACK_FROM.to_owned(), self.primary.describe());
         match secondary.append(&copy).await {
             Ok(()) => {
+                failed(&*self.primary, &primary, true);
                 tracing::warn!(
                     target: "rampart::dead_letter",
                     id = %record.id, error = %primary, fallback = %secondary.describe(),
@@ -254,6 +265,8 @@ impl Shared {
                 })
             }
             Err(second) => {
+                failed(&*self.primary, &primary, false);
+                failed(&**secondary, &second, false);
                 tracing::error!(
                     target: "rampart::dead_letter",
                     id = %record.id, primary = %primary, secondary = %second,

@@ -642,3 +642,101 @@ async fn reports_are_cached_and_concurrent_checks_share_one() {
     assert_eq!(health.check().await.status, Status::Degraded);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+/// Reads from memory; every append refused as a full disk.
+#[derive(Debug)]
+struct DiskFull(MemoryStore);
+
+impl DeadLetterStore for DiskFull {
+    fn describe(&self) -> String {
+        "sqlite:/full/dlq.db".into()
+    }
+    fn append<'a>(&'a self, _: &'a DeadLetter) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async {
+            Err(StoreError::new("sqlite:/full/dlq.db", StoreErrorKind::Full)
+                .with_source("database or disk is full"))
+        })
+    }
+    fn get(&self, id: DeadLetterId) -> StoreFuture<'_, Result<Option<DeadLetter>, StoreError>> {
+        self.0.get(id)
+    }
+    fn list<'a>(&'a self, q: &'a Query) -> StoreFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
+        self.0.list(q)
+    }
+    fn update<'a>(&'a self, r: &'a DeadLetter) -> StoreFuture<'a, Result<(), StoreError>> {
+        self.0.update(r)
+    }
+    fn delete(&self, id: DeadLetterId) -> StoreFuture<'_, Result<bool, StoreError>> {
+        self.0.delete(id)
+    }
+    fn purge<'a>(&'a self, f: &'a Filter) -> StoreFuture<'a, Result<u64, StoreError>> {
+        self.0.purge(f)
+    }
+    fn stats(&self) -> StoreFuture<'_, Result<Stats, StoreError>> {
+        self.0.stats()
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_reads_but_cannot_write_is_degraded_while_appends_fail() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use rampart_core::body::ReplayBody;
+    use rampart_dead_letter::DeadLetterLayer;
+
+    let store: Arc<dyn DeadLetterStore> = Arc::new(DiskFull(MemoryStore::bounded(10).unwrap()));
+    let layer = DeadLetterLayer::builder("billing", store.clone())
+        .build()
+        .unwrap();
+    let health = registry();
+    health.component(
+        "dlq",
+        DeadLetterCheck::new(store).write_failures(layer.write_failures()),
+    );
+    assert_eq!(
+        status_of(&health, "dlq").await.0,
+        Status::Healthy,
+        "nothing failed yet"
+    );
+
+    let svc = layer.layer(service_fn(
+        |_: http::Request<ReplayBody<Full<Bytes>>>| async {
+            Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("upstream down"))
+        },
+    ));
+    let req = http::Request::post("http://billing/charge")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert!(svc.oneshot(req).await.is_err(), "no store kept it");
+
+    let report = health.check().await;
+    let c = report.component("dlq").unwrap();
+    assert_eq!(
+        c.status(),
+        Status::Degraded,
+        "the reads work, the writes do not"
+    );
+    assert!(
+        c.health.details["last_write_error"]
+            .as_str()
+            .unwrap()
+            .contains("disk is full"),
+        "{:?}",
+        c.health.details
+    );
+    assert_eq!(c.health.details["write_failures"], 1);
+
+    // A failure older than the window no longer counts (a window of zero: any failure is).
+    let short = registry();
+    short.component(
+        "dlq",
+        DeadLetterCheck::new(Arc::new(MemoryStore::bounded(1).unwrap()))
+            .write_failures(layer.write_failures())
+            .write_window(Duration::ZERO),
+    );
+    assert_eq!(
+        status_of(&short, "dlq").await.0,
+        Status::Healthy,
+        "an old failure no longer counts"
+    );
+}
