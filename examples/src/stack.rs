@@ -76,9 +76,13 @@ impl Default for Settings {
     }
 }
 
+/// The body of the stack's answers: hyper's, through the dead-letter layer (which watches a
+/// gRPC answer's trailers).
+pub type Answer = rampart::dead_letter::DeadLetterBody<Incoming>;
+
 /// What the stack is: a cloneable HTTP client service with `BoxError` errors.
 pub trait HttpClient:
-    Service<Request<Full<Bytes>>, Response = Response<Incoming>, Error = BoxError, Future: Send>
+    Service<Request<Full<Bytes>>, Response = Response<Answer>, Error = BoxError, Future: Send>
     + Clone
     + Send
     + 'static
@@ -86,7 +90,7 @@ pub trait HttpClient:
 }
 
 impl<S> HttpClient for S where
-    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>, Error = BoxError, Future: Send>
+    S: Service<Request<Full<Bytes>>, Response = Response<Answer>, Error = BoxError, Future: Send>
         + Clone
         + Send
         + 'static

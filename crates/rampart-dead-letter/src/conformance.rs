@@ -439,3 +439,39 @@ pub async fn concurrent_redrives(store: std::sync::Arc<dyn DeadLetterStore>) {
         );
     }
 }
+
+/// A gRPC answer as a server that has sent a message reports its status: `200`,
+/// `content-type: application/grpc`, one message, then `grpc-status: code` in the trailers.
+pub fn grpc_answer(code: &'static str) -> http::Response<GrpcAnswerBody> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static(code));
+    let mut res = http::Response::new(GrpcAnswerBody {
+        frames: vec![
+            http_body::Frame::trailers(trailers),
+            http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi")),
+        ],
+    });
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    res
+}
+
+/// The body of [`grpc_answer`]: one data frame, then the trailers.
+#[derive(Debug)]
+pub struct GrpcAnswerBody {
+    frames: Vec<http_body::Frame<Bytes>>,
+}
+
+impl http_body::Body for GrpcAnswerBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.frames.pop().map(Ok))
+    }
+}

@@ -6,7 +6,7 @@ use std::error::Error;
 use http::StatusCode;
 use rampart_core::error::find;
 
-use crate::record::FailureKind;
+use crate::record::{Failure, FailureKind};
 
 /// A final response's kind: `5xx`, `408` and `429` are transient failures, other `4xx` are
 /// fatal, anything else is not a failure.
@@ -45,6 +45,35 @@ pub fn grpc_response_kind(status: StatusCode, headers: &http::HeaderMap) -> Opti
         2 | 8 | 10 | 13 | 14 | 15 => Some(FailureKind::Transient),
         _ => Some(FailureKind::Fatal),
     }
+}
+
+/// `true` for a gRPC response (`content-type: application/grpc…`).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// The failure a gRPC answer's trailers report, if any (no `grpc-status` at all is a failure
+/// too: gRPC clients read it as `UNKNOWN`).
+pub(crate) fn grpc_trailers_failure(
+    status: StatusCode,
+    trailers: &http::HeaderMap,
+) -> Option<Failure> {
+    let code = trailers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let kind = match code {
+        Some(_) => grpc_response_kind(status, trailers)?,
+        None => FailureKind::Transient,
+    };
+    Some(Failure {
+        kind,
+        status: Some(status.as_u16()),
+        chain: vec![format!(
+            "grpc-status {} in the trailers",
+            code.unwrap_or("missing")
+        )],
+    })
 }
 
 /// Judges a final response: by its status alone, or by its head.

@@ -63,6 +63,7 @@ impl DeadLetterLayer {
             judge: Judge::Status(status_kind),
             error_kind: |e| Some(error_kind(e)),
             base_uri: None,
+            grpc_trailers: true,
         }
     }
 
@@ -122,6 +123,7 @@ pub struct Builder {
     judge: Judge,
     error_kind: fn(&(dyn Error + 'static)) -> Option<FailureKind>,
     base_uri: Option<http::Uri>,
+    grpc_trailers: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -242,6 +244,14 @@ impl Builder {
         self
     }
 
+    /// Whether a gRPC response whose head has no `grpc-status` is watched for a failure in its
+    /// trailers, and its request parked in the background if one comes (`true` by default):
+    /// see [`DeadLetterBody`](crate::DeadLetterBody).
+    pub fn grpc_trailers(mut self, watch: bool) -> Self {
+        self.grpc_trailers = watch;
+        self
+    }
+
     /// Checks the configuration: `service` must not be empty, `max_body` must be at most
     /// [`MAX_BODY_LIMIT`].
     pub fn build(self) -> Result<DeadLetterLayer, ConfigError> {
@@ -274,6 +284,7 @@ impl Builder {
         Ok(DeadLetterLayer {
             shared: Arc::new(Shared {
                 write_failures: crate::WriteFailures::default(),
+                grpc_trailers: self.grpc_trailers,
                 service: self.service,
                 primary: self.primary,
                 secondary: self.secondary,

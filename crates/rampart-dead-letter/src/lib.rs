@@ -120,6 +120,7 @@
 //! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up`, `error` (the store failed for the record, or the service panicked) |
 
 mod answer;
+pub mod body;
 pub mod error;
 pub mod kind;
 mod layer;
@@ -138,6 +139,7 @@ pub mod write_failures;
 pub mod conformance;
 
 pub use answer::{AcceptForLater, DEAD_LETTER_ID, OnParked, ParkedAs, ReturnFailure};
+pub use body::DeadLetterBody;
 pub use error::{FailedResponse, ParkFailed, Parked};
 pub use kind::ParkOn;
 pub use layer::{Builder, DeadLetterLayer, MAX_BODY_LIMIT};

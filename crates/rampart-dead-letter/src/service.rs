@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use crate::{
     answer::{OnParked, park_failed},
+    body::{DeadLetterBody, Watch},
     shared::{Final, Shared, Snapshot},
 };
 
@@ -90,7 +91,7 @@ where
     B::Error: Into<BoxError>,
     ResB: Send + 'static,
 {
-    type Response = Response<ResB>;
+    type Response = Response<DeadLetterBody<ResB>>;
     type Error = BoxError;
     type Future = ResponseFuture<S, B, M>;
 
@@ -171,7 +172,7 @@ where
     B::Error: Into<BoxError>,
     ResB: Send + 'static,
 {
-    type Output = Result<Response<ResB>, BoxError>;
+    type Output = Result<Response<DeadLetterBody<ResB>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -191,7 +192,22 @@ where
                 StateProj::Calling { fut, snap } => {
                     let failure = match ready!(fut.poll(cx)) {
                         Ok(res) => match this.shared.park_response(res.status(), res.headers()) {
-                            None => return Poll::Ready(Ok(res)),
+                            None => {
+                                // A gRPC answer with no status in its head reports it in the
+                                // trailers: watch them.
+                                let watch = this.shared.grpc_trailers
+                                    && crate::kind::is_grpc(res.headers())
+                                    && !res.headers().contains_key("grpc-status");
+                                return Poll::Ready(Ok(match snap.take() {
+                                    Some(snap) if watch => {
+                                        let shared = this.shared.clone();
+                                        res.map(|b| {
+                                            DeadLetterBody::watched(b, Watch { shared, snap })
+                                        })
+                                    }
+                                    _ => res.map(DeadLetterBody::plain),
+                                }));
+                            }
                             Some(kind) => (kind, Final::Response(res)),
                         },
                         Err(e) => {
@@ -206,7 +222,12 @@ where
                     let fut = park(this.shared.clone(), this.mode.clone(), snap, failure);
                     this.state.set(State::Parking { fut });
                 }
-                StateProj::Parking { fut } => return fut.as_mut().poll(cx),
+                StateProj::Parking { fut } => {
+                    return fut
+                        .as_mut()
+                        .poll(cx)
+                        .map_ok(|res| res.map(DeadLetterBody::plain));
+                }
             }
         }
     }

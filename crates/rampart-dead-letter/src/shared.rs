@@ -37,6 +37,7 @@ pub(crate) struct Kept {
 /// What every service of one layer shares.
 pub(crate) struct Shared {
     pub(crate) write_failures: crate::WriteFailures,
+    pub(crate) grpc_trailers: bool,
     pub(crate) service: String,
     pub(crate) primary: Arc<dyn DeadLetterStore>,
     pub(crate) secondary: Option<Arc<dyn DeadLetterStore>>,
@@ -113,6 +114,11 @@ impl Shared {
     }
 
     /// The kind of a final error, if it is a failure to park.
+    /// `true` if failures of `kind` are parked.
+    pub(crate) fn parks(&self, kind: FailureKind) -> bool {
+        self.park_on.contains(kind)
+    }
+
     pub(crate) fn park_error(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
         (self.error_kind)(err).filter(|k| self.park_on.contains(*k))
     }

@@ -381,3 +381,62 @@ async fn a_grpc_failure_in_the_head_is_parked_with_its_absolute_uri() {
         .unwrap_err();
     assert_eq!(err.field(), "base_uri");
 }
+
+#[tokio::test]
+async fn a_grpc_failure_reported_in_the_trailers_is_parked() {
+    let store = store();
+    let svc = layer(store.clone()).layer(service_fn(|req: Req| async move {
+        let code = if req.uri().path() == "/orders.v1.Orders/Create" {
+            "14"
+        } else {
+            "0"
+        };
+        Ok::<_, std::convert::Infallible>(rampart_dead_letter::conformance::grpc_answer(code))
+    }));
+    let call = |path: &str| {
+        http::Request::post(format!("http://orders:50051{path}"))
+            .header("content-type", "application/grpc")
+            .header("idempotency-key", "order-9")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\x00")))
+            .unwrap()
+    };
+
+    // The head says 200 and the body streams on to the caller; the trailers say UNAVAILABLE.
+    let res = svc
+        .clone()
+        .oneshot(call("/orders.v1.Orders/Create"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let trailers = res
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .trailers()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        trailers["grpc-status"], "14",
+        "the caller's trailers, unchanged"
+    );
+    tokio::task::yield_now().await;
+    let parked = all(&*store).await;
+    assert_eq!(parked.len(), 1, "parked from its trailers");
+    assert_eq!(
+        parked[0].failure.kind,
+        rampart_dead_letter::FailureKind::Transient
+    );
+    assert!(
+        parked[0].failure.chain[0].contains("grpc-status 14"),
+        "{:?}",
+        parked[0].failure
+    );
+    assert_eq!(parked[0].idempotency_key.as_deref(), Some("order-9"));
+
+    // OK in the trailers: nothing parked.
+    let res = svc.oneshot(call("/orders.v1.Orders/Get")).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(all(&*store).await.len(), 1);
+}

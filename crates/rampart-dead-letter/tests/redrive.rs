@@ -475,56 +475,6 @@ async fn a_panicking_service_is_reported_and_the_others_go_on() {
     assert_eq!(r.state, State::Redriving, "left to its lease");
 }
 
-/// A gRPC answer: `200`, `application/grpc`, one message, then `grpc-status` in the trailers.
-fn grpc_answer(code: &'static str) -> Response<rampart_tests_body::Trailers> {
-    let mut res = Response::new(rampart_tests_body::Trailers::new(code));
-    res.headers_mut().insert(
-        "content-type",
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    res
-}
-
-mod rampart_tests_body {
-    use std::{
-        pin::Pin,
-        task::{Context, Poll},
-    };
-
-    use bytes::Bytes;
-    use http_body::{Body, Frame};
-
-    /// A body: one data frame, then trailers with `grpc-status`.
-    pub(super) struct Trailers {
-        frames: Vec<Frame<Bytes>>,
-    }
-
-    impl Trailers {
-        pub(super) fn new(code: &'static str) -> Self {
-            let mut t = http::HeaderMap::new();
-            t.insert("grpc-status", http::HeaderValue::from_static(code));
-            Self {
-                frames: vec![
-                    Frame::trailers(t),
-                    Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi")),
-                ],
-            }
-        }
-    }
-
-    impl Body for Trailers {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.frames.pop().map(Ok))
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_grpc_failure_in_the_trailers_is_not_delivered() {
     let (store, records) = store_with(2);
@@ -535,7 +485,7 @@ async fn a_grpc_failure_in_the_trailers_is_not_delivered() {
         } else {
             "0"
         };
-        async move { Ok::<_, Infallible>(grpc_answer(code)) }
+        async move { Ok::<_, Infallible>(rampart_dead_letter::conformance::grpc_answer(code)) }
     });
     let redrive = Redrive::builder(store.clone(), svc)
         .response_kind(rampart_dead_letter::kind::grpc_response_kind)

@@ -326,7 +326,10 @@ fn row(name: &str, value: String) {
 }
 
 /// Counts one logical request's result.
-fn record(tally: &Tally, result: Result<http::Response<hyper::body::Incoming>, BoxError>) {
+fn record(
+    tally: &Tally,
+    result: Result<http::Response<rampart_examples::stack::Answer>, BoxError>,
+) {
     match result {
         Ok(res)
             if res

@@ -5,7 +5,7 @@
 use std::{future::poll_fn, pin::pin, sync::Arc};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use rampart_core::error::BoxError;
 use tower::ServiceExt as _;
@@ -16,7 +16,7 @@ use super::{
     outcome::{Outcome, Skip},
 };
 use crate::{
-    kind::{Judge, error_kind, grpc_response_kind},
+    kind::{Judge, error_kind},
     record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State},
     store::{StoreError, StoreErrorKind},
 };
@@ -237,7 +237,7 @@ where
             }),
         ));
     }
-    if !is_grpc(res.headers()) || res.headers().contains_key("grpc-status") {
+    if !crate::kind::is_grpc(res.headers()) || res.headers().contains_key("grpc-status") {
         return Ok((status, None));
     }
     // A gRPC answer whose head carries no status: the status comes in the trailers, after
@@ -246,7 +246,10 @@ where
     while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         let frame = frame.map_err(Into::into)?;
         if let Ok(trailers) = frame.into_trailers() {
-            return Ok((status, grpc_trailers_failure(status, &trailers)));
+            return Ok((
+                status,
+                crate::kind::grpc_trailers_failure(status, &trailers),
+            ));
         }
     }
     Ok((
@@ -274,31 +277,6 @@ fn replay_safe(record: &DeadLetter, key_header: &HeaderName) -> bool {
             .headers
             .iter()
             .any(|h| !h.redacted && h.name.eq_ignore_ascii_case(key_header.as_str()))
-}
-
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
-}
-
-/// The failure a gRPC answer's trailers report, if any (no `grpc-status` at all is a failure
-/// too: gRPC clients read it as `UNKNOWN`).
-fn grpc_trailers_failure(status: StatusCode, trailers: &HeaderMap) -> Option<Failure> {
-    let code = trailers.get("grpc-status").and_then(|v| v.to_str().ok());
-    let kind = match code {
-        Some(_) => grpc_response_kind(status, trailers)?,
-        None => FailureKind::Transient,
-    };
-    Some(Failure {
-        kind,
-        status: Some(status.as_u16()),
-        chain: vec![format!(
-            "grpc-status {} in the trailers",
-            code.unwrap_or("missing")
-        )],
-    })
 }
 
 async fn deliver(
