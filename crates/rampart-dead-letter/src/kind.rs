@@ -28,9 +28,9 @@ pub fn status_kind(status: StatusCode) -> Option<FailureKind> {
 /// (`INVALID_ARGUMENT`, `NOT_FOUND`, `PERMISSION_DENIED`, …) fatal. Without one, the HTTP status
 /// decides ([`status_kind`]).
 ///
-/// A failure whose `grpc-status` arrives only in the trailers, after messages, is not seen: the
-/// layer decides on the response head. Servers send early failures trailers-only, which covers
-/// what a retry layer gives up on (unavailable, throttled, timed out).
+/// This judges the head. A failure whose `grpc-status` arrives only in the trailers, after
+/// messages, is seen by the response body instead ([`DeadLetterBody`](crate::DeadLetterBody)),
+/// which parks the request in the background once the trailers come.
 pub fn grpc_response_kind(status: StatusCode, headers: &http::HeaderMap) -> Option<FailureKind> {
     let Some(code) = headers
         .get("grpc-status")
