@@ -14,7 +14,7 @@ use crate::{
 /// The response header that names the dead letter a failure was parked as.
 pub const DEAD_LETTER_ID: HeaderName = HeaderName::from_static("rampart-dead-letter-id");
 
-/// What a [`DeadLetterService`] answers once a failure is parked (or could not be).
+/// What a [`DeadLetterService`](crate::DeadLetterService) answers once a failure is parked (or could not be).
 pub trait OnParked<ResB>: Clone + Send + Sync + 'static {
     /// The answer for a failure parked as `id`, in a store that survives a crash of the
     /// process if `durable`.

@@ -67,7 +67,7 @@ impl DeadLetterLayer {
         }
     }
 
-    /// Answers a parked failure with `202 Accepted` (and the [`DEAD_LETTER_ID`] header), for
+    /// Answers a parked failure with `202 Accepted` (and the [`DEAD_LETTER_ID`](crate::DEAD_LETTER_ID) header), for
     /// callers that fire and forget: the request will be delivered by a redrive.
     pub fn accept_for_later(self) -> DeadLetterLayer<AcceptForLater> {
         DeadLetterLayer {

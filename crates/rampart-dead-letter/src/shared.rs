@@ -92,7 +92,7 @@ impl Snapshot {
     }
 }
 
-/// A request's final failure, as [`OnParked`] gets it.
+/// A request's final failure, as [`OnParked`](crate::OnParked) gets it.
 #[derive(Debug)]
 pub enum Final<ResB> {
     /// A failure response (e.g. the last `503`).

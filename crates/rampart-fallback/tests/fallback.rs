@@ -226,6 +226,14 @@ async fn a_body_over_the_cache_limit_is_not_kept() {
     assert_eq!(svc.oneshot(get("/big")).await.unwrap().status(), 500);
 }
 
+/// `GET /account` as `who` (in `authorization`).
+fn as_user(who: &str) -> Request<()> {
+    Request::get("http://svc/account")
+        .header("authorization", who)
+        .body(())
+        .unwrap()
+}
+
 /// An upstream answering each request with its caller's name (from `authorization`), a
 /// session cookie, and the cache-control it is told to.
 fn personal_upstream(
@@ -263,12 +271,6 @@ async fn one_users_answer_is_never_served_to_another() {
         .static_response(StaticResponse::new(StatusCode::SERVICE_UNAVAILABLE, "down"))
         .build()
         .layer(personal_upstream(up.clone(), None));
-    let as_user = |who: &str| {
-        Request::get("http://svc/account")
-            .header("authorization", who)
-            .body(())
-            .unwrap()
-    };
     assert_eq!(
         text(svc.clone().oneshot(as_user("alice")).await.unwrap()).await,
         "account of alice"
@@ -327,12 +329,6 @@ async fn a_key_with_the_identity_in_it_caches_per_caller() {
             Some(format!("{who}{}", req.uri().path()))
         }))
         .layer(personal_upstream(up.clone(), None));
-    let as_user = |who: &str| {
-        Request::get("http://svc/account")
-            .header("authorization", who)
-            .body(())
-            .unwrap()
-    };
     text(svc.clone().oneshot(as_user("alice")).await.unwrap()).await;
     up.store(false, Ordering::SeqCst);
     assert_eq!(

@@ -541,6 +541,20 @@ async fn a_body_that_fails_while_buffered_fails_the_same_way_inside_once() {
     );
 }
 
+/// An upstream that refuses every connection.
+fn refusing() -> impl tower::Service<
+    http::Request<rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>>,
+    Response = http::Response<()>,
+    Error = std::io::Error,
+    Future: Send,
+> + Clone {
+    service_fn(
+        |_: http::Request<rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>>| async {
+            Err::<http::Response<()>, _>(std::io::Error::other("refused"))
+        },
+    )
+}
+
 /// A deadline from an outer timeout layer, in the request: no retry waits past it, and the
 /// attempt counter an outer layer put there sees every attempt.
 #[tokio::test(start_paused = true)]
@@ -556,12 +570,7 @@ async fn a_deadline_in_the_request_stops_retries_and_attempts_are_counted() {
         .classifier(HttpClassifier::default())
         .hints(HttpHints::default())
         .replay(HttpReplay);
-    let svc =
-        layer.layer(service_fn(
-            |_: http::Request<
-                rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>,
-            >| async { Err::<http::Response<()>, _>(std::io::Error::other("refused")) },
-        ));
+    let svc = layer.layer(refusing());
     let counter = AttemptCounter::new();
     let mut req = http::Request::get("/")
         .body(http_body_util::Empty::new())
@@ -606,12 +615,7 @@ async fn a_retry_the_deadline_forbids_takes_no_budget() {
         .classifier(HttpClassifier::default())
         .hints(HttpHints::default())
         .replay(HttpReplay);
-    let svc =
-        layer.layer(service_fn(
-            |_: http::Request<
-                rampart_core::body::ReplayBody<http_body_util::Empty<bytes::Bytes>>,
-            >| async { Err::<http::Response<()>, _>(std::io::Error::other("refused")) },
-        ));
+    let svc = layer.layer(refusing());
     let mut req = http::Request::get("/")
         .body(http_body_util::Empty::new())
         .unwrap();
