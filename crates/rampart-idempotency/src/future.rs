@@ -236,15 +236,21 @@ where
         lease.release("status").await;
         return Ok(executed(&shared, head, streaming(body), false));
     }
+    let mut storing: Pin<Box<dyn Future<Output = Response<ReplayBody<ResB>>> + Send>> =
+        Box::pin(store_response(shared.clone(), lease, head, body));
+    // Most responses are stored at once (a whole body, a store that answers at once): then no
+    // task is needed. Only what is still pending is handed to one.
+    if let Poll::Ready(res) = poll_fn(|cx| Poll::Ready(storing.as_mut().poll(cx))).await {
+        return Ok(res);
+    }
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         // No runtime to hand the rest to: store it here. A cancel from now on leaves the lease
         // to its TTL (retries get 409 meanwhile), never released.
-        return Ok(store_response(shared, lease, head, body).await);
+        return Ok(storing.await);
     };
     // Dropped with this future: the task then knows its caller has gone.
     let (caller, gone) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(async move {
-        let mut storing = pin!(store_response(shared.clone(), lease, head, body));
         let mut gone = pin!(gone);
         let first = poll_fn(|cx| {
             if let Poll::Ready(res) = storing.as_mut().poll(cx) {

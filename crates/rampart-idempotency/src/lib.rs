@@ -165,9 +165,10 @@
 //! handler has returned, its work is done and a cancel no longer releases anything: the
 //! response is read and stored by a task of its own (spawned on the current tokio runtime),
 //! which goes on when the request's future is dropped, for at most the lease TTL. Meanwhile a
-//! retry gets `409`; once stored, the stored response. (This costs a task spawn per stored
-//! response. Without a runtime the layer stores on the request's own future, and a cancel
-//! then leaves the lease to its TTL.) A handler cancelled halfway may have done part of its work; if a retry must not redo it, use
+//! retry gets `409`; once stored, the stored response. (A task is spawned only for a
+//! response not stored at once: a body still streaming, a networked store. Without a runtime
+//! the layer stores on the request's own future, and a cancel then leaves the lease to its
+//! TTL.) A handler cancelled halfway may have done part of its work; if a retry must not redo it, use
 //! [`release_on_cancel(false)`](Builder::release_on_cancel) (the lease then holds until its
 //! TTL), or make the work transactional. With a networked store, a request cancelled while its
 //! `begin` is on the wire may have taken a lease it never learns of: that lease expires after
