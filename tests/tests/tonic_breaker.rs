@@ -133,7 +133,7 @@ async fn breaker_around_a_channel_trips_on_unavailable_and_recovers() {
         assert_eq!(
             status
                 .metadata()
-                .get(rampart::tonic::RETRY_PUSHBACK_MS)
+                .get(rampart::core::header::GRPC_RETRY_PUSHBACK_MS)
                 .expect("pushback"),
             "10000"
         );
@@ -146,7 +146,7 @@ async fn breaker_around_a_channel_trips_on_unavailable_and_recovers() {
     assert_eq!(
         status
             .metadata()
-            .get(rampart::tonic::RETRY_PUSHBACK_MS)
+            .get(rampart::core::header::GRPC_RETRY_PUSHBACK_MS)
             .expect("pushback"),
         "2500"
     );

@@ -107,7 +107,7 @@ fn assert_bulkhead_full(status: &Status) {
     assert!(
         status
             .metadata()
-            .get(rampart::tonic::RETRY_PUSHBACK_MS)
+            .get(rampart::core::header::GRPC_RETRY_PUSHBACK_MS)
             .is_none(),
         "a bulkhead cannot know when a permit frees up"
     );

@@ -35,17 +35,7 @@ impl CliError {
 
     /// `err` and every source it has that its message does not already include, on one line.
     pub(crate) fn from_error(err: &(dyn Error + 'static)) -> Self {
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = s.source();
-        }
-        Self::new(message)
+        Self::new(rampart_core::error::chain_line(err))
     }
 
     /// Prints the error on stderr, on one line; its exit code.

@@ -104,14 +104,77 @@ pub trait Rejection: Error + Send + Sync + 'static {
 /// assert!(find::<std::io::Error>(&*err).is_none());
 /// ```
 pub fn find<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
+    chain(err).find_map(|e| e.downcast_ref::<T>())
+}
+
+/// `err` and then each of its [`source`](Error::source)s in turn: the one walk of an error
+/// chain that [`find`], [`chain_text`] and `rejection::Rejected::find` share.
+///
+/// ```
+/// use rampart_core::error::{chain, BoxError};
+///
+/// let err: BoxError = Box::new(std::io::Error::other("reset"));
+/// assert_eq!(chain(&*err).count(), 1);
+/// ```
+pub fn chain<'a>(
+    err: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
+}
+
+/// The messages of `err` and its sources, outermost first, with the repeats dropped (a
+/// wrapper that prints its source's message adds nothing): what a record or a log keeps of
+/// an error.
+///
+/// ```
+/// use rampart_core::error::chain_text;
+///
+/// let err = std::io::Error::other("connection reset");
+/// assert_eq!(chain_text(&err), ["connection reset"]);
+/// ```
+pub fn chain_text(err: &(dyn Error + 'static)) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in chain(err) {
+        let text = e.to_string();
+        if out.last() != Some(&text) {
+            out.push(text);
         }
-        current = e.source();
     }
-    None
+    out
+}
+
+/// `err` and each source whose message it does not already include, joined by `: ` on one
+/// line: an error for a person to read (a CLI's last words, a store error's detail).
+///
+/// ```
+/// use rampart_core::error::chain_line;
+///
+/// #[derive(Debug)]
+/// struct Connect(std::io::Error);
+/// impl std::fmt::Display for Connect {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("could not connect")
+///     }
+/// }
+/// impl std::error::Error for Connect {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let err = Connect(std::io::Error::other("connection refused"));
+/// assert_eq!(chain_line(&err), "could not connect: connection refused");
+/// ```
+pub fn chain_line(err: &(dyn Error + 'static)) -> String {
+    let mut out = err.to_string();
+    for e in chain(err).skip(1) {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Like [`find`], for a `Send + Sync` error such as a [`BoxError`].

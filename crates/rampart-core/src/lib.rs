@@ -10,7 +10,10 @@
 //!   manual clock or tokio's paused time.
 //! - [`key`]: key extraction for per-host / per-tenant / per-route instances, and
 //!   [`registry`]: the bounded map that holds those instances.
-//! - [`error`]: the shared error vocabulary.
+//! - [`error`]: the shared error vocabulary, and [`rejection`]: each pattern's rejection
+//!   ([`CircuitOpen`](rejection::CircuitOpen), [`BulkheadFull`](rejection::BulkheadFull)) and
+//!   [`Rejected::find`](rejection::Rejected::find), which recognises any of them.
+//! - [`header`]: the header names the layers agree on (`idempotency-key`, gRPC pushback).
 //! - [`deadline`]: a call's deadline, carried in the request so inner layers keep to it.
 //! - [`problem`]: RFC 9457 problem details, the body of rampart's error responses.
 //! - [`redact`]: keeping credentials out of records, error texts, logs and output.
@@ -34,10 +37,12 @@ pub mod classify;
 pub mod clock;
 pub mod deadline;
 pub mod error;
+pub mod header;
 pub mod key;
 pub mod problem;
 pub mod redact;
 pub mod registry;
+pub mod rejection;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

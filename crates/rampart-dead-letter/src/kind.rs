@@ -4,7 +4,10 @@
 use std::error::Error;
 
 use http::StatusCode;
-use rampart_core::error::find;
+use rampart_core::{
+    error::find,
+    rejection::{Rejected, RejectionKind},
+};
 
 use crate::record::{Failure, FailureKind};
 
@@ -96,21 +99,19 @@ impl Judge {
 ///
 /// | found in the chain | kind |
 /// |---|---|
-/// | `rampart_circuit_breaker::CircuitOpen` (feature `circuit-breaker`) | [`CircuitOpen`](FailureKind::CircuitOpen) |
-/// | `rampart_bulkhead::BulkheadFull` (feature `bulkhead`) | [`BulkheadFull`](FailureKind::BulkheadFull) |
-/// | `rampart_core::error::Elapsed` (every rampart timeout, e.g. a retry whose last attempt timed out), `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, an `io::Error` of kind `TimedOut` | [`Timeout`](FailureKind::Timeout) |
+/// | a rampart rejection ([`Rejected::find`]): [`CircuitOpen`](rampart_core::rejection::CircuitOpen), [`BulkheadFull`](rampart_core::rejection::BulkheadFull), [`Elapsed`](rampart_core::error::Elapsed) (every rampart timeout, e.g. a retry whose last attempt timed out) | [`CircuitOpen`](FailureKind::CircuitOpen), [`BulkheadFull`](FailureKind::BulkheadFull), [`Timeout`](FailureKind::Timeout) |
+/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, an `io::Error` of kind `TimedOut` | [`Timeout`](FailureKind::Timeout) |
 /// | anything else (a transport error) | [`Transient`](FailureKind::Transient) |
 pub fn error_kind(err: &(dyn Error + 'static)) -> FailureKind {
-    #[cfg(feature = "circuit-breaker")]
-    if find::<rampart_circuit_breaker::CircuitOpen>(err).is_some() {
-        return FailureKind::CircuitOpen;
+    match Rejected::find(err).map(|r| r.kind()) {
+        Some(RejectionKind::CircuitOpen) => return FailureKind::CircuitOpen,
+        Some(RejectionKind::BulkheadFull) => return FailureKind::BulkheadFull,
+        Some(RejectionKind::Timeout) => return FailureKind::Timeout,
+        // A rejection kind this crate does not know yet: a refusal worth another try.
+        Some(_) => return FailureKind::Transient,
+        None => {}
     }
-    #[cfg(feature = "bulkhead")]
-    if find::<rampart_bulkhead::BulkheadFull>(err).is_some() {
-        return FailureKind::BulkheadFull;
-    }
-    if find::<rampart_core::error::Elapsed>(err).is_some()
-        || find::<tower::timeout::error::Elapsed>(err).is_some()
+    if find::<tower::timeout::error::Elapsed>(err).is_some()
         || find::<tokio::time::error::Elapsed>(err).is_some()
         || find::<std::io::Error>(err).is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
     {
@@ -227,15 +228,16 @@ mod tests {
         assert_eq!(error_kind(&io), FailureKind::Timeout);
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(error_kind(&reset), FailureKind::Transient);
-        #[cfg(feature = "circuit-breaker")]
         {
-            let open = rampart_circuit_breaker::CircuitOpen::new(
-                rampart_circuit_breaker::RejectedBy::Open,
-                None,
-            );
+            use rampart_core::{error::PolicyError, rejection::*};
+            let open = CircuitOpen::new(RejectedBy::Open, None);
             let err: rampart_core::error::BoxError =
-                Box::new(rampart_circuit_breaker::BreakerError::<std::io::Error>::Rejected(open));
+                Box::new(PolicyError::<_, std::io::Error>::Rejected(open));
             assert_eq!(error_kind(&*err), FailureKind::CircuitOpen);
+            let full = BulkheadFull::new(FullReason::QueueFull, "bulk".into(), Default::default());
+            assert_eq!(error_kind(&full), FailureKind::BulkheadFull);
+            let elapsed = rampart_core::error::Elapsed::new();
+            assert_eq!(error_kind(&elapsed), FailureKind::Timeout);
         }
     }
 }

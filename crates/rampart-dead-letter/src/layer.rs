@@ -59,7 +59,7 @@ impl DeadLetterLayer {
             keep_headers: Vec::new(),
             query: QueryPolicy::mask_all(),
             max_body: 64 * 1024,
-            key_header: HeaderName::from_static("idempotency-key"),
+            key_header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
             judge: Judge::Status(status_kind),
             error_kind: |e| Some(error_kind(e)),
             base_uri: None,

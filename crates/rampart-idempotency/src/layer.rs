@@ -10,9 +10,6 @@ use crate::{
     fingerprint::Fingerprint, key::KeyPolicy, service::Idempotency, store::IdempotencyStore,
 };
 
-/// The request header the key is read from by default: `Idempotency-Key`.
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-
 /// The response header of a replay: `Idempotent-Replayed: true`.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -85,7 +82,7 @@ impl IdempotencyLayer {
         Builder {
             name: "idempotency".into(),
             store,
-            header: IDEMPOTENCY_KEY,
+            header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
             policy: KeyPolicy::default(),
             methods: vec![Method::POST, Method::PATCH],
             caller: None,

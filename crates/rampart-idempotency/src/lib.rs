@@ -266,8 +266,8 @@ pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
 pub use key::{KeyError, KeyPolicy};
 pub use layer::{
-    Builder, IDEMPOTENCY_KEY, IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED, IdempotencyLayer,
-    MAX_BODY_LIMIT, PROBLEM_TYPE_BASE, StoreFailure, default_store_if,
+    Builder, IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED, IdempotencyLayer, MAX_BODY_LIMIT,
+    PROBLEM_TYPE_BASE, StoreFailure, default_store_if,
 };
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 pub use outcome::{Outcome, Problem};

@@ -10,11 +10,11 @@ use async_nats::{
         stream::{self, DiscardPolicy, StorageType},
     },
 };
-use rampart_core::error::ConfigError;
+use rampart_core::error::{ConfigError, chain_line};
 use rampart_dead_letter::{StoreError, StoreErrorKind};
 
 use crate::{
-    error::{chain, from_connect, timed_out},
+    error::{from_connect, timed_out},
     store::NatsDeadLetterStore,
 };
 
@@ -259,7 +259,7 @@ impl NatsDeadLetterStoreBuilder {
                 Err(create) => jetstream
                     .get_key_value(&self.bucket)
                     .await
-                    .map_err(|_| chain(&create)),
+                    .map_err(|_| chain_line(&create)),
             }
         };
         let kv = match tokio::time::timeout(self.response_timeout * 2, open).await {

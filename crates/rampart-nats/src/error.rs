@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_nats::{ConnectError, ConnectErrorKind};
+use rampart_core::error::chain_line;
 use rampart_dead_letter::{StoreError, StoreErrorKind};
 
 /// The kind of a NATS failure during an operation, read from its message (async-nats reports
@@ -10,7 +11,7 @@ use rampart_dead_letter::{StoreError, StoreErrorKind};
 /// or a server out of storage is [`StoreErrorKind::Full`]; everything else (a timeout, no
 /// connection, no JetStream answering) is [`StoreErrorKind::Unavailable`].
 pub(crate) fn kind_of(err: &(dyn std::error::Error + 'static)) -> StoreErrorKind {
-    let text = chain(err).to_lowercase();
+    let text = chain_line(err).to_lowercase();
     if [
         "maximum bytes exceeded",
         "maximum messages exceeded",
@@ -32,7 +33,7 @@ pub(crate) fn from_nats(
     what: &str,
     err: impl std::error::Error + Send + Sync + 'static,
 ) -> StoreError {
-    StoreError::new(store, kind_of(&err)).with_source(format!("{what}: {}", chain(&err)))
+    StoreError::new(store, kind_of(&err)).with_source(format!("{what}: {}", chain_line(&err)))
 }
 
 /// The store error for a failed connection: a URL or credentials that are wrong are
@@ -46,29 +47,13 @@ pub(crate) fn from_connect(store: &str, err: ConnectError) -> StoreError {
         | ConnectErrorKind::Tls => StoreErrorKind::Config,
         _ => StoreErrorKind::Unavailable,
     };
-    StoreError::new(store, kind).with_source(format!("connect: {}", chain(&err)))
+    StoreError::new(store, kind).with_source(format!("connect: {}", chain_line(&err)))
 }
 
 /// No answer within `limit`.
 pub(crate) fn timed_out(store: &str, what: &str, limit: Duration) -> StoreError {
     StoreError::new(store, StoreErrorKind::Unavailable)
         .with_source(format!("{what}: no answer within {limit:?}"))
-}
-
-/// `err` and its sources, each once, joined by `: `.
-pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut current = err.source();
-    while let Some(e) = current {
-        let text = e.to_string();
-        // async-nats' errors print their source already: keep each text once.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        current = e.source();
-    }
-    out
 }
 
 #[cfg(test)]

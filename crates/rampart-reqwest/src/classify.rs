@@ -1,12 +1,10 @@
 //! [`ReqwestClassifier`]: rampart-core's outcome classification for reqwest's results.
 
-use rampart_bulkhead::BulkheadFull;
-use rampart_circuit_breaker::CircuitOpen;
 use rampart_core::classify::{Classify, HttpClassifier, Outcome, Record};
 use reqwest::Response;
 use reqwest_middleware::Error;
 
-use crate::error::find;
+use crate::error::{find, find_rejection};
 
 /// Judges a reqwest call's result: a response by its status, with a rampart-core
 /// [`HttpClassifier`], and an error by what it is.
@@ -14,7 +12,7 @@ use crate::error::find;
 /// | result | outcome |
 /// |---|---|
 /// | a response | the [`HttpClassifier`]'s verdict on its status |
-/// | a rampart rejection from a middleware further in ([`CircuitOpen`], [`BulkheadFull`]) | [`rejections`](Self::rejections): ignored by default |
+/// | a rampart rejection from a middleware further in ([`Rejected::of`](rampart_core::rejection::Rejected::of): an open circuit, a full bulkhead, a timeout) | [`rejections`](Self::rejections): ignored by default |
 /// | a request that could not be built (`reqwest::Error::is_builder`) or a redirect loop (`is_redirect`) | fatal: a programmer error, never retried |
 /// | any other error (connect, reset, timeout, …) | transient |
 ///
@@ -92,7 +90,7 @@ impl ReqwestClassifier {
     }
 
     fn outcome_of_error(&self, err: &Error) -> Outcome {
-        if find::<CircuitOpen>(err).is_some() || find::<BulkheadFull>(err).is_some() {
+        if find_rejection(err).is_some() {
             return self.rejections;
         }
         match find::<reqwest::Error>(err) {
@@ -132,7 +130,7 @@ impl Classify<Response, Error> for ReqwestClassifier {
 mod tests {
     use super::*;
     use crate::error::middleware_error;
-    use rampart_circuit_breaker::RejectedBy;
+    use rampart_core::rejection::{CircuitOpen, RejectedBy};
 
     #[test]
     fn rejections_are_ignored_for_the_breaker_and_transient_for_the_retry() {

@@ -18,6 +18,7 @@
 
 use std::error::Error;
 
+use rampart_core::{error::chain, rejection::Rejected};
 use reqwest_middleware::Error as MiddlewareError;
 
 /// Wraps a rampart error as reqwest-middleware's `Error::Middleware`, so that it stays
@@ -47,36 +48,39 @@ where
 /// assert!(find::<std::io::Error>(&err).is_none());
 /// ```
 pub fn find<T: Error + 'static>(err: &MiddlewareError) -> Option<&T> {
+    find_map(err, |e| e.downcast_ref::<T>())
+}
+
+/// The first rampart rejection ([`Rejected::of`]) anywhere in a reqwest-middleware error,
+/// looked for as [`find`] looks.
+pub(crate) fn find_rejection(err: &MiddlewareError) -> Option<Rejected> {
+    find_map(err, Rejected::of)
+}
+
+/// The first `Some` that `f` gives for an error in `err`: the walk [`find`] and
+/// [`find_rejection`] share.
+fn find_map<'a, T>(
+    err: &'a MiddlewareError,
+    f: impl Fn(&'a (dyn Error + 'static)) -> Option<T> + Copy,
+) -> Option<T> {
     match err {
-        MiddlewareError::Middleware(e) => e.chain().find_map(find_here::<T>),
-        MiddlewareError::Reqwest(e) => find_in_chain::<T>(e),
+        MiddlewareError::Middleware(e) => e.chain().find_map(|e| find_here(e, f)),
+        MiddlewareError::Reqwest(e) => chain(e).find_map(|e| find_here(e, f)),
     }
 }
 
-/// `T` in `err` or its sources, looking into nested reqwest-middleware errors.
-fn find_in_chain<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(found) = find_here::<T>(e) {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
-/// `T` in `err` itself, or, if `err` is a reqwest-middleware error, in what it wraps (which
+/// `f` of `err` itself, or, if `err` is a reqwest-middleware error, of what it wraps (which
 /// its transparent `source` skips).
-fn find_here<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
-    if let Some(found) = err.downcast_ref::<T>() {
+fn find_here<'a, T>(
+    err: &'a (dyn Error + 'static),
+    f: impl Fn(&'a (dyn Error + 'static)) -> Option<T> + Copy,
+) -> Option<T> {
+    if let Some(found) = f(err) {
         return Some(found);
     }
     match err.downcast_ref::<MiddlewareError>()? {
-        MiddlewareError::Middleware(e) => e.chain().find_map(find_here::<T>),
-        MiddlewareError::Reqwest(e) => {
-            let e: &(dyn Error + 'static) = e;
-            e.downcast_ref::<T>()
-        }
+        MiddlewareError::Middleware(e) => e.chain().find_map(|e| find_here(e, f)),
+        MiddlewareError::Reqwest(e) => f(e),
     }
 }
 

@@ -120,7 +120,7 @@ impl RetryMiddleware {
     /// Retries by `policy`, judged by [`ReqwestClassifier::for_retry`], with UUID v7
     /// `Idempotency-Key`s on `POST` and `PATCH`.
     pub fn new(policy: RetryPolicy) -> Self {
-        let key_header = HeaderName::from_static("idempotency-key");
+        let key_header = HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY);
         Self {
             policy: Arc::new(policy),
             classifier: ReqwestClassifier::for_retry(),

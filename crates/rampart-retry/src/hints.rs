@@ -109,7 +109,7 @@ pub struct HttpHints {
 impl Default for HttpHints {
     fn default() -> Self {
         Self {
-            key_header: http::HeaderName::from_static("idempotency-key"),
+            key_header: http::HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
         }
     }
 }
@@ -168,13 +168,13 @@ impl HttpHints {
     /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::DontRetry);
     /// ```
     pub fn server_hint_of(headers: &http::HeaderMap) -> ServerHint {
-        if let Some(p) = crate::after::pushback(headers) {
+        if let Some(p) = crate::server_delay::pushback(headers) {
             return match p {
-                crate::after::Pushback::RetryAfter(d) => ServerHint::After(d),
-                crate::after::Pushback::DontRetry => ServerHint::DontRetry,
+                crate::server_delay::Pushback::RetryAfter(d) => ServerHint::After(d),
+                crate::server_delay::Pushback::DontRetry => ServerHint::DontRetry,
             };
         }
-        match crate::after::retry_after(headers, std::time::SystemTime::now()) {
+        match crate::server_delay::retry_after(headers, std::time::SystemTime::now()) {
             Some(Ok(d)) => ServerHint::After(d),
             Some(Err(_)) | None => ServerHint::None,
         }
@@ -285,7 +285,7 @@ impl Default for GrpcHints {
         Self {
             every_call: false,
             idempotent: std::sync::Arc::from([]),
-            key_header: http::HeaderName::from_static("idempotency-key"),
+            key_header: http::HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
         }
     }
 }
@@ -355,9 +355,9 @@ impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
         let Ok(res) = result else {
             return ServerHint::None;
         };
-        let pushback = crate::after::pushback(res.headers()).map(|p| match p {
-            crate::after::Pushback::RetryAfter(d) => ServerHint::After(d),
-            crate::after::Pushback::DontRetry => ServerHint::DontRetry,
+        let pushback = crate::server_delay::pushback(res.headers()).map(|p| match p {
+            crate::server_delay::Pushback::RetryAfter(d) => ServerHint::After(d),
+            crate::server_delay::Pushback::DontRetry => ServerHint::DontRetry,
         });
         let exhausted = res
             .headers()

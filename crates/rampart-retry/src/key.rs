@@ -113,7 +113,7 @@ impl IdempotencyKeyLayer {
     /// `Idempotency-Key`, a UUID v7, on `POST` and `PATCH`.
     pub fn new() -> Self {
         Self {
-            header: HeaderName::from_static("idempotency-key"),
+            header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
             methods: Arc::from([Method::POST, Method::PATCH]),
             make: KeyKind::V7,
         }

@@ -31,7 +31,7 @@
 //!
 //! - [`backoff`]: how long to wait before each retry: constant, linear or exponential with a
 //!   cap, with no, full, equal or decorrelated jitter, or a function of your own.
-//! - [`after`]: what the server asks for: `Retry-After` (delta-seconds or HTTP-date) and
+//! - [`server_delay`]: the delay the server asks for: `Retry-After` (delta-seconds or HTTP-date) and
 //!   `grpc-retry-pushback-ms`.
 //! - [`budget`]: a retry budget shared by every clone, so that retries can't grow into a storm.
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
@@ -43,10 +43,9 @@
 //!
 //! The header parsers have cargo-fuzz targets in `crates/rampart-retry/fuzz` (a crate of its
 //! own, outside the workspace): `cargo +nightly fuzz run retry_after` and `… run pushback`, from
-//! `crates/rampart-retry`. Property tests in [`after`] throw random bytes at them on every test
+//! `crates/rampart-retry`. Property tests in [`server_delay`] throw random bytes at them on every test
 //! run too.
 
-pub mod after;
 pub mod backoff;
 pub mod budget;
 mod error;
@@ -56,6 +55,7 @@ pub mod key;
 mod layer;
 pub mod policy;
 pub mod replay;
+pub mod server_delay;
 mod service;
 
 #[cfg(feature = "http")]

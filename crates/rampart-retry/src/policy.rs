@@ -27,9 +27,9 @@ use std::{fmt, time::Duration};
 use rampart_core::error::ConfigError;
 
 use crate::{
-    after::{ServerDelay, judge_server_delay},
     backoff::Backoff,
     budget::RetryBudget,
+    server_delay::{ServerDelay, judge_server_delay},
 };
 
 const COMPONENT: &str = "retry";

@@ -53,16 +53,19 @@
 //!
 //! # Rejections
 //!
-//! Every rampart pattern that can refuse a call (an open circuit, a full bulkhead; an exhausted
-//! retry budget or an elapsed deadline as they land) rejects it with a small typed error
-//! implementing [`Rejection`](crate::core::error::Rejection).
+//! Every rampart pattern that can refuse a call (an open circuit, a full bulkhead, an elapsed
+//! deadline) rejects it with a small typed error implementing
+//! [`Rejection`](crate::core::error::Rejection), defined in [`rampart::rejection`](rejection)
+//! (rampart-core's, so that any layer can recognise it without depending on the pattern).
 //! [`Rejected::find`](rejection::Rejected::find) recognises any of them anywhere in an error's
-//! source chain, and the protocol modules turn the result into what clients understand:
+//! source chain, and the protocol modules turn the result into what clients understand
+//! (`rampart::axum::RejectionResponse`, `rampart::tonic::status`):
 //!
 //! | rejection | HTTP (`rampart::axum`) | gRPC (`rampart::tonic`) |
 //! |---|---|---|
 //! | open circuit | `503 Service Unavailable`, `Retry-After: <seconds, rounded up>` | `UNAVAILABLE`, `grpc-retry-pushback-ms: <ms>` |
 //! | full bulkhead | `503 Service Unavailable`, no `Retry-After` (`429` for per-tenant partitions: see `rampart::axum`) | `RESOURCE_EXHAUSTED`, no pushback |
+//! | elapsed deadline | `504 Gateway Timeout` | `DEADLINE_EXCEEDED` |
 //!
 //! A bulkhead cannot know when a permit frees up, so its rejection carries no retry delay:
 //! clients fall back on their own backoff instead of retrying in lockstep at a made-up time.

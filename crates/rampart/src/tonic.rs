@@ -79,8 +79,7 @@ use tower::{Layer, Service};
 
 use crate::rejection::{Rejected, RejectionKind};
 
-/// The metadata key that carries the retry delay in milliseconds.
-pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
+use rampart_core::header::GRPC_RETRY_PUSHBACK_MS;
 
 /// The gRPC code for a kind of rejection.
 const fn code_of(kind: RejectionKind) -> Code {
@@ -88,21 +87,24 @@ const fn code_of(kind: RejectionKind) -> Code {
         RejectionKind::CircuitOpen => Code::Unavailable,
         RejectionKind::BulkheadFull => Code::ResourceExhausted,
         RejectionKind::Timeout => Code::DeadlineExceeded,
+        // A kind added to rampart-core after this mapping: the call was refused.
+        _ => Code::Unavailable,
     }
 }
 
-/// `UNAVAILABLE` (for an open circuit) or `RESOURCE_EXHAUSTED` (for a full bulkhead) with the
+/// The `Status` for a rejection: `UNAVAILABLE` (an open circuit), `RESOURCE_EXHAUSTED` (a full
+/// bulkhead) or `DEADLINE_EXCEEDED` (a deadline), with the
 /// rejection's message, and the retry delay in `grpc-retry-pushback-ms` when it is known.
-impl From<Rejected> for Status {
-    fn from(rejected: Rejected) -> Status {
-        let mut status = Status::new(code_of(rejected.kind()), rejected.message());
-        if let Some(ms) = rejected.retry_after_millis() {
-            status
-                .metadata_mut()
-                .insert(RETRY_PUSHBACK_MS, MetadataValue::from(ms));
-        }
+///
+/// A function rather than `From<Rejected> for Status`: both types are foreign to this crate.
+pub fn status(rejected: Rejected) -> Status {
+    let mut status = Status::new(code_of(rejected.kind()), rejected.message());
+    if let Some(ms) = rejected.retry_after_millis() {
         status
+            .metadata_mut()
+            .insert(GRPC_RETRY_PUSHBACK_MS, MetadataValue::from(ms));
     }
+    status
 }
 
 /// The `Status` for a rampart rejection found anywhere in `err`'s source chain, or `None` if
@@ -123,7 +125,7 @@ impl From<Rejected> for Status {
 /// # }
 /// ```
 pub fn status_from(err: &(dyn Error + 'static)) -> Option<Status> {
-    Rejected::find(err).map(Status::from)
+    Rejected::find(err).map(status)
 }
 
 /// A rampart rejection becomes a boxed [`Status`] (see [`status_from`]), which tonic hands to
@@ -235,11 +237,14 @@ where
     }
 }
 
-#[cfg(all(test, feature = "circuit-breaker"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use rampart_circuit_breaker::{BreakerError, CircuitOpen, RejectedBy};
-    use std::time::Duration;
+    use crate::rejection::{BulkheadFull, CircuitOpen, FullReason, RejectedBy};
+    use rampart_core::error::PolicyError;
+    use std::{sync::Arc, time::Duration};
+
+    type BreakerError<E> = PolicyError<CircuitOpen, E>;
 
     #[test]
     fn open_circuit_is_unavailable_with_pushback() {
@@ -253,7 +258,10 @@ mod tests {
         assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(status.message(), "circuit breaker is open");
         assert_eq!(
-            status.metadata().get(RETRY_PUSHBACK_MS).expect("pushback"),
+            status
+                .metadata()
+                .get(GRPC_RETRY_PUSHBACK_MS)
+                .expect("pushback"),
             "1234"
         );
     }
@@ -263,7 +271,7 @@ mod tests {
         let err = CircuitOpen::new(RejectedBy::HalfOpenFull, None);
         let status = status_from(&err).expect("a status");
         assert_eq!(status.code(), Code::Unavailable);
-        assert!(status.metadata().get(RETRY_PUSHBACK_MS).is_none());
+        assert!(status.metadata().get(GRPC_RETRY_PUSHBACK_MS).is_none());
     }
 
     #[test]
@@ -296,32 +304,22 @@ mod tests {
         assert!(err.downcast_ref::<Status>().is_none());
         assert_eq!(err.to_string(), "reset");
     }
-}
 
-#[cfg(all(test, feature = "bulkhead"))]
-mod bulkhead_tests {
-    use super::*;
-    use crate::rejection::bulkhead_fixture::rejection;
-    use rampart_bulkhead::FullReason;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_bulkhead_is_resource_exhausted_without_pushback() {
-        for (reason, message) in [
-            (FullReason::NoCapacity, "bulkhead is full"),
-            (
-                FullReason::QueueFull,
-                "bulkhead is full and its wait queue is full",
-            ),
-            (
-                FullReason::WaitElapsed,
-                "bulkhead is full: no permit within the wait time",
-            ),
+    #[test]
+    fn a_full_bulkhead_is_resource_exhausted_without_pushback() {
+        for reason in [
+            FullReason::NoCapacity,
+            FullReason::QueueFull,
+            FullReason::WaitElapsed,
         ] {
+            let full = BulkheadFull::new(reason, Arc::from("bulk"), Duration::ZERO);
             // Through `map_rejection` and tonic's own conversion, as a client or server sees it.
-            let status = Status::from_error(map_rejection(rejection(reason).await));
+            let status = Status::from_error(map_rejection(
+                PolicyError::<_, std::io::Error>::Rejected(full),
+            ));
             assert_eq!(status.code(), Code::ResourceExhausted, "{reason:?}");
-            assert_eq!(status.message(), message);
-            assert!(status.metadata().get(RETRY_PUSHBACK_MS).is_none());
+            assert_eq!(status.message(), reason.message());
+            assert!(status.metadata().get(GRPC_RETRY_PUSHBACK_MS).is_none());
         }
     }
 }

@@ -406,16 +406,10 @@ impl Failure {
     /// A failure of `kind` described by `err` and its sources, each text with the URLs in it
     /// redacted ([`rampart_core::redact::text`]: no user info, no query values).
     pub fn from_error(kind: FailureKind, err: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = Vec::new();
-        let mut current = Some(err);
-        while let Some(e) = current {
-            let text = rampart_core::redact::text(&e.to_string()).into_owned();
-            // Transparent wrappers repeat their source's text: keep it once.
-            if chain.last() != Some(&text) {
-                chain.push(text);
-            }
-            current = e.source();
-        }
+        let chain = rampart_core::error::chain_text(err)
+            .iter()
+            .map(|text| rampart_core::redact::text(text).into_owned())
+            .collect();
         Self {
             kind,
             status: None,

@@ -58,7 +58,7 @@ impl<S> RedriveBuilder<S> {
             rate: None,
             concurrency: 4,
             max_redrives: 5,
-            key_header: HeaderName::from_static("idempotency-key"),
+            key_header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
             on_give_up: None,
             judge: Judge::Status(crate::kind::status_kind),
             lease: DEFAULT_LEASE,

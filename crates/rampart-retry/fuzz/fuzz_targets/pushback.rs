@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_retry::after::{MAX_PUSHBACK, Pushback, parse_pushback};
+use rampart_retry::server_delay::{MAX_PUSHBACK, Pushback, parse_pushback};
 
 fuzz_target!(|data: &[u8]| {
     if let Pushback::RetryAfter(wait) = parse_pushback(data) {

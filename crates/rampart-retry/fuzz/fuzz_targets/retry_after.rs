@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use rampart_retry::after::{MAX_RETRY_AFTER, parse_retry_after};
+use rampart_retry::server_delay::{MAX_RETRY_AFTER, parse_retry_after};
 
 fuzz_target!(|data: &[u8]| {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
