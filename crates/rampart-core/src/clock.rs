@@ -208,7 +208,7 @@ impl Alarm {
         if sleep.as_mut().poll(&mut cx).is_ready() {
             waker.wake_by_ref();
         }
-        *self.sleep.lock().unwrap_or_else(|p| p.into_inner()) = Some(sleep);
+        *crate::sync::lock(&self.sleep) = Some(sleep);
         true
     }
 }

@@ -170,11 +170,11 @@ where
     }
 
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, Arc<Entry<V>>>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.map)
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, Arc<Entry<V>>>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
+        crate::sync::write(&self.map)
     }
 
     /// Runs `read` on the entry of `key`, making the entry with `make` if there is none.

@@ -46,9 +46,7 @@ impl MetricsRecorder {
             .collect();
         labels.sort();
         let id = format!("{}{{{}}}", key.name(), labels.join(","));
-        self.values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.values)
             .entry(id)
             .or_default()
             .clone()
@@ -57,10 +55,7 @@ impl MetricsRecorder {
     /// Every series recorded so far whose name is `name`, as ids (`name{label=value,...}`).
     pub fn series(&self, name: &str) -> Vec<String> {
         let prefix = format!("{name}{{");
-        let mut ids: Vec<String> = self
-            .values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut ids: Vec<String> = crate::sync::lock(&self.values)
             .keys()
             .filter(|id| id.starts_with(&prefix))
             .cloned()
@@ -71,9 +66,7 @@ impl MetricsRecorder {
 
     /// The value of the series `id` (`name{label=value,...}`, labels sorted), 0 if never seen.
     pub fn get(&self, id: &str) -> u64 {
-        self.values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.values)
             .get(id)
             .map_or(0, |v| v.load(Ordering::SeqCst))
     }
@@ -143,16 +136,13 @@ pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
 impl LogBuffer {
     /// Everything written so far.
     pub fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        String::from_utf8_lossy(&crate::sync::lock(&self.0)).into_owned()
     }
 }
 
 impl std::io::Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
+        crate::sync::lock(&self.0).extend_from_slice(buf);
         Ok(buf.len())
     }
 

@@ -47,7 +47,7 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<DeadLetterId, DeadLetter>> {
         // A panic while holding the lock cannot leave the map half-changed: every change is
         // one insert or remove.
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+        rampart_core::sync::lock(&self.records)
     }
 
     fn error(&self, kind: StoreErrorKind) -> StoreError {

@@ -47,7 +47,7 @@ impl fmt::Debug for WriteFailures {
 
 impl WriteFailures {
     fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        rampart_core::sync::lock(&self.inner)
     }
 
     pub(crate) fn note(&self, failure: WriteFailure) {

@@ -102,7 +102,7 @@ impl LastGood {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // Each change is one insert or remove on both maps together: never left half-done.
-        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner())
+        rampart_core::sync::lock(&self.inner.entries)
     }
 
     /// How many entries are held.

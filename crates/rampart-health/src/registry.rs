@@ -123,11 +123,7 @@ impl HealthRegistry {
             last_status: AtomicU8::new(UNKNOWN),
         });
         {
-            let mut list = self
-                .inner
-                .components
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut list = rampart_core::sync::write(&self.inner.components);
             match list.iter_mut().find(|e| e.name == entry.name) {
                 Some(slot) => *slot = entry,
                 None => list.push(entry),
@@ -140,11 +136,7 @@ impl HealthRegistry {
     /// Removes the component registered as `name`; `true` if there was one.
     pub fn remove(&self, name: &str) -> bool {
         let removed = {
-            let mut list = self
-                .inner
-                .components
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut list = rampart_core::sync::write(&self.inner.components);
             let before = list.len();
             list.retain(|e| &*e.name != name);
             list.len() != before
@@ -217,11 +209,7 @@ impl HealthRegistry {
     }
 
     fn entries(&self) -> Vec<Arc<Entry>> {
-        self.inner
-            .components
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        rampart_core::sync::read(&self.inner.components).clone()
     }
 
     /// Runs every check, concurrently.

@@ -238,7 +238,7 @@ impl Inner {
     /// between two instructions, and costs one miscounted call.
     #[cold]
     fn roll(&self, bucket: &Bucket, index: u64) {
-        let _guard = self.roll.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = rampart_core::sync::lock(&self.roll);
         let seen = bucket.index.load(Ordering::Acquire);
         if seen == index || (seen != NEVER && seen > index) {
             return;

@@ -126,7 +126,7 @@ impl RetryBudget {
         // Periods are stored plus one, so that 0 means "never used".
         let tag = period + 1;
         if slot.epoch.load(Ordering::Acquire) != tag {
-            let _g = self.inner.roll.lock().unwrap_or_else(|p| p.into_inner());
+            let _g = rampart_core::sync::lock(&self.inner.roll);
             if slot.epoch.load(Ordering::Acquire) < tag {
                 slot.deposits.store(0, Ordering::Release);
                 slot.withdrawals.store(0, Ordering::Release);

@@ -6,6 +6,8 @@ use std::{
 
 use rampart_core::error::find;
 
+use super::query::millis;
+
 use super::*;
 use crate::conformance::record;
 

@@ -9,7 +9,7 @@ use std::{
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _};
 use tokio::sync::oneshot;
 
-use super::{INSERT, UPDATE, millis, where_clause};
+use super::query::{INSERT, UPDATE, millis, where_clause};
 use crate::{
     record::DeadLetter,
     store::{Filter, StoreError, StoreErrorKind},

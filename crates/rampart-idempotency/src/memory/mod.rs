@@ -196,7 +196,7 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Every change below leaves the maps consistent before anything that could panic.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        rampart_core::sync::lock(&self.inner)
     }
 
     fn error(&self, kind: StoreErrorKind, why: String) -> StoreError {

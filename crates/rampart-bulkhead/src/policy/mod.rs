@@ -34,13 +34,14 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
         atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     task::Waker,
     time::Duration,
 };
 
+use rampart_core::sync::lock;
 use rampart_core::{
     clock::{Instant, SharedClock},
     error::ConfigError,
@@ -50,64 +51,6 @@ use crate::{
     config::{BulkheadConfig, MAX_CLASSES, max_capacity},
     error::{BulkheadFull, FullReason},
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-const WAITING: u8 = 0;
-const GRANTED: u8 = 1;
-const GONE: u8 = 2;
-
-/// A call waiting for a permit.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    class: usize,
-    since: Instant,
-    state: AtomicU8,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Waiter {
-    pub(crate) fn is_granted(&self) -> bool {
-        self.state.load(Ordering::Acquire) == GRANTED
-    }
-
-    pub(crate) fn register(&self, waker: &Waker) {
-        let mut w = lock(&self.waker);
-        match &*w {
-            Some(old) if old.will_wake(waker) => {}
-            _ => *w = Some(waker.clone()),
-        }
-    }
-
-    fn grant(&self) {
-        self.state.store(GRANTED, Ordering::Release);
-        if let Some(w) = lock(&self.waker).take() {
-            w.wake();
-        }
-    }
-}
-
-/// The outcome of [`Core::acquire`].
-#[derive(Debug)]
-pub(crate) enum Acquire {
-    /// A permit, now.
-    Now,
-    /// Wait for this waiter to be granted (or give up after `max_wait`).
-    Wait(Arc<Waiter>),
-    /// Rejected.
-    Rejected(BulkheadFull),
-}
-
-/// What [`Core::abandon`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Abandon {
-    /// The waiter was still queued; it is gone now.
-    Removed,
-    /// The waiter had been granted a permit meanwhile; the caller now holds it.
-    WasGranted,
-}
 
 #[derive(Debug)]
 struct Class {
@@ -153,46 +96,6 @@ pub(crate) struct Core {
     pub(crate) max_wait: Duration,
     clock: SharedClock,
     counters: Counters,
-}
-
-/// A live view of one class.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClassStats {
-    /// The class name.
-    pub name: Arc<str>,
-    /// Capacity reserved for it.
-    pub reserved: u32,
-    /// Whether it may borrow beyond its reservation.
-    pub borrow: bool,
-    /// Calls of this class in flight.
-    pub active: u32,
-    /// Calls of this class waiting.
-    pub queued: usize,
-}
-
-/// A live view of a bulkhead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Calls in flight.
-    pub active: u32,
-    /// The total capacity.
-    pub capacity: u32,
-    /// Calls waiting for a permit.
-    pub queued: usize,
-    /// Calls rejected, for any reason.
-    pub rejected: u64,
-    /// Calls rejected because no permit was free and waiting was not allowed.
-    pub rejected_no_capacity: u64,
-    /// Calls rejected because the wait queue was full.
-    pub rejected_queue_full: u64,
-    /// Calls rejected because their wait ran out.
-    pub rejected_wait_elapsed: u64,
-    /// The longest time a call waited before it got a permit.
-    pub longest_wait: Duration,
-    /// Per class, highest priority first.
-    pub classes: Vec<ClassStats>,
 }
 
 impl Core {
@@ -507,110 +410,6 @@ impl Core {
     }
 
     // ---- handle operations ----
-
-    pub(crate) fn stats(&self) -> Stats {
-        let word = self.word.load(Ordering::SeqCst);
-        let queued: Vec<usize> = lock(&self.queues).iter().map(VecDeque::len).collect();
-        let c = &self.counters;
-        let (no_capacity, queue_full, wait_elapsed) = (
-            c.no_capacity.load(Ordering::Relaxed),
-            c.queue_full.load(Ordering::Relaxed),
-            c.wait_elapsed.load(Ordering::Relaxed),
-        );
-        Stats {
-            active: u32::try_from(self.total(word)).unwrap_or(u32::MAX),
-            capacity: self.capacity.load(Ordering::Relaxed),
-            queued: queued.iter().sum(),
-            rejected: no_capacity + queue_full + wait_elapsed,
-            rejected_no_capacity: no_capacity,
-            rejected_queue_full: queue_full,
-            rejected_wait_elapsed: wait_elapsed,
-            longest_wait: Duration::from_nanos(c.longest_wait_nanos.load(Ordering::Relaxed)),
-            classes: self
-                .classes
-                .iter()
-                .enumerate()
-                .map(|(i, class)| ClassStats {
-                    name: class.name.clone(),
-                    reserved: self.reserved[i].load(Ordering::Relaxed),
-                    borrow: self.borrow[i],
-                    active: u32::try_from(self.get(word, i)).unwrap_or(u32::MAX),
-                    queued: queued[i],
-                })
-                .collect(),
-        }
-    }
-
-    /// Sets the total capacity. Calls in flight keep their permits; a smaller capacity applies
-    /// to calls admitted from now on, a larger one admits waiters at once.
-    pub(crate) fn set_capacity(&self, capacity: u32) -> Result<(), ConfigError> {
-        if self.classes.len() == 1 {
-            // Without classes, the one reservation is the capacity.
-            let name = self.classes[0].name.clone();
-            return self.set_reserved(&name, capacity);
-        }
-        let _g = lock(&self.resize);
-        let reserved = self.total_reserved();
-        self.check_capacity(u64::from(capacity), reserved, capacity)?;
-        self.capacity.store(capacity, Ordering::SeqCst);
-        tracing::info!(target: "rampart::bulkhead", bulkhead = %self.name, capacity, "bulkhead resized");
-        self.dispatch();
-        Ok(())
-    }
-
-    /// Sets the reservation of the class `name`; the capacity grows or shrinks by the same
-    /// amount.
-    pub(crate) fn set_reserved(&self, name: &str, reserved: u32) -> Result<(), ConfigError> {
-        let _g = lock(&self.resize);
-        let Some(i) = self.classes.iter().position(|c| &*c.name == name) else {
-            return Err(ConfigError::new(
-                "bulkhead",
-                "class",
-                format!("no class is named `{name}`"),
-            ));
-        };
-        let old = self.reserved[i].load(Ordering::Relaxed);
-        let capacity =
-            i64::from(self.capacity.load(Ordering::Relaxed)) + i64::from(reserved) - i64::from(old);
-        let capacity = u64::try_from(capacity).unwrap_or(0);
-        let total_reserved = self.total_reserved() + u64::from(reserved) - u64::from(old);
-        self.check_capacity(capacity, total_reserved, reserved)?;
-        // Grow the capacity before the reservation, shrink it after, so that the rules never
-        // see a reservation the capacity does not cover.
-        let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
-        if reserved >= old {
-            self.capacity.store(capacity, Ordering::SeqCst);
-            self.reserved[i].store(reserved, Ordering::SeqCst);
-        } else {
-            self.reserved[i].store(reserved, Ordering::SeqCst);
-            self.capacity.store(capacity, Ordering::SeqCst);
-        }
-        tracing::info!(target: "rampart::bulkhead", bulkhead = %self.name, class = name, reserved, capacity, "bulkhead class resized");
-        self.dispatch();
-        Ok(())
-    }
-
-    fn total_reserved(&self) -> u64 {
-        self.reserved
-            .iter()
-            .map(|r| u64::from(r.load(Ordering::Relaxed)))
-            .sum()
-    }
-
-    fn check_capacity(&self, capacity: u64, reserved: u64, got: u32) -> Result<(), ConfigError> {
-        let limit = max_capacity(self.classes.len());
-        if capacity == 0 || capacity < reserved || capacity > limit {
-            return Err(ConfigError::new(
-                "bulkhead",
-                "capacity",
-                format!(
-                    "must be in {}..={limit} (at least the sum of the reservations), got {got} giving a capacity of {capacity}",
-                    reserved.max(1)
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// A held permit: released when dropped.
@@ -632,6 +431,14 @@ impl Drop for Permit {
         self.core.release(self.class);
     }
 }
+
+mod resize;
+mod stats;
+mod waiter;
+
+pub use self::stats::{ClassStats, Stats};
+use self::waiter::*;
+pub(crate) use self::waiter::{Abandon, Acquire, Waiter};
 
 #[cfg(test)]
 mod tests;
