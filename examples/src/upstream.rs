@@ -33,7 +33,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use rampart::core::error::BoxError;
-use rampart_idempotency::{IdempotencyLayer, KeyPolicy, MemoryStore, Outcome};
+use rampart_idempotency::{
+    IdempotencyLayer, IdempotencyOutcome as Outcome, KeyPolicy, MemoryStore,
+};
 use tower::{Service, ServiceExt};
 
 /// How often each fault happens, per request (0.0 to 1.0), and how slow "slow" is.

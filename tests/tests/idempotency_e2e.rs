@@ -33,7 +33,9 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use rampart::core::error::BoxError;
-use rampart_idempotency::{IdempotencyLayer, IdempotencyStore, KeyPolicy, MemoryStore, Outcome};
+use rampart_idempotency::{
+    IdempotencyLayer, IdempotencyOutcome as Outcome, IdempotencyStore, KeyPolicy, MemoryStore,
+};
 use rampart_redis::RedisIdempotencyStore;
 use rampart_retry::{
     RetryLayer,

@@ -1,10 +1,14 @@
-//! [`BulkheadHandle`]: live stats and run-time resizing of one bulkhead.
+//! [`BulkheadHandle`]: live stats and run-time resizing of one bulkhead; and
+//! [`KeyedBulkheadHandle`]: the partitions of a keyed one.
 
-use std::sync::Arc;
+use std::{fmt, hash::Hash, sync::Arc};
 
 use rampart_core::error::ConfigError;
 
-use crate::policy::{Core, Stats};
+use crate::{
+    partitions::Partitions,
+    policy::{Core, Stats},
+};
 
 /// A handle on one bulkhead (or one partition): live stats, and resizing at run time. Cheap to
 /// clone; every clone controls the same bulkhead.
@@ -55,5 +59,79 @@ impl BulkheadHandle {
     /// `"default"` class, and the same as [`set_capacity`](Self::set_capacity).
     pub fn set_reserved(&self, class: &str, reserved: u32) -> Result<(), ConfigError> {
         self.core.set_reserved(class, reserved)
+    }
+}
+
+/// A handle on the partitions of a [`KeyedBulkheadLayer`](crate::KeyedBulkheadLayer): one
+/// partition's [`BulkheadHandle`] by key, the fallback partition, all of them. Cheap to clone.
+///
+/// ```
+/// use rampart_bulkhead::BulkheadLayer;
+/// use rampart_core::key::key_fn;
+///
+/// let per_tenant = BulkheadLayer::builder()
+///     .max_concurrent(2)
+///     .keyed(key_fn(|tenant: &&'static str| Some(*tenant)))
+///     .unwrap();
+/// let handle = per_tenant.handle();
+/// let _permit = per_tenant.acquire(Some("acme"), None);
+/// assert_eq!(handle.get(&"acme").unwrap().stats().capacity, 2);
+/// assert!(handle.get(&"globex").is_none(), "made on first use");
+/// assert_eq!(handle.len(), 1);
+/// ```
+pub struct KeyedBulkheadHandle<K> {
+    pub(crate) partitions: Arc<Partitions<K>>,
+}
+
+impl<K> Clone for KeyedBulkheadHandle<K> {
+    fn clone(&self) -> Self {
+        Self {
+            partitions: self.partitions.clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for KeyedBulkheadHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkheadHandle")
+            .field("partitions", &self.partitions)
+            .finish()
+    }
+}
+
+impl<K> KeyedBulkheadHandle<K>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+{
+    /// The partition of `key`, if it exists.
+    pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
+        self.partitions.get(key).map(|core| BulkheadHandle { core })
+    }
+
+    /// The partition for requests without a key (and for new keys while every partition is
+    /// busy and the registry full).
+    pub fn fallback(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            core: self.partitions.fallback.clone(),
+        }
+    }
+
+    /// Every key and its partition.
+    pub fn partitions(&self) -> Vec<(K, BulkheadHandle)> {
+        self.partitions
+            .entries()
+            .into_iter()
+            .map(|(k, core)| (k, BulkheadHandle { core }))
+            .collect()
+    }
+
+    /// How many keyed partitions exist now.
+    pub fn len(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// `true` if no keyed partition exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

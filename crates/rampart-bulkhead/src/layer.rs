@@ -2,15 +2,13 @@
 
 use std::{fmt, hash::Hash, marker::PhantomData, sync::Arc};
 
-use rampart_core::{
-    error::ConfigError,
-    registry::{KeyedRegistry, MetricKeys},
-};
+use rampart_core::error::ConfigError;
 use tower_layer::Layer;
 
 use crate::{
     config::{BulkheadConfig, BulkheadConfigBuilder},
-    handle::BulkheadHandle,
+    handle::{BulkheadHandle, KeyedBulkheadHandle},
+    partitions::Partitions,
     policy::Core,
     priority::DefaultClass,
     release::OnResponse,
@@ -150,71 +148,6 @@ impl BulkheadConfigBuilder {
     }
 }
 
-/// The partitions of a keyed bulkhead.
-pub(crate) struct Partitions<K> {
-    config: BulkheadConfig,
-    keyed: KeyedRegistry<K, Arc<Core>>,
-    fallback: Arc<Core>,
-    metric_keys: MetricKeys,
-}
-
-impl<K: fmt::Debug> fmt::Debug for Partitions<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Partitions")
-            .field("name", &self.config.name())
-            .field("keys", &self.keyed)
-            .finish()
-    }
-}
-
-impl<K> Partitions<K>
-where
-    K: Hash + Eq + Clone + fmt::Debug,
-{
-    fn new(config: BulkheadConfig) -> Self {
-        let fallback = Core::new(
-            &config,
-            format!("{}/_", config.name()).into(),
-            Some(Arc::from("_none")),
-        );
-        // A partition with calls in flight or waiting is never evicted: a fresh partition for
-        // the same key would admit past the limit.
-        let keyed =
-            KeyedRegistry::new(config.registry, config.clock.clone(), |core: &Arc<Core>| {
-                !core.is_idle()
-            });
-        Self {
-            metric_keys: MetricKeys::new(config.metrics_per_key),
-            config,
-            keyed,
-            fallback,
-        }
-    }
-
-    /// The partition of `key` (made on first use); requests without a key share the fallback.
-    pub(crate) fn core(&self, key: Option<K>) -> Arc<Core> {
-        match key {
-            None => self.fallback.clone(),
-            Some(key) => self
-                .keyed
-                .with(
-                    key,
-                    |key| {
-                        Core::new(
-                            &self.config,
-                            format!("{}/{key:?}", self.config.name()).into(),
-                            Some(self.metric_keys.label(key)),
-                        )
-                    },
-                    Arc::clone,
-                )
-                // Every partition busy: a new key shares the fallback partition rather than
-                // evict one with calls in flight (which would admit past its limit).
-                .unwrap_or_else(|| self.fallback.clone()),
-        }
-    }
-}
-
 /// Keeps one bulkhead partition per key: per tenant, per host, per route.
 ///
 /// Each partition has the full configuration (capacity, classes, queue) to itself. The key comes
@@ -294,25 +227,11 @@ where
         }
     }
 
-    /// The partition of `key`, if it exists.
-    pub fn partition(&self, key: &K) -> Option<BulkheadHandle> {
-        self.partitions
-            .keyed
-            .get(key, |core| BulkheadHandle { core: core.clone() })
-    }
-
-    /// The partition for requests without a key.
-    pub fn fallback(&self) -> BulkheadHandle {
-        BulkheadHandle {
-            core: self.partitions.fallback.clone(),
+    /// A handle on the partitions: look one up by key, list them.
+    pub fn handle(&self) -> KeyedBulkheadHandle<K> {
+        KeyedBulkheadHandle {
+            partitions: self.partitions.clone(),
         }
-    }
-
-    /// Every key and its partition.
-    pub fn partitions(&self) -> Vec<(K, BulkheadHandle)> {
-        self.partitions
-            .keyed
-            .map_entries(|k, core| (k.clone(), BulkheadHandle { core: core.clone() }))
     }
 
     /// The key extractor the layer was built with.

@@ -128,6 +128,7 @@ mod error;
 mod future;
 mod handle;
 mod layer;
+mod partitions;
 mod policy;
 mod priority;
 mod release;
@@ -138,7 +139,7 @@ pub use crate::{
     config::{BulkheadConfig, BulkheadConfigBuilder, ClassConfig, MAX_CLASSES},
     error::{BulkheadError, BulkheadFull, FullReason},
     future::ResponseFuture,
-    handle::BulkheadHandle,
+    handle::{BulkheadHandle, KeyedBulkheadHandle},
     layer::{BulkheadLayer, KeyedBulkheadLayer},
     policy::{ClassStats, Permit, Stats},
     priority::{DefaultClass, Prioritize, Priority, PriorityFn, priority_fn},

@@ -14,7 +14,7 @@ use crate::{
     error::BulkheadError,
     future::ResponseFuture,
     handle::BulkheadHandle,
-    layer::Partitions,
+    partitions::Partitions,
     policy::Core,
     priority::Prioritize,
     release::{OnResponse, Release},

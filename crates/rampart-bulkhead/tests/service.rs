@@ -268,9 +268,9 @@ async fn partitions_isolate_tenants() {
         .expect("another tenant has its own partition");
     noisy.await.unwrap().unwrap();
     let key = http::HeaderValue::from_static("noisy");
-    let noisy_stats = layer.partition(&key).unwrap().stats();
+    let noisy_stats = layer.handle().get(&key).unwrap().stats();
     assert_eq!((noisy_stats.active, noisy_stats.rejected), (0, 1));
-    assert_eq!(layer.partitions().len(), 2);
+    assert_eq!(layer.handle().partitions().len(), 2);
 }
 
 #[tokio::test]

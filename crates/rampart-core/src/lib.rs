@@ -48,3 +48,7 @@ pub mod store;
 pub mod sync;
 #[cfg(feature = "test-util")]
 pub mod testing;
+
+/// A boxed, `Send` future: what the object-safe store and component traits of rampart return
+/// (dead-letter stores, idempotency stores, health components), written once.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

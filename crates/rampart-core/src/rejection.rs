@@ -129,7 +129,7 @@ impl CircuitOpen {
 
     /// `Retry-After` in whole seconds, rounded up (at least 1), for an HTTP response.
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after().map(ceil_secs)
+        self.retry_after().map(crate::header::retry_after_secs)
     }
 }
 
@@ -368,7 +368,7 @@ impl Rejected {
     /// [`retry_after`](Self::retry_after) in whole seconds, rounded up and at least 1: the value
     /// of an HTTP `Retry-After` header.
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after.map(ceil_secs)
+        self.retry_after.map(crate::header::retry_after_secs)
     }
 
     /// [`retry_after`](Self::retry_after) in milliseconds, rounded up: the value of gRPC's
@@ -392,11 +392,6 @@ impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_with_retry_after(f, self.message, self.retry_after)
     }
-}
-
-/// Whole seconds, rounded up, at least 1.
-fn ceil_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 fn write_with_retry_after(

@@ -25,12 +25,12 @@
 //!   each other's outcome: the conformance suite checks it with concurrent writers.
 //! - `delete` says whether the record was there; `purge` says how many it removed.
 
-use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::SystemTime};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::SystemTime};
 
 use crate::record::{DeadLetter, DeadLetterId, FailureKind, State};
 
-/// A boxed, `Send` future: what [`DeadLetterStore`]'s methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, `Send` future: what this trait's methods return (rampart-core's).
+pub use rampart_core::BoxFuture;
 
 /// Keeps dead letters. See the [module docs](self) for the contract.
 pub trait DeadLetterStore: Send + Sync + fmt::Debug + 'static {

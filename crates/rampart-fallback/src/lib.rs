@@ -76,17 +76,17 @@
 //!
 //! `rampart_fallback_answers_total{source=fresh|stale|very-stale|static|function}`.
 
+mod answer;
 mod body;
 mod cache;
 mod layer;
 mod service;
+mod shared;
 
 pub use crate::{
+    answer::{FALLBACK, Failed, FallbackAnswer, Source, StaticResponse},
     body::FallbackBody,
     cache::{LastGood, LastGoodBuilder, Staleness},
-    layer::{
-        FALLBACK, Failed, FallbackAnswer, FallbackBuilder, FallbackLayer, Source, StaticResponse,
-        default_is_failure,
-    },
+    layer::{FallbackBuilder, FallbackLayer, default_is_failure},
     service::{Fallback, ResponseFuture},
 };

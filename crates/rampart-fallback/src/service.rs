@@ -16,10 +16,9 @@ use rampart_core::{error::BoxError, key::KeyExtractor};
 use tower_service::Service;
 
 use crate::{
+    answer::{FALLBACK, Failed, FallbackAnswer, Source, StaticResponse},
     body::{FallbackBody, Recorder},
-    layer::{
-        Alternative, BoxFuture, FALLBACK, Failed, FallbackAnswer, Shared, Source, StaticResponse,
-    },
+    shared::{Alternative, BoxFuture, Shared},
 };
 
 /// A service whose failures are answered by a fallback. Made by

@@ -1,11 +1,11 @@
 //! [`Component`]: anything whose health can be checked.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use crate::status::ComponentHealth;
 
-/// A boxed, `Send` future: what [`Component::check`] returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, `Send` future: what this trait's methods return (rampart-core's).
+pub use rampart_core::BoxFuture;
 
 /// Something whose health can be checked: a breaker, a bulkhead, a dead-letter store, a
 /// dependency probe, or one of your own.

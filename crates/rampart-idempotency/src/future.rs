@@ -19,8 +19,9 @@ use rampart_core::{
 use tower_service::Service;
 
 use crate::{
-    layer::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED, Shared, StoreFailure},
-    outcome::{Outcome, Problem},
+    config::{Shared, StoreFailure},
+    headers::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED},
+    outcome::{IdempotencyOutcome, IdempotencyProblem},
     response::{StoredResponse, storable_headers},
     store::{Begin, BoxFuture, Lease, LeaseToken, StoreErrorKind, StoreKey},
 };
@@ -139,14 +140,14 @@ where
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 limit = shared.max_request_body, "keyed request body over the limit refused"
             );
-            return Ok(shared.problem(Problem::BodyTooLarge, None));
+            return Ok(shared.problem(IdempotencyProblem::BodyTooLarge, None));
         }
         ReplayBody::Failed { error, .. } => {
             tracing::debug!(
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 error = ?error, "keyed request body failed while being read"
             );
-            return Ok(shared.problem(Problem::BodyUnreadable, None));
+            return Ok(shared.problem(IdempotencyProblem::BodyUnreadable, None));
         }
     };
 
@@ -159,7 +160,7 @@ where
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 status = stored.status().as_u16(), "stored response replayed"
             );
-            shared.count(Outcome::Replayed);
+            shared.count(IdempotencyOutcome::Replayed);
             return Ok(replay(*stored));
         }
         Ok(Begin::InFlight { expires_in }) => {
@@ -168,14 +169,14 @@ where
                 ?expires_in, "request with the same key in flight: conflict"
             );
             let after = shared.retry_after.min(expires_in);
-            return Ok(shared.problem(Problem::InFlight, Some(after)));
+            return Ok(shared.problem(IdempotencyProblem::InFlight, Some(after)));
         }
         Ok(Begin::Mismatch) => {
             tracing::debug!(
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 "key reused with a different request"
             );
-            return Ok(shared.problem(Problem::Mismatch, None));
+            return Ok(shared.problem(IdempotencyProblem::Mismatch, None));
         }
         Err(e)
             if e.kind() == StoreErrorKind::Full
@@ -188,7 +189,7 @@ where
                 target: "rampart::idempotency", layer = %shared.name, key = key.key(),
                 error = %e, "idempotency store failed: request refused (fail closed)"
             );
-            return Ok(shared.problem(Problem::Unavailable, Some(shared.retry_after)));
+            return Ok(shared.problem(IdempotencyProblem::Unavailable, Some(shared.retry_after)));
         }
         Err(e) => {
             tracing::warn!(
@@ -196,14 +197,14 @@ where
                 error = %e, "idempotency store failed: request runs without deduplication (fail open)"
             );
             release_in_background(&shared, &key, token, "the begin failed");
-            shared.count(Outcome::Unprotected);
+            shared.count(IdempotencyOutcome::Unprotected);
             shared.count_not_stored("store_error");
             let mut res = svc
                 .call(Request::from_parts(parts, body))
                 .await?
                 .map(streaming);
             mark_not_stored(&mut res);
-            res.extensions_mut().insert(Outcome::Unprotected);
+            res.extensions_mut().insert(IdempotencyOutcome::Unprotected);
             return Ok(res);
         }
     }
@@ -223,7 +224,7 @@ where
         Ok(res) => res,
         Err(e) => {
             lease.release("error").await;
-            shared.count(Outcome::Executed { stored: false });
+            shared.count(IdempotencyOutcome::Executed { stored: false });
             return Err(e);
         }
     };
@@ -400,7 +401,7 @@ fn executed<B>(
     body: ReplayBody<B>,
     stored: bool,
 ) -> Response<ReplayBody<B>> {
-    let outcome = Outcome::Executed { stored };
+    let outcome = IdempotencyOutcome::Executed { stored };
     shared.count(outcome);
     tracing::debug!(
         target: "rampart::idempotency", layer = %shared.name, status = head.status.as_u16(),
@@ -430,7 +431,7 @@ fn replay<B>(stored: StoredResponse) -> Response<ReplayBody<B>> {
     *res.headers_mut() = headers;
     res.headers_mut()
         .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    res.extensions_mut().insert(Outcome::Replayed);
+    res.extensions_mut().insert(IdempotencyOutcome::Replayed);
     res
 }
 

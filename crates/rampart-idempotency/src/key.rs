@@ -101,7 +101,7 @@ const fn visible(b: u8) -> bool {
 /// ignored.
 ///
 /// ```
-/// use rampart_idempotency::key::{parse_key, KeyError};
+/// use rampart_idempotency::{parse_key, KeyError};
 ///
 /// assert_eq!(parse_key(b"\"order-42\"").unwrap(), "order-42");
 /// assert_eq!(parse_key(b"order-42").unwrap(), "order-42");

@@ -1,4 +1,4 @@
-//! [`IdempotencyLayer`] and its [`Builder`].
+//! [`IdempotencyLayer`] and its [`IdempotencyBuilder`].
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -7,59 +7,11 @@ use rampart_core::error::ConfigError;
 use tower_layer::Layer;
 
 use crate::{
-    fingerprint::Fingerprint, key::KeyPolicy, service::Idempotency, store::IdempotencyStore,
+    config::{CallerFn, MAX_BODY_LIMIT, PROBLEM_TYPE_BASE, Shared, StoreFailure, default_store_if},
+    key::KeyPolicy,
+    service::Idempotency,
+    store::IdempotencyStore,
 };
-
-/// The response header of a replay: `Idempotent-Replayed: true`.
-pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-
-/// The response header of a keyed request that ran but whose response was **not** stored:
-/// `Idempotency-Stored: false`. A retry with the same key will run the request again.
-///
-/// Set when the status is not stored (5xx, `408`, `429` by default), when the response body
-/// is over the store limit, when the body failed while it was being read, when the store
-/// failed or the lease was lost, and when the layer failed open.
-pub const IDEMPOTENCY_STORED: HeaderName = HeaderName::from_static("idempotency-stored");
-
-/// The default base of the problem `type` URIs, `urn:rampart:`, as every rampart problem
-/// (`urn:rampart:idempotency-key-missing`, …); this crate's README has a "Problem types"
-/// section with one heading per [`Problem::slug`](crate::Problem::slug). Set your own API's
-/// documentation URL with [`problem_type_base`](Builder::problem_type_base).
-pub const PROBLEM_TYPE_BASE: &str = "urn:rampart:";
-
-/// The largest [`max_request_body`](Builder::max_request_body) and
-/// [`max_response_body`](Builder::max_response_body): 64 MiB.
-pub const MAX_BODY_LIMIT: usize = 64 << 20;
-
-/// What the layer does when the store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StoreFailure {
-    /// Answer `503` problem+json with `Retry-After`; the request does not run. No request ever
-    /// runs twice because the store was down. The default.
-    #[default]
-    FailClosed,
-    /// Run the request without deduplication (logged at `warn`, counted as `unprotected`,
-    /// answered with `Idempotency-Stored: false`). For routes where availability matters more
-    /// than exactly-once, or whose handlers are idempotent anyway. A full store
-    /// ([`StoreErrorKind::Full`](crate::StoreErrorKind::Full)) is overload, not an outage,
-    /// and still gets `503`.
-    FailOpen,
-}
-
-/// Who is calling: the scope of the keys. See [`Builder::caller`].
-pub(crate) type CallerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
-
-/// The statuses stored by default: everything but 5xx, `408 Request Timeout` and
-/// `429 Too Many Requests`.
-///
-/// A 5xx says the request may not have run to the end, so a retry must be able to run it
-/// again. `408` and `429` are answered before any work is done (by a timeout or a rate limiter
-/// inside this layer), and storing them would lock the key out for the whole retention.
-pub fn default_store_if(status: StatusCode) -> bool {
-    !(status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS)
-}
 
 /// Server-side idempotency for a tower HTTP service; see the [crate docs](crate).
 ///
@@ -78,8 +30,8 @@ impl fmt::Debug for IdempotencyLayer {
 
 impl IdempotencyLayer {
     /// A builder for a layer keeping its leases and responses in `store`.
-    pub fn builder(store: Arc<dyn IdempotencyStore>) -> Builder {
-        Builder {
+    pub fn builder(store: Arc<dyn IdempotencyStore>) -> IdempotencyBuilder {
+        IdempotencyBuilder {
             name: "idempotency".into(),
             store,
             header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
@@ -122,7 +74,7 @@ impl<S> Layer<S> for IdempotencyLayer {
 
 /// Configures an [`IdempotencyLayer`]. Every setting has a default; [`build`](Self::build)
 /// checks them.
-pub struct Builder {
+pub struct IdempotencyBuilder {
     name: Arc<str>,
     store: Arc<dyn IdempotencyStore>,
     header: HeaderName,
@@ -143,9 +95,9 @@ pub struct Builder {
     problem_type_base: String,
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for IdempotencyBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("IdempotencyBuilder")
             .field("name", &self.name)
             .field("store", &self.store.describe())
             .field("header", &self.header)
@@ -157,7 +109,7 @@ impl fmt::Debug for Builder {
     }
 }
 
-impl Builder {
+impl IdempotencyBuilder {
     /// Names the layer in metrics (label `layer`) and logs; `idempotency` by default. Give
     /// each route's layer its own name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -190,7 +142,7 @@ impl Builder {
     /// another's response. The identity is hashed before it reaches the store.
     ///
     /// A keyed request for which `f` returns `None` is refused with `400`
-    /// ([`Problem::UnidentifiedCaller`](crate::Problem::UnidentifiedCaller)); return a fixed
+    /// ([`IdempotencyProblem::UnidentifiedCaller`](crate::Problem::UnidentifiedCaller)); return a fixed
     /// identity (`Some("anonymous".into())`) to let such callers share one scope instead.
     ///
     /// Without a caller function (the default) every key is global to the layer's store: two
@@ -308,7 +260,7 @@ impl Builder {
 
     /// The base of the problem `type` URIs ([`PROBLEM_TYPE_BASE`] by default), e.g. your API
     /// documentation's `https://docs.example.com/errors/`; each type is the base followed by
-    /// [`Problem::slug`](crate::Problem::slug).
+    /// [`IdempotencyProblem::slug`](crate::Problem::slug).
     pub fn problem_type_base(mut self, base: impl Into<String>) -> Self {
         self.problem_type_base = base.into();
         self
@@ -393,112 +345,12 @@ impl Builder {
     }
 }
 
-/// What every service of one layer shares.
-pub(crate) struct Shared {
-    pub(crate) name: Arc<str>,
-    pub(crate) store: Arc<dyn IdempotencyStore>,
-    pub(crate) header: HeaderName,
-    header_str: String,
-    pub(crate) policy: KeyPolicy,
-    methods: Vec<Method>,
-    pub(crate) caller: Option<CallerFn>,
-    fingerprint_headers: Vec<HeaderName>,
-    pub(crate) lease_ttl: Duration,
-    pub(crate) retention: Duration,
-    pub(crate) retry_after: Duration,
-    pub(crate) max_request_body: usize,
-    pub(crate) max_response_body: usize,
-    pub(crate) store_if: fn(StatusCode) -> bool,
-    pub(crate) store_set_cookie: bool,
-    pub(crate) exclude_headers: Vec<HeaderName>,
-    pub(crate) on_store_error: StoreFailure,
-    pub(crate) release_on_cancel: bool,
-    problem_type_base: String,
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdempotencyLayer")
-            .field("name", &self.name)
-            .field("store", &self.store.describe())
-            .field("header", &self.header)
-            .field("policy", &self.policy)
-            .field("methods", &self.methods)
-            .field("caller", &self.caller.as_ref().map(|_| "fn"))
-            .field("lease_ttl", &self.lease_ttl)
-            .field("retention", &self.retention)
-            .field("on_store_error", &self.on_store_error)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// `true` if the layer looks at requests with `method`.
-    #[inline]
-    pub(crate) fn applies_to(&self, method: &Method) -> bool {
-        self.policy != KeyPolicy::Off && self.methods.contains(method)
-    }
-
-    pub(crate) fn fingerprint(&self, parts: &Parts, body: &[u8]) -> Fingerprint {
-        Fingerprint::of(
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            &self.fingerprint_headers,
-            body,
-        )
-    }
-
-    /// The problem+json answer for `problem`, counted and logged.
-    pub(crate) fn problem<B>(
-        &self,
-        problem: crate::Problem,
-        retry_after: Option<Duration>,
-    ) -> http::Response<rampart_core::body::ReplayBody<B>> {
-        self.count(crate::Outcome::Rejected(problem));
-        let secs = retry_after.map(whole_seconds);
-        problem.response(
-            &self.problem_type_base,
-            &self.header_str,
-            self.max_request_body,
-            secs,
-        )
-    }
-
-    /// Counts a request in `rampart_idempotency_requests_total`.
-    pub(crate) fn count(&self, outcome: crate::Outcome) {
-        metrics::counter!(
-            "rampart_idempotency_requests_total",
-            "layer" => self.name.clone(),
-            "outcome" => outcome.as_str()
-        )
-        .increment(1);
-    }
-
-    /// Counts a response that ran but was not stored, in
-    /// `rampart_idempotency_not_stored_total`.
-    pub(crate) fn count_not_stored(&self, reason: &'static str) {
-        metrics::counter!(
-            "rampart_idempotency_not_stored_total",
-            "layer" => self.name.clone(),
-            "reason" => reason
-        )
-        .increment(1);
-    }
-}
-
-/// `d` in whole seconds, rounded up, at least 1: a `Retry-After` value.
-pub(crate) fn whole_seconds(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::MemoryStore;
 
-    fn builder() -> Builder {
+    fn builder() -> IdempotencyBuilder {
         IdempotencyLayer::builder(Arc::new(MemoryStore::bounded(10).unwrap()))
     }
 
@@ -515,7 +367,7 @@ mod tests {
 
     #[test]
     fn bad_configuration_names_the_field() {
-        let field = |b: Builder| b.build().unwrap_err().field();
+        let field = |b: IdempotencyBuilder| b.build().unwrap_err().field();
         assert_eq!(field(builder().methods([])), "methods");
         assert_eq!(field(builder().lease_ttl(Duration::ZERO)), "lease_ttl");
         assert_eq!(
@@ -561,13 +413,5 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(!default_store_if(StatusCode::from_u16(s).unwrap()), "{s}");
         }
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(whole_seconds(Duration::ZERO), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(1001)), 2);
-        assert_eq!(whole_seconds(Duration::from_secs(3)), 3);
     }
 }

@@ -49,11 +49,11 @@
 //! # Lifecycle
 //!
 //! For a request whose method the layer covers (`POST` and `PATCH` by default;
-//! [`methods`](Builder::methods)) and whose key header parses:
+//! [`methods`](IdempotencyBuilder::methods)) and whose key header parses:
 //!
-//! 1. The body is read into memory (up to [`max_request_body`](Builder::max_request_body),
+//! 1. The body is read into memory (up to [`max_request_body`](IdempotencyBuilder::max_request_body),
 //!    1 MiB by default) and the request is [fingerprinted](Fingerprint): a SHA-256 of the
-//!    method, path and query, body and [chosen headers](Builder::fingerprint_header).
+//!    method, path and query, body and [chosen headers](IdempotencyBuilder::fingerprint_header).
 //! 2. One store call, [`begin`](IdempotencyStore::begin), decides:
 //!
 //!    | the store has | the answer |
@@ -66,20 +66,20 @@
 //! 3. The handler gets the whole body (from memory) and the key in its extensions
 //!    ([`IdempotencyKey`](rampart_core::key::IdempotencyKey)).
 //! 4. Its response is read into memory (up to
-//!    [`max_response_body`](Builder::max_response_body), 1 MiB) and stored with a second store
+//!    [`max_response_body`](IdempotencyBuilder::max_response_body), 1 MiB) and stored with a second store
 //!    call, [`complete`](IdempotencyStore::complete), kept for the
-//!    [retention](Builder::retention) (24 h). Then it is sent.
+//!    [retention](IdempotencyBuilder::retention) (24 h). Then it is sent.
 //! 5. A response that is not stored releases the lease
 //!    ([`release`](IdempotencyStore::release)), so that a retry runs the request again, and
 //!    carries [`Idempotency-Stored: false`](IDEMPOTENCY_STORED): a status that
-//!    [is not stored](Builder::store_if) (5xx, `408`, `429` by default), a body over the limit
+//!    [is not stored](IdempotencyBuilder::store_if) (5xx, `408`, `429` by default), a body over the limit
 //!    (sent whole, streaming past the limit), a body that failed, a store failure.
 //!
 //! A replay costs one store round trip; a first execution two.
 //!
 //! # Keys and per-route policy
 //!
-//! The key is read from `Idempotency-Key` ([`header`](Builder::header)), as the draft's
+//! The key is read from `Idempotency-Key` ([`header`](IdempotencyBuilder::header)), as the draft's
 //! quoted string (`"abc"`) or bare (`abc`): 1 to 255 visible ASCII characters (see [`key`]).
 //! A malformed key, or the header sent twice, gets `400` problem+json.
 //!
@@ -118,9 +118,9 @@
 //! # Scoping: whose key is it?
 //!
 //! Entries are named by the key **and the caller** ([`StoreKey`]). Tell the layer who the
-//! caller is with [`caller`](Builder::caller) (any function of the request head, e.g. a user
+//! caller is with [`caller`](IdempotencyBuilder::caller) (any function of the request head, e.g. a user
 //! id an authentication layer put in the extensions) or
-//! [`caller_header`](Builder::caller_header) (e.g. the API key). The same key from two callers
+//! [`caller_header`](IdempotencyBuilder::caller_header) (e.g. the API key). The same key from two callers
 //! then names two entries, and one caller can never replay another's response. The identity
 //! is hashed before it reaches the store. A keyed request with no identity gets `400`.
 //!
@@ -134,14 +134,14 @@
 //! The status, the headers, the body (up to the limit) and the trailers, without the
 //! hop-by-hop headers (`Connection` and those it names, `Keep-Alive`, `Proxy-*`, `TE`,
 //! `Trailer`, `Transfer-Encoding`, `Upgrade`), without `Set-Cookie` unless
-//! [`store_set_cookie`](Builder::store_set_cookie), and without any
-//! [excluded header](Builder::exclude_header). See [`StoredResponse`]. A replay is that
+//! [`store_set_cookie`](IdempotencyBuilder::store_set_cookie), and without any
+//! [excluded header](IdempotencyBuilder::exclude_header). See [`StoredResponse`]. A replay is that
 //! response plus `Idempotent-Replayed: true`.
 //!
 //! # Bodies
 //!
 //! A keyed request's body is read whole before the handler runs (that is what the
-//! fingerprint needs); a body over [`max_request_body`](Builder::max_request_body) gets `413`
+//! fingerprint needs); a body over [`max_request_body`](IdempotencyBuilder::max_request_body) gets `413`
 //! problem+json: without all of it the layer could not tell a retry from a different request,
 //! and would either replay the wrong response or run twice. Requests the layer does not
 //! handle are not read.
@@ -154,7 +154,7 @@
 //!
 //! # Crashes and cancellation
 //!
-//! A lease expires after its [TTL](Builder::lease_ttl) (60 s by default): a request whose
+//! A lease expires after its [TTL](IdempotencyBuilder::lease_ttl) (60 s by default): a request whose
 //! server crashed blocks its key (with `409`s) at most that long, then a retry runs it again.
 //! A request still running when its lease expires can be run a second time by a retry, and
 //! its own response is then not stored: make the TTL longer than your request timeout.
@@ -169,7 +169,7 @@
 //! response not stored at once: a body still streaming, a networked store. Without a runtime
 //! the layer stores on the request's own future, and a cancel then leaves the lease to its
 //! TTL.) A handler cancelled halfway may have done part of its work; if a retry must not redo it, use
-//! [`release_on_cancel(false)`](Builder::release_on_cancel) (the lease then holds until its
+//! [`release_on_cancel(false)`](IdempotencyBuilder::release_on_cancel) (the lease then holds until its
 //! TTL), or make the work transactional. With a networked store, a request cancelled while its
 //! `begin` is on the wire may have taken a lease it never learns of: that lease expires after
 //! its TTL. A release of a request cancelled after its `complete` reached the store is a no-op
@@ -196,11 +196,11 @@
 //! `Idempotency-Stored: false`) and the lease is released: a retry will run the request again.
 //! If `release` fails, the lease expires after its TTL.
 //!
-//! # Problem responses
+//! # IdempotencyProblem responses
 //!
 //! Every refusal is an RFC 9457 `application/problem+json` body (`type`, `title`, `status`,
-//! `detail`) with `Cache-Control: no-store`; see [`Problem`]. The `type` is
-//! [`problem_type_base`](Builder::problem_type_base) + the slug:
+//! `detail`) with `Cache-Control: no-store`; see [`IdempotencyProblem`]. The `type` is
+//! [`problem_type_base`](IdempotencyBuilder::problem_type_base) + the slug:
 //!
 //! | status | slug | when |
 //! |---|---|---|
@@ -215,7 +215,7 @@
 //!
 //! # Observability
 //!
-//! Every response of a keyed request carries an [`Outcome`] in its extensions. `tracing`
+//! Every response of a keyed request carries an [`IdempotencyOutcome`] in its extensions. `tracing`
 //! events (target `rampart::idempotency`): `debug` for each decision (replayed, conflict,
 //! mismatch, refused, executed), `warn` for store failures and lost leases. Metrics, through
 //! the `metrics` facade:
@@ -249,28 +249,29 @@
 //!   method check and a header lookup; keyed ones a body read, a SHA-256, a boxed future and
 //!   the store's round trips (see the `idempotency` bench).
 
+mod config;
 mod fingerprint;
 mod future;
-pub mod key;
+mod headers;
+mod key;
 mod layer;
 mod memory;
 mod outcome;
 mod response;
 mod service;
-pub mod store;
+mod store;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 
+pub use config::{MAX_BODY_LIMIT, PROBLEM_TYPE_BASE, StoreFailure, default_store_if};
 pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
-pub use key::{KeyError, KeyPolicy};
-pub use layer::{
-    Builder, IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED, IdempotencyLayer, MAX_BODY_LIMIT,
-    PROBLEM_TYPE_BASE, StoreFailure, default_store_if,
-};
+pub use headers::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED};
+pub use key::{KeyError, KeyPolicy, MAX_KEY_LEN, parse_key};
+pub use layer::{IdempotencyBuilder, IdempotencyLayer};
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
-pub use outcome::{Outcome, Problem};
+pub use outcome::{IdempotencyOutcome, IdempotencyProblem};
 pub use response::{DecodeError, StoredResponse};
 pub use service::Idempotency;
 pub use store::{

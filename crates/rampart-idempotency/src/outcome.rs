@@ -1,5 +1,5 @@
-//! What the layer did with a request ([`Outcome`], in the response's extensions) and the
-//! problem+json answers it gives ([`Problem`]).
+//! What the layer did with a request ([`IdempotencyOutcome`], in the response's extensions) and the
+//! problem+json answers it gives ([`IdempotencyProblem`]).
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -14,7 +14,7 @@ use crate::key::KeyError;
 /// by [`slug`](Self::slug).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Problem {
+pub enum IdempotencyProblem {
     /// `400`: the route requires a key and the request has none.
     MissingKey,
     /// `400`: the key header is malformed.
@@ -34,18 +34,18 @@ pub enum Problem {
     Unavailable,
 }
 
-impl Problem {
+impl IdempotencyProblem {
     /// The response status.
     pub const fn status(self) -> StatusCode {
         match self {
-            Problem::MissingKey
-            | Problem::InvalidKey(_)
-            | Problem::UnidentifiedCaller
-            | Problem::BodyUnreadable => StatusCode::BAD_REQUEST,
-            Problem::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Problem::InFlight => StatusCode::CONFLICT,
-            Problem::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Problem::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            IdempotencyProblem::MissingKey
+            | IdempotencyProblem::InvalidKey(_)
+            | IdempotencyProblem::UnidentifiedCaller
+            | IdempotencyProblem::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IdempotencyProblem::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            IdempotencyProblem::InFlight => StatusCode::CONFLICT,
+            IdempotencyProblem::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyProblem::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -55,28 +55,28 @@ impl Problem {
     /// `idempotency-unavailable`.
     pub const fn slug(self) -> &'static str {
         match self {
-            Problem::MissingKey => "idempotency-key-missing",
-            Problem::InvalidKey(_) => "idempotency-key-invalid",
-            Problem::UnidentifiedCaller => "caller-unidentified",
-            Problem::BodyUnreadable => "request-body-unreadable",
-            Problem::BodyTooLarge => "request-body-too-large",
-            Problem::InFlight => "idempotency-key-in-use",
-            Problem::Mismatch => "idempotency-key-reused",
-            Problem::Unavailable => "idempotency-unavailable",
+            IdempotencyProblem::MissingKey => "idempotency-key-missing",
+            IdempotencyProblem::InvalidKey(_) => "idempotency-key-invalid",
+            IdempotencyProblem::UnidentifiedCaller => "caller-unidentified",
+            IdempotencyProblem::BodyUnreadable => "request-body-unreadable",
+            IdempotencyProblem::BodyTooLarge => "request-body-too-large",
+            IdempotencyProblem::InFlight => "idempotency-key-in-use",
+            IdempotencyProblem::Mismatch => "idempotency-key-reused",
+            IdempotencyProblem::Unavailable => "idempotency-unavailable",
         }
     }
 
     /// The `title`: a short summary, the same for every occurrence.
     pub const fn title(self) -> &'static str {
         match self {
-            Problem::MissingKey => "Idempotency key is missing",
-            Problem::InvalidKey(_) => "Idempotency key is invalid",
-            Problem::UnidentifiedCaller => "Caller could not be identified",
-            Problem::BodyUnreadable => "Request body could not be read",
-            Problem::BodyTooLarge => "Request body is too large",
-            Problem::InFlight => "A request is outstanding for this idempotency key",
-            Problem::Mismatch => "Idempotency key is already used",
-            Problem::Unavailable => "Idempotency is unavailable",
+            IdempotencyProblem::MissingKey => "Idempotency key is missing",
+            IdempotencyProblem::InvalidKey(_) => "Idempotency key is invalid",
+            IdempotencyProblem::UnidentifiedCaller => "Caller could not be identified",
+            IdempotencyProblem::BodyUnreadable => "Request body could not be read",
+            IdempotencyProblem::BodyTooLarge => "Request body is too large",
+            IdempotencyProblem::InFlight => "A request is outstanding for this idempotency key",
+            IdempotencyProblem::Mismatch => "Idempotency key is already used",
+            IdempotencyProblem::Unavailable => "Idempotency is unavailable",
         }
     }
 
@@ -85,48 +85,52 @@ impl Problem {
     /// `body_unreadable`, `body_too_large`, `conflict`, `mismatch`, `unavailable`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Problem::MissingKey => "missing_key",
-            Problem::InvalidKey(_) => "bad_key",
-            Problem::UnidentifiedCaller => "no_caller",
-            Problem::BodyUnreadable => "body_unreadable",
-            Problem::BodyTooLarge => "body_too_large",
-            Problem::InFlight => "conflict",
-            Problem::Mismatch => "mismatch",
-            Problem::Unavailable => "unavailable",
+            IdempotencyProblem::MissingKey => "missing_key",
+            IdempotencyProblem::InvalidKey(_) => "bad_key",
+            IdempotencyProblem::UnidentifiedCaller => "no_caller",
+            IdempotencyProblem::BodyUnreadable => "body_unreadable",
+            IdempotencyProblem::BodyTooLarge => "body_too_large",
+            IdempotencyProblem::InFlight => "conflict",
+            IdempotencyProblem::Mismatch => "mismatch",
+            IdempotencyProblem::Unavailable => "unavailable",
         }
     }
 
     /// The `detail`: what happened to this request, and what to do.
     fn detail(self, header: &str, max_body: usize) -> String {
         match self {
-            Problem::MissingKey => format!(
+            IdempotencyProblem::MissingKey => format!(
                 "This operation is idempotent and requires an {header} header; send a unique \
                  key per logical request and reuse it on every retry."
             ),
-            Problem::InvalidKey(e) => format!(
+            IdempotencyProblem::InvalidKey(e) => format!(
                 "The {header} header is not valid: {e}. A key is 1 to 255 visible ASCII \
                  characters, bare or as a quoted string."
             ),
-            Problem::UnidentifiedCaller => "The request does not identify its caller, which \
+            IdempotencyProblem::UnidentifiedCaller => {
+                "The request does not identify its caller, which \
                  this operation needs to scope idempotency keys."
-                .to_owned(),
-            Problem::BodyUnreadable => {
+                    .to_owned()
+            }
+            IdempotencyProblem::BodyUnreadable => {
                 "The request body failed while it was being read.".to_owned()
             }
-            Problem::BodyTooLarge => format!(
+            IdempotencyProblem::BodyTooLarge => format!(
                 "Requests with an {header} header may have a body of at most {max_body} bytes."
             ),
-            Problem::InFlight => format!(
+            IdempotencyProblem::InFlight => format!(
                 "A request with the same {header} is being processed. Retry after the \
                  Retry-After delay to get its response."
             ),
-            Problem::Mismatch => format!(
+            IdempotencyProblem::Mismatch => format!(
                 "This {header} was already used for a different request. A key must not be \
                  reused across different payloads of an operation: use a new key."
             ),
-            Problem::Unavailable => "The idempotency store is unavailable, so the request \
+            IdempotencyProblem::Unavailable => {
+                "The idempotency store is unavailable, so the request \
                  was not processed. Retry with the same key after the Retry-After delay."
-                .to_owned(),
+                    .to_owned()
+            }
         }
     }
 
@@ -159,7 +163,8 @@ impl Problem {
         if let Some(secs) = retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        res.extensions_mut().insert(Outcome::Rejected(self));
+        res.extensions_mut()
+            .insert(IdempotencyOutcome::Rejected(self));
         res
     }
 }
@@ -169,7 +174,7 @@ impl Problem {
 /// no key on an optional route) carry none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum IdempotencyOutcome {
     /// The request ran; `stored` says whether its response was stored for replays.
     Executed {
         /// `false` when a retry will run the request again (a 5xx, a response over the size
@@ -179,20 +184,20 @@ pub enum Outcome {
     /// The stored response of an earlier request was replayed.
     Replayed,
     /// The layer answered with a problem.
-    Rejected(Problem),
+    Rejected(IdempotencyProblem),
     /// The store failed and the layer fails open: the request ran without deduplication.
     Unprotected,
 }
 
-impl Outcome {
+impl IdempotencyOutcome {
     /// The `outcome` label of `rampart_idempotency_requests_total`: `executed`, `replayed`,
-    /// `unprotected`, or the problem's (see [`Problem::as_str`]).
+    /// `unprotected`, or the problem's (see [`IdempotencyProblem::as_str`]).
     pub const fn as_str(self) -> &'static str {
         match self {
-            Outcome::Executed { .. } => "executed",
-            Outcome::Replayed => "replayed",
-            Outcome::Rejected(p) => p.as_str(),
-            Outcome::Unprotected => "unprotected",
+            IdempotencyOutcome::Executed { .. } => "executed",
+            IdempotencyOutcome::Replayed => "replayed",
+            IdempotencyOutcome::Rejected(p) => p.as_str(),
+            IdempotencyOutcome::Unprotected => "unprotected",
         }
     }
 }
@@ -203,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_problem_is_rfc_9457_json() {
-        let res = Problem::InFlight.response::<()>(
+        let res = IdempotencyProblem::InFlight.response::<()>(
             "https://example.com/p/",
             "Idempotency-Key",
             10,
@@ -214,7 +219,7 @@ mod tests {
         assert_eq!(res.headers()["retry-after"], "2");
         assert_eq!(
             res.extensions().get(),
-            Some(&Outcome::Rejected(Problem::InFlight))
+            Some(&IdempotencyOutcome::Rejected(IdempotencyProblem::InFlight))
         );
         let ReplayBody::Buffered {
             data: Some(body), ..
@@ -225,17 +230,23 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["type"], "https://example.com/p/idempotency-key-in-use");
         assert_eq!(json["status"], 409);
-        assert_eq!(json["title"], Problem::InFlight.title());
+        assert_eq!(json["title"], IdempotencyProblem::InFlight.title());
         assert!(json["detail"].as_str().unwrap().contains("Idempotency-Key"));
     }
 
     #[test]
     fn statuses() {
-        assert_eq!(Problem::MissingKey.status(), 400);
-        assert_eq!(Problem::InvalidKey(KeyError::Empty).status(), 400);
-        assert_eq!(Problem::BodyTooLarge.status(), 413);
-        assert_eq!(Problem::Mismatch.status(), 422);
-        assert_eq!(Problem::Unavailable.status(), 503);
-        assert_eq!(Outcome::Rejected(Problem::Mismatch).as_str(), "mismatch");
+        assert_eq!(IdempotencyProblem::MissingKey.status(), 400);
+        assert_eq!(
+            IdempotencyProblem::InvalidKey(KeyError::Empty).status(),
+            400
+        );
+        assert_eq!(IdempotencyProblem::BodyTooLarge.status(), 413);
+        assert_eq!(IdempotencyProblem::Mismatch.status(), 422);
+        assert_eq!(IdempotencyProblem::Unavailable.status(), 503);
+        assert_eq!(
+            IdempotencyOutcome::Rejected(IdempotencyProblem::Mismatch).as_str(),
+            "mismatch"
+        );
     }
 }

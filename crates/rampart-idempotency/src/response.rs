@@ -15,7 +15,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use crate::layer::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED};
+use crate::headers::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED};
 
 /// A response as the store keeps it, to be replayed.
 ///

@@ -13,10 +13,10 @@ use rampart_core::{body::ReplayBody, error::BoxError, key::IdempotencyKey};
 use tower_service::Service;
 
 use crate::{
+    config::Shared,
     future::{ResponseFuture, run, streaming},
     key::{KeyError, KeyPolicy, parse_key},
-    layer::Shared,
-    outcome::Problem,
+    outcome::IdempotencyProblem,
     store::StoreKey,
 };
 
@@ -107,7 +107,7 @@ where
                     method = %req.method(), path = req.uri().path(),
                     "request without the required idempotency key refused"
                 );
-                return ResponseFuture::ready(shared.problem(Problem::MissingKey, None));
+                return ResponseFuture::ready(shared.problem(IdempotencyProblem::MissingKey, None));
             }
             (None, _) => {
                 metrics::counter!(
@@ -128,7 +128,9 @@ where
                     target: "rampart::idempotency", layer = %shared.name, error = %e,
                     "malformed idempotency key refused"
                 );
-                return ResponseFuture::ready(shared.problem(Problem::InvalidKey(e), None));
+                return ResponseFuture::ready(
+                    shared.problem(IdempotencyProblem::InvalidKey(e), None),
+                );
             }
         };
         let (mut parts, body) = req.into_parts();
@@ -142,7 +144,7 @@ where
                         "keyed request without a caller identity refused"
                     );
                     return ResponseFuture::ready(
-                        shared.problem(Problem::UnidentifiedCaller, None),
+                        shared.problem(IdempotencyProblem::UnidentifiedCaller, None),
                     );
                 }
             },

@@ -86,7 +86,7 @@
 //! condition. Redis evicting keys under `maxmemory` breaks rule 5: use a `noeviction` (or
 //! `volatile-*` with care) policy, and say so in the store's docs.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 
@@ -95,8 +95,8 @@ use crate::{
     response::StoredResponse,
 };
 
-/// A boxed, `Send` future: what [`IdempotencyStore`]'s methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, `Send` future: what this trait's methods return (rampart-core's).
+pub use rampart_core::BoxFuture;
 
 /// Keeps leases and stored responses. See the [module docs](self) for the contract.
 pub trait IdempotencyStore: Send + Sync + fmt::Debug + 'static {

@@ -104,7 +104,7 @@ fn store() -> Arc<dyn IdempotencyStore> {
     Arc::new(MemoryStore::bounded(10_000).unwrap())
 }
 
-fn required(store: Arc<dyn IdempotencyStore>) -> rampart_idempotency::Builder {
+fn required(store: Arc<dyn IdempotencyStore>) -> rampart_idempotency::IdempotencyBuilder {
     IdempotencyLayer::builder(store).policy(KeyPolicy::Required)
 }
 

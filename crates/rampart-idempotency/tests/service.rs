@@ -20,8 +20,8 @@ use rampart_core::{
     testing::{LogBuffer, MetricsRecorder},
 };
 use rampart_idempotency::{
-    IdempotencyLayer, IdempotencyStore, KeyPolicy, MemoryStore, Outcome, Problem, StoreErrorKind,
-    StoreFailure, conformance::FailingStore,
+    IdempotencyLayer, IdempotencyOutcome, IdempotencyProblem, IdempotencyStore, KeyPolicy,
+    MemoryStore, StoreErrorKind, StoreFailure, conformance::FailingStore,
 };
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -101,7 +101,7 @@ async fn the_handler_gets_the_whole_body_and_the_key() {
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(
         res.extensions().get(),
-        Some(&Outcome::Executed { stored: true })
+        Some(&IdempotencyOutcome::Executed { stored: true })
     );
     let (body, key) = seen.body.lock().unwrap().clone().unwrap();
     assert_eq!(body, "{\"amount\":5}");
@@ -118,7 +118,10 @@ async fn an_optional_route_without_a_key_and_an_off_route_pass_through() {
     for _ in 0..2 {
         let res = optional.clone().oneshot(post(None, "x")).await.unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
-        assert!(res.extensions().get::<Outcome>().is_none(), "untouched");
+        assert!(
+            res.extensions().get::<IdempotencyOutcome>().is_none(),
+            "untouched"
+        );
     }
     let off = IdempotencyLayer::builder(memory())
         .policy(KeyPolicy::Off)
@@ -173,7 +176,9 @@ async fn a_store_that_is_down_fails_closed_with_503_and_nothing_runs() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(
         res.extensions().get(),
-        Some(&Outcome::Rejected(Problem::Unavailable))
+        Some(&IdempotencyOutcome::Rejected(
+            IdempotencyProblem::Unavailable
+        ))
     );
     assert_eq!(seen.runs(), 0, "never run without a lease");
     assert_eq!(
@@ -194,7 +199,10 @@ async fn failing_open_runs_the_request_unprotected() {
     let res = svc.oneshot(post(Some("k"), "{}")).await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(res.headers()["idempotency-stored"], "false");
-    assert_eq!(res.extensions().get(), Some(&Outcome::Unprotected));
+    assert_eq!(
+        res.extensions().get(),
+        Some(&IdempotencyOutcome::Unprotected)
+    );
     assert_eq!(seen.runs(), 1);
 }
 
@@ -344,7 +352,7 @@ async fn a_request_that_outlives_its_lease_is_not_stored() {
     );
     assert_eq!(
         slow.extensions().get(),
-        Some(&Outcome::Executed { stored: false })
+        Some(&IdempotencyOutcome::Executed { stored: false })
     );
     let retry = retry.await.unwrap().unwrap();
     assert!(
@@ -367,12 +375,12 @@ async fn a_stored_response_is_replayed_for_its_retention_only() {
     svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
     tokio::time::advance(Duration::from_secs(3599)).await;
     let res = svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
-    assert_eq!(res.extensions().get(), Some(&Outcome::Replayed));
+    assert_eq!(res.extensions().get(), Some(&IdempotencyOutcome::Replayed));
     tokio::time::advance(Duration::from_secs(1)).await;
     let res = svc.clone().oneshot(post(Some("k"), "{}")).await.unwrap();
     assert_eq!(
         res.extensions().get(),
-        Some(&Outcome::Executed { stored: true })
+        Some(&IdempotencyOutcome::Executed { stored: true })
     );
     assert_eq!(seen.runs(), 2);
 }

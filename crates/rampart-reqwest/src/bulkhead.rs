@@ -146,8 +146,8 @@ impl<X: KeyExtractor<Request>, P> BulkheadMiddleware<X, P> {
         match &self.partitions {
             Partitions::One(l) => Some(l.handle()),
             Partitions::PerKey(l) => match key {
-                Some(key) => l.partition(key),
-                None => Some(l.fallback()),
+                Some(key) => l.handle().get(key),
+                None => Some(l.handle().fallback()),
             },
         }
     }

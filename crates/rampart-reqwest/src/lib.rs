@@ -169,8 +169,5 @@ pub use crate::{
 
 /// The future every middleware's `handle` returns (what `#[async_trait]` makes of the
 /// `Middleware` trait's `async fn`).
-pub(crate) type BoxFuture<'a> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a,
-    >,
->;
+pub(crate) type BoxFuture<'a> =
+    rampart_core::BoxFuture<'a, reqwest_middleware::Result<reqwest::Response>>;

@@ -12,7 +12,7 @@
 //! let timeouts = TimeoutLayer::builder()
 //!     .class("request", Duration::from_secs(30))
 //!     .class("upload", Duration::from_secs(120))
-//!     .build()
+//!     .layer()
 //!     .unwrap();
 //! let svc = ServiceBuilder::new()
 //!     .layer(timeouts)
@@ -69,15 +69,16 @@
 //! The inner future is dropped at expiry, which cancels it; a body already streaming when the
 //! response head arrived is not timed (put a timeout on reading it if you need one).
 
+mod class;
+mod config;
 mod error;
 mod layer;
 mod service;
 
 pub use crate::{
+    class::{ClassifyOperation, OperationClass, RequestHead, default_classify},
+    config::{MAX_TIMEOUT, TimeoutConfig, TimeoutConfigBuilder},
     error::{DeadlineExceeded, TimeoutError},
-    layer::{
-        Classify, MAX_TIMEOUT, OperationClass, RequestHead, TimeoutConfigBuilder, TimeoutLayer,
-        default_classify,
-    },
+    layer::TimeoutLayer,
     service::{ResponseFuture, Timeout},
 };

@@ -18,8 +18,9 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use crate::{
+    class::RequestHead,
+    config::Config,
     error::{DeadlineExceeded, TimeoutError},
-    layer::{Config, RequestHead},
 };
 
 const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");

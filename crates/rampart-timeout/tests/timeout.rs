@@ -52,7 +52,7 @@ fn with_class(class: &'static str) -> http::Request<()> {
 
 #[tokio::test(start_paused = true)]
 async fn each_class_gets_its_own_timeout() {
-    let layer = TimeoutLayer::builder().build().unwrap();
+    let layer = TimeoutLayer::builder().layer().unwrap();
     let slow = |secs| layer.layer(upstream(Duration::from_secs(secs), Seen::default()));
 
     // request: 30 s
@@ -140,7 +140,7 @@ async fn grpc_timeout_is_sent_and_honoured() {
     let client = TimeoutLayer::builder()
         .class("request", Duration::from_millis(1500))
         .grpc_timeout_header(true)
-        .build()
+        .layer()
         .unwrap()
         .layer(upstream(Duration::ZERO, seen.clone()));
     client.oneshot(http::Request::new(())).await.unwrap();
@@ -148,7 +148,7 @@ async fn grpc_timeout_is_sent_and_honoured() {
 
     // A server-side layer tightens its 30 s to the 2 s the client asked for.
     let server = TimeoutLayer::builder()
-        .build()
+        .layer()
         .unwrap()
         .layer(upstream(Duration::from_secs(3), Seen::default()));
     let req = http::Request::builder()
@@ -169,7 +169,7 @@ async fn a_classifier_function_picks_the_class() {
                 "request"
             }
         })
-        .build()
+        .layer()
         .unwrap();
     let put = http::Request::put("/file").body(()).unwrap();
     let svc = layer.layer(upstream(Duration::from_secs(100), Seen::default()));
@@ -180,13 +180,13 @@ async fn a_classifier_function_picks_the_class() {
 fn bad_configuration_names_the_field() {
     let err = TimeoutLayer::builder()
         .class("request", Duration::ZERO)
-        .build()
+        .layer()
         .unwrap_err();
     assert_eq!(err.field(), "class");
     assert!(err.to_string().contains("`request`"), "{err}");
     let err = TimeoutLayer::builder()
         .default_class("nope")
-        .build()
+        .layer()
         .unwrap_err();
     assert_eq!(err.field(), "default_class");
 }

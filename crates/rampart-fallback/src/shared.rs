@@ -1,0 +1,28 @@
+//! [`Shared`]: what every service of one fallback layer shares.
+
+use std::{error::Error, sync::Arc};
+
+use http::{Method, StatusCode};
+use rampart_core::error::BoxError;
+
+use crate::{
+    answer::{Failed, StaticResponse},
+    cache::LastGood,
+};
+
+pub(crate) type BoxFuture<T> = rampart_core::BoxFuture<'static, T>;
+type FallbackFn = Arc<dyn Fn(Failed) -> BoxFuture<Result<StaticResponse, BoxError>> + Send + Sync>;
+
+pub(crate) enum Alternative {
+    Static(StaticResponse),
+    Function(FallbackFn),
+}
+
+pub(crate) struct Shared {
+    pub(crate) cache: Option<LastGood>,
+    pub(crate) alternative: Option<Alternative>,
+    pub(crate) is_failure: fn(StatusCode) -> bool,
+    pub(crate) on_error: fn(&(dyn Error + 'static)) -> bool,
+    pub(crate) cache_methods: Vec<Method>,
+    pub(crate) key_has_identity: bool,
+}
