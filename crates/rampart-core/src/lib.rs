@@ -18,6 +18,7 @@
 //! - [`problem`]: RFC 9457 problem details, the body of rampart's error responses.
 //! - [`redact`]: keeping credentials out of records, error texts, logs and output.
 //! - [`store`]: the error of any rampart store.
+//! - [`rolling`]: counters over a rolling time window (retry budgets, success rates).
 //! - [`sync`]: locks that outlive a panic, for every lock in the workspace.
 //! - [`attempt`]: an attempt counter that a retry layer fills in for the layers outside it.
 //! - `body` (feature `http`): `GuardedBody`, which holds a value until a response stream ends.
@@ -44,6 +45,7 @@ pub mod problem;
 pub mod redact;
 pub mod registry;
 pub mod rejection;
+pub mod rolling;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "test-util")]

@@ -10,18 +10,12 @@
 //! Recording is lock-free while the current bucket is current: one clock read, one atomic load
 //! and one atomic add. Only the first call in a new bucket takes a short lock to clear it.
 
-use std::{
-    fmt,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use rampart_core::{
-    clock::{Instant, SharedClock, default_clock},
+    clock::{SharedClock, default_clock},
     error::ConfigError,
+    rolling::RollingCounts,
 };
 
 use crate::{
@@ -30,7 +24,8 @@ use crate::{
 };
 
 const COMPONENT: &str = "success rate";
-const NEVER: u64 = u64::MAX;
+const SUCCESSES: usize = 0;
+const FAILURES: usize = 1;
 const MAX_BUCKETS: u32 = 3600;
 
 /// Counts successes and failures over a sliding time window and judges the rate:
@@ -83,22 +78,13 @@ pub struct SuccessRate {
 }
 
 struct Inner {
-    clock: SharedClock,
-    epoch: Instant,
-    bucket_nanos: u64,
-    buckets: Box<[Bucket]>,
-    roll: Mutex<()>,
+    /// Successes and failures over the window.
+    counts: RollingCounts<2>,
+    buckets: u32,
     window: Duration,
     minimum_calls: u64,
     healthy_above: f64,
     degraded_above: f64,
-}
-
-struct Bucket {
-    /// The bucket number (time since the epoch / bucket length) the counts belong to.
-    index: AtomicU64,
-    successes: AtomicU64,
-    failures: AtomicU64,
 }
 
 impl fmt::Debug for SuccessRate {
@@ -106,7 +92,7 @@ impl fmt::Debug for SuccessRate {
         let i = &self.inner;
         f.debug_struct("SuccessRate")
             .field("window", &i.window)
-            .field("buckets", &i.buckets.len())
+            .field("buckets", &i.buckets)
             .field("minimum_calls", &i.minimum_calls)
             .field("healthy_above", &i.healthy_above)
             .field("degraded_above", &i.degraded_above)
@@ -135,22 +121,10 @@ impl SuccessRate {
 
     fn from_builder(b: SuccessRateBuilder) -> Self {
         let clock = b.clock.unwrap_or_else(default_clock);
-        let bucket_nanos = (b.window.as_nanos() / u128::from(b.buckets)).max(1);
-        let bucket_nanos = u64::try_from(bucket_nanos).unwrap_or(u64::MAX);
-        let buckets = (0..b.buckets)
-            .map(|_| Bucket {
-                index: AtomicU64::new(NEVER),
-                successes: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-            })
-            .collect();
         Self {
             inner: Arc::new(Inner {
-                epoch: clock.now(),
-                clock,
-                bucket_nanos,
-                buckets,
-                roll: Mutex::new(()),
+                counts: RollingCounts::new(clock, b.window, b.buckets),
+                buckets: b.buckets,
                 window: b.window,
                 minimum_calls: b.minimum_calls,
                 healthy_above: b.healthy_above,
@@ -161,18 +135,8 @@ impl SuccessRate {
 
     /// Records one call: `true` for a success, `false` for a failure.
     pub fn record(&self, success: bool) {
-        let inner = &*self.inner;
-        let now = inner.current();
-        let bucket = inner.bucket(now);
-        if bucket.index.load(Ordering::Acquire) != now {
-            inner.roll(bucket, now);
-        }
-        let counter = if success {
-            &bucket.successes
-        } else {
-            &bucket.failures
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let which = if success { SUCCESSES } else { FAILURES };
+        self.inner.counts.add(which, 1);
     }
 
     /// Records a success.
@@ -187,18 +151,11 @@ impl SuccessRate {
 
     /// The counts over the window as it stands now.
     pub fn snapshot(&self) -> SuccessRateSnapshot {
-        let inner = &*self.inner;
-        let now = inner.current();
-        let n = inner.buckets.len() as u64;
-        let mut snap = SuccessRateSnapshot::default();
-        for bucket in inner.buckets.iter() {
-            let index = bucket.index.load(Ordering::Acquire);
-            if index <= now && now - index < n {
-                snap.successes += bucket.successes.load(Ordering::Relaxed);
-                snap.failures += bucket.failures.load(Ordering::Relaxed);
-            }
+        let [successes, failures] = self.inner.counts.sum();
+        SuccessRateSnapshot {
+            successes,
+            failures,
         }
-        snap
     }
 
     /// The verdict on the window as it stands now (see the type's docs).
@@ -216,36 +173,6 @@ impl SuccessRate {
             Some(rate) if rate > inner.degraded_above => Status::Degraded,
             Some(_) => Status::Unhealthy,
         }
-    }
-}
-
-impl Inner {
-    /// The current bucket number.
-    fn current(&self) -> u64 {
-        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
-        let n = elapsed.as_nanos() / u128::from(self.bucket_nanos);
-        u64::try_from(n).unwrap_or(NEVER - 1)
-    }
-
-    fn bucket(&self, index: u64) -> &Bucket {
-        &self.buckets[(index % self.buckets.len() as u64) as usize]
-    }
-
-    /// Clears `bucket` for the bucket number `index`, unless another call just did.
-    ///
-    /// A call that saw the bucket current and adds to it while a call a whole window later
-    /// clears it may land in the new bucket: that needs a thread stalled for a whole window
-    /// between two instructions, and costs one miscounted call.
-    #[cold]
-    fn roll(&self, bucket: &Bucket, index: u64) {
-        let _guard = rampart_core::sync::lock(&self.roll);
-        let seen = bucket.index.load(Ordering::Acquire);
-        if seen == index || (seen != NEVER && seen > index) {
-            return;
-        }
-        bucket.successes.store(0, Ordering::Relaxed);
-        bucket.failures.store(0, Ordering::Relaxed);
-        bucket.index.store(index, Ordering::Release);
     }
 }
 

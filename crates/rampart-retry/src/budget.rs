@@ -38,40 +38,26 @@
 //! additions into the current slot. Two retries racing for the last unit of budget may both
 //! pass: the budget can be overdrawn by the number of retries decided at the same instant.
 
-use std::{
-    fmt,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use rampart_core::{
-    clock::{Instant, SharedClock, default_clock},
+    clock::{SharedClock, default_clock},
     error::ConfigError,
+    rolling::RollingCounts,
 };
 
 const COMPONENT: &str = "retry budget";
 const UNIT: u128 = 1_000_000;
-const SLOTS: usize = 10;
+const SLOTS: u32 = 10;
 
-#[derive(Debug, Default)]
-struct Slot {
-    epoch: AtomicU64,
-    deposits: AtomicU64,
-    withdrawals: AtomicU64,
-}
+const DEPOSITS: usize = 0;
+const WITHDRAWALS: usize = 1;
 
 struct Inner {
     ratio_millionths: u128,
     reserve_millionths: u128,
-    slot_nanos: u64,
-    clock: SharedClock,
-    epoch: Instant,
-    slots: [Slot; SLOTS],
-    /// Serialises moving a slot on to a new period.
-    roll: Mutex<()>,
+    /// Deposits and withdrawals over the TTL.
+    counts: RollingCounts<2>,
 }
 
 /// A retry budget shared by every clone. See the [module docs](self).
@@ -110,68 +96,31 @@ impl RetryBudget {
         }
     }
 
-    #[inline]
-    fn period(&self) -> u64 {
-        let i = &self.inner;
-        let since = i.clock.now().saturating_duration_since(i.epoch);
-        // A 64-bit division (a 128-bit one costs several times more on the deposit path);
-        // 2^64 ns is 584 years of uptime.
-        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
-        nanos / i.slot_nanos
-    }
-
-    /// The slot of the current period, moved on to it if it still held an older one.
-    fn slot(&self, period: u64) -> &Slot {
-        let slot = &self.inner.slots[(period % SLOTS as u64) as usize];
-        // Periods are stored plus one, so that 0 means "never used".
-        let tag = period + 1;
-        if slot.epoch.load(Ordering::Acquire) != tag {
-            let _g = rampart_core::sync::lock(&self.inner.roll);
-            if slot.epoch.load(Ordering::Acquire) < tag {
-                slot.deposits.store(0, Ordering::Release);
-                slot.withdrawals.store(0, Ordering::Release);
-                slot.epoch.store(tag, Ordering::Release);
-            }
-        }
-        slot
-    }
-
     /// Records an original request (not a retry).
     #[inline]
     pub fn deposit(&self) {
-        let period = self.period();
-        self.slot(period).deposits.fetch_add(1, Ordering::Relaxed);
+        self.inner.counts.add(DEPOSITS, 1);
     }
 
     /// Takes one retry out of the budget; `false` (and nothing taken) if it is spent.
     pub fn try_withdraw(&self) -> bool {
-        let period = self.period();
-        if self.balance(period) < UNIT {
+        if self.balance() < UNIT {
             return false;
         }
-        self.slot(period)
-            .withdrawals
-            .fetch_add(1, Ordering::Relaxed);
+        self.inner.counts.add(WITHDRAWALS, 1);
         true
     }
 
     /// What the budget holds now, in millionths of a retry.
-    fn balance(&self, period: u64) -> u128 {
+    fn balance(&self) -> u128 {
         let i = &self.inner;
-        let (mut deposits, mut withdrawals) = (0u128, 0u128);
-        for slot in &i.slots {
-            let tag = slot.epoch.load(Ordering::Acquire);
-            if tag != 0 && tag <= period + 1 && period + 1 - tag < SLOTS as u64 {
-                deposits += u128::from(slot.deposits.load(Ordering::Relaxed));
-                withdrawals += u128::from(slot.withdrawals.load(Ordering::Relaxed));
-            }
-        }
+        let [deposits, withdrawals] = i.counts.sum().map(u128::from);
         (deposits * i.ratio_millionths + i.reserve_millionths).saturating_sub(withdrawals * UNIT)
     }
 
     /// How many retries the budget would allow now.
     pub fn available(&self) -> u64 {
-        u64::try_from(self.balance(self.period()) / UNIT).unwrap_or(u64::MAX)
+        u64::try_from(self.balance() / UNIT).unwrap_or(u64::MAX)
     }
 }
 
@@ -238,17 +187,11 @@ impl RetryBudgetBuilder {
         let ratio_millionths = (self.ratio * UNIT as f64).round() as u128;
         let reserve_millionths =
             (f64::from(self.min_per_sec) * self.ttl.as_secs_f64() * UNIT as f64).round() as u128;
-        let slot_nanos = u64::try_from(self.ttl.as_nanos() / SLOTS as u128).unwrap_or(u64::MAX);
-        let epoch = self.clock.now();
         Ok(RetryBudget {
             inner: Arc::new(Inner {
                 ratio_millionths,
                 reserve_millionths,
-                slot_nanos: slot_nanos.max(1),
-                clock: self.clock,
-                epoch,
-                slots: Default::default(),
-                roll: Mutex::new(()),
+                counts: RollingCounts::new(self.clock, self.ttl, SLOTS),
             }),
         })
     }
