@@ -72,20 +72,7 @@ impl<S, P, H> Bulkhead<S, P, H> {
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the bulkhead, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    rampart_core::inner_service_accessors!();
 }
 
 impl<S, P, H, Req> Service<Req> for Bulkhead<S, P, H>
@@ -171,20 +158,7 @@ impl<S, X, K, P, H> KeyedBulkhead<S, X, K, P, H> {
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the bulkhead, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    rampart_core::inner_service_accessors!();
 }
 
 impl<S, X, K, P, H, Req> Service<Req> for KeyedBulkhead<S, X, K, P, H>

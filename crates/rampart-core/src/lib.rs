@@ -54,3 +54,41 @@ pub mod testing;
 /// A boxed, `Send` future: what the object-safe store and component traits of rampart return
 /// (dead-letter stores, idempotency stores, health components), written once.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Writes a service's `get_ref`, `get_mut` and `into_inner` over its `inner: S` field, once for
+/// every rampart service (as tower-http's `define_inner_service_accessors!`). Use it inside an
+/// `impl<S, …> Service<S, …>` block.
+///
+/// ```
+/// pub struct Wrapper<S> {
+///     inner: S,
+/// }
+///
+/// impl<S> Wrapper<S> {
+///     rampart_core::inner_service_accessors!();
+/// }
+///
+/// let mut w = Wrapper { inner: 1 };
+/// *w.get_mut() += 1;
+/// assert_eq!(*w.get_ref(), 2);
+/// assert_eq!(w.into_inner(), 2);
+/// ```
+#[macro_export]
+macro_rules! inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes this service, returning the inner one.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}

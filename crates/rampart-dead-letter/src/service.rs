@@ -64,20 +64,7 @@ impl<S, M> DeadLetterService<S, M> {
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    rampart_core::inner_service_accessors!();
 }
 
 /// Bodies must be `Unpin` (hyper's, axum's, reqwest's and http-body-util's are): they are

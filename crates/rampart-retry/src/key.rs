@@ -207,15 +207,7 @@ pub struct SetIdempotencyKey<S, M = KeyKind> {
 }
 
 impl<S, M> SetIdempotencyKey<S, M> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Consumes this, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    rampart_core::inner_service_accessors!();
 }
 
 fn new_key(kind: &KeyKind, parts: &http::request::Parts) -> HeaderValue {

@@ -77,20 +77,7 @@ impl<S, C, H, R, A> Retry<S, C, H, R, A> {
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the retry, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    rampart_core::inner_service_accessors!();
 }
 
 impl<S, C, H, R, A, Req> Service<Req> for Retry<S, C, H, R, A>
