@@ -20,7 +20,7 @@
 //! nothing is parked), one call per iteration, each with a freshly built `POST` (three headers,
 //! a 512-byte body) in every member:
 //! - `baseline`: a pass-through `service_fn` answering `200`;
-//! - `buffer_body`: rampart-core's `BufferBodyLayer` alone, the body buffering the layer does;
+//! - `buffer_body`: rampart-retry's `BufferBodyLayer` alone, the body buffering the layer does;
 //! - `rampart`: `DeadLetterLayer` over a `MemoryStore`: buffering, a copy of the request head
 //!   and an attempt counter in the extensions, then the status check.
 //!
@@ -43,8 +43,8 @@ use criterion::{
 use http::{Request, Response};
 use http_body_util::Full;
 use rampart_benches::{configure, ready_call, runtime};
-use rampart_core::body::BufferBodyLayer;
 use rampart_dead_letter::{DeadLetter, DeadLetterLayer, DeadLetterStore, MemoryStore, SqliteStore};
+use rampart_retry::replay::BufferBodyLayer;
 use tower::{Layer, Service, service_fn};
 
 /// Tasks appending at once in `append_concurrent_64`.

@@ -43,7 +43,11 @@ impl<Req: Clone + Send + 'static> Replay<Req> for ByClone {
 #[cfg(feature = "http")]
 pub use self::http_replay::HttpReplay;
 #[cfg(feature = "http")]
-pub use rampart_core::body::{BufferBody, BufferBodyLayer, BufferFuture, ReplayBody};
+mod buffer;
+#[cfg(feature = "http")]
+pub use self::buffer::{BufferBody, BufferBodyLayer, BufferFuture};
+#[cfg(feature = "http")]
+pub use rampart_core::body::ReplayBody;
 
 #[cfg(feature = "http")]
 mod http_replay {

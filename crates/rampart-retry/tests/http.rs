@@ -579,7 +579,7 @@ async fn a_deadline_in_the_request_stops_retries_and_attempts_are_counted() {
     Deadline::after(secs(5)).tighten(req.extensions_mut());
     let start = Instant::now();
     let err = ServiceExt::oneshot(
-        rampart_core::body::BufferBodyLayer::default().layer(svc),
+        rampart_retry::replay::BufferBodyLayer::default().layer(svc),
         req,
     )
     .await
@@ -621,7 +621,7 @@ async fn a_retry_the_deadline_forbids_takes_no_budget() {
         .unwrap();
     Deadline::after(secs(5)).tighten(req.extensions_mut());
     let err = ServiceExt::oneshot(
-        rampart_core::body::BufferBodyLayer::default().layer(svc),
+        rampart_retry::replay::BufferBodyLayer::default().layer(svc),
         req,
     )
     .await

@@ -30,12 +30,12 @@ use rampart::{
     ServiceBuilderExt,
     bulkhead::BulkheadLayer,
     circuit_breaker::CircuitBreakerLayer,
-    core::{body::BufferBodyLayer, classify::GrpcClassifier, error::BoxError},
+    core::{classify::GrpcClassifier, error::BoxError},
     retry::{
         RetryLayer,
         backoff::{Backoff, Delays, Jitter},
         hints::GrpcHints,
-        replay::HttpReplay,
+        replay::{BufferBodyLayer, HttpReplay},
     },
 };
 use tonic::{

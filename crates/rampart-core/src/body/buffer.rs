@@ -1,6 +1,6 @@
-//! Bounded request-body buffering: [`BufferBodyLayer`] reads a body into memory, up to a limit,
-//! so that it can be sent again (retries, dead-letter records, redrive); [`ReadBody`] does the
-//! reading for any future that needs it.
+//! Bounded request-body buffering: [`ReadBody`] reads a body into memory, up to a limit, as a
+//! [`ReplayBody`], so that it can be sent again (retries, redrive) or recorded whole (dead
+//! letters). rampart-retry's `BufferBodyLayer` is the layer over it.
 //!
 //! A body over the limit is not held: what was read is handed on with the rest as it streams
 //! ([`ReplayBody::Streaming`]), so a large upload still goes through, once. A body that fails
@@ -9,17 +9,14 @@
 
 use std::{
     fmt,
-    future::Future,
     pin::Pin,
     task::{Context, Poll, ready},
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::error::BoxError;
 
@@ -227,141 +224,6 @@ where
                         data: (!read.is_empty()).then_some(read),
                         trailers: self.trailers.take(),
                     });
-                }
-            }
-        }
-    }
-}
-
-/// Reads request bodies into memory, up to `limit` bytes, so that they can be sent again.
-///
-/// Put it outside a retry layer (rampart-retry's `HttpReplay` rebuilds each attempt from the
-/// held body). The inner service sees a [`ReplayBody`].
-#[derive(Debug, Clone, Copy)]
-pub struct BufferBodyLayer {
-    limit: usize,
-}
-
-impl Default for BufferBodyLayer {
-    /// 64 KiB.
-    fn default() -> Self {
-        Self { limit: 64 * 1024 }
-    }
-}
-
-impl BufferBodyLayer {
-    /// Holds bodies of at most `limit` bytes.
-    pub const fn new(limit: usize) -> Self {
-        Self { limit }
-    }
-}
-
-impl<S> Layer<S> for BufferBodyLayer {
-    type Service = BufferBody<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BufferBody {
-            inner,
-            limit: self.limit,
-        }
-    }
-}
-
-/// The service of [`BufferBodyLayer`].
-#[derive(Debug, Clone)]
-pub struct BufferBody<S> {
-    inner: S,
-    limit: usize,
-}
-
-/// Bodies must be `Unpin` (hyper's, axum's, reqwest's and http-body-util's are), since they
-/// are read in place and then moved into the request.
-impl<S, B> Service<Request<B>> for BufferBody<S>
-where
-    S: Service<Request<ReplayBody<B>>> + Clone,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BufferFuture<S, B>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The service made ready is the one called; a clone takes its place.
-        let fresh = self.inner.clone();
-        let svc = std::mem::replace(&mut self.inner, fresh);
-        let (parts, body) = req.into_parts();
-        BufferFuture {
-            state: BufferState::Reading {
-                svc: Some(svc),
-                parts: Some(parts),
-                read: ReadBody::new(body, self.limit),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Reads the body, then calls the inner service.
-    pub struct BufferFuture<S, B>
-    where
-        S: Service<Request<ReplayBody<B>>>,
-    {
-        #[pin]
-        state: BufferState<S, B>,
-    }
-}
-
-pin_project! {
-    #[project = BufferStateProj]
-    enum BufferState<S, B>
-    where
-        S: Service<Request<ReplayBody<B>>>,
-    {
-        Reading {
-            svc: Option<S>,
-            parts: Option<http::request::Parts>,
-            read: ReadBody<B>,
-        },
-        Calling {
-            #[pin]
-            fut: S::Future,
-        },
-    }
-}
-
-impl<S, B> fmt::Debug for BufferFuture<S, B>
-where
-    S: Service<Request<ReplayBody<B>>>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BufferFuture").finish_non_exhaustive()
-    }
-}
-
-impl<S, B> Future for BufferFuture<S, B>
-where
-    S: Service<Request<ReplayBody<B>>>,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Output = Result<S::Response, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                BufferStateProj::Calling { fut } => return fut.poll(cx),
-                BufferStateProj::Reading { svc, parts, read } => {
-                    let body = ready!(read.poll_read(cx));
-                    let parts = parts.take().expect("BufferFuture polled after completion");
-                    let mut svc = svc.take().expect("BufferFuture polled after completion");
-                    let fut = svc.call(Request::from_parts(parts, body));
-                    state.set(BufferState::Calling { fut });
                 }
             }
         }

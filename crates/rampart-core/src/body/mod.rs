@@ -1,11 +1,11 @@
 //! Request and response bodies.
 //!
 //! - [`GuardedBody`]: a response body that holds a value (a permit) until the stream ends.
-//! - [`BufferBodyLayer`], [`ReplayBody`] and [`ReadBody`]: bounded request-body buffering, so
+//! - [`ReplayBody`] and [`ReadBody`]: bounded request-body buffering, so
 //!   that a request can be sent again (retries) or recorded whole (dead letters).
 
 mod buffer;
 mod guarded;
 
-pub use self::buffer::{BufferBody, BufferBodyLayer, BufferFuture, ReadBody, ReplayBody};
+pub use self::buffer::{ReadBody, ReplayBody};
 pub use self::guarded::GuardedBody;
