@@ -1,16 +1,7 @@
 //! The recommended client stack, as the demo and the end-to-end chaos test build it.
 //!
-//! Outermost first:
-//!
-//! | layer | why here |
-//! |---|---|
-//! | `IdempotencyKeyLayer` | one key per logical request, before anything can repeat it: every retry and every redrive carries the same key |
-//! | `DeadLetterLayer` | outside the retries, so only a request every attempt failed is parked, once, with its key and attempt count; outside the breaker and bulkhead, so their rejections are parked too |
-//! | `TimeoutLayer` (total) | one deadline for the whole call, retries included; the retry layer will not wait past it |
-//! | `RetryLayer` | replays the buffered request on transient failures, honouring `Retry-After`; every attempt is judged by the breaker below |
-//! | `CircuitBreakerLayer` | judges each attempt; while open, attempts fail fast instead of loading a failing upstream; bulkhead rejections are ignored, not counted as upstream failures |
-//! | `BulkheadLayer` | bounds the calls in flight to the upstream; waits a little, then fails fast |
-//! | `TimeoutLayer` (per attempt) | cuts a slow attempt off so the retry can try again; inside the bulkhead, so a timed-out call frees its permit at once |
+//! The layers, outermost first, and why each sits where it does: the README's [recommended
+//! client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack) table, the one copy.
 //!
 //! Swap the breaker and the retry, and one logical request counts once however many attempts
 //! failed, and an open breaker's rejection is retried at once; put the dead-letter layer

@@ -117,10 +117,10 @@
 //!
 //! # Where it goes in a stack
 //!
-//! Outermost first: dead letters → total deadline → retry → circuit breaker → **bulkhead** →
-//! per-attempt timeout → transport. Inside the breaker, so that bulkhead rejections (the caller's
-//! own overload) don't count as the dependency's failures; outside the per-attempt timeout, so
-//! a timed-out call frees its permit.
+//! Inside the breaker, so that bulkhead rejections (the caller's own overload) don't count as
+//! the dependency's failures; outside the per-attempt timeout, so a timed-out call frees its
+//! permit. The whole stack is the workspace's one
+//! [recommended client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack) table.
 
 mod acquire;
 mod config;

@@ -119,11 +119,10 @@
 //!
 //! # Where it goes in a stack
 //!
-//! Outermost first: dead letters → total deadline → retry → **circuit breaker** → bulkhead →
-//! per-attempt timeout → transport. Inside retry, each attempt is judged (and an open breaker
-//! fails the attempts fast, so retries don't hammer a dead host); outside the bulkhead, the
-//! breaker's probe limit is not eaten by bulkhead rejections. Put a timeout *inside* the breaker
-//! so that timeouts count as failures.
+//! Inside the retry and outside the bulkhead: each attempt is judged (and an open breaker fails
+//! the attempts fast, so retries don't hammer a dead host), and the breaker's probe limit is
+//! not eaten by bulkhead rejections. The whole stack, layer by layer, is the workspace's one
+//! [recommended client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack) table.
 //!
 //! # Time, and what it costs
 //!

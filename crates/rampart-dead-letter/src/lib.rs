@@ -48,11 +48,8 @@
 //!
 //! # Where it goes in a stack
 //!
-//! Outermost, with the idempotency key set outside it:
-//!
-//! ```text
-//! IdempotencyKeyLayer → DeadLetterLayer → deadline → RetryLayer → CircuitBreakerLayer → BulkheadLayer → transport
-//! ```
+//! Outermost, with the idempotency key set outside it (the whole stack is the workspace's one
+//! [recommended client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack) table):
 //!
 //! - Outside the retries, so that only a request every attempt failed is parked, once, with
 //!   the number of attempts (a rampart retry inside notes them in an

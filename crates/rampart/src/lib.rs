@@ -72,11 +72,9 @@
 //!
 //! # Order of layers
 //!
-//! Outermost first, as [`ServiceBuilderExt`] calls read: circuit breaker, then bulkhead (the
-//! recommended client stack adds dead letters, a total deadline and retry outside the breaker,
-//! and a per-attempt timeout inside the bulkhead). The bulkhead inside the breaker bounds only
-//! calls the breaker lets through; outside the per-attempt timeout, a timed-out call frees its
-//! permit at once.
+//! Outermost first, as [`ServiceBuilderExt`] calls read: circuit breaker, then bulkhead; the
+//! full order, and why each layer sits where it does, is the workspace's one
+//! [recommended client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack) table.
 //!
 //! ```
 //! use rampart::prelude::*;
