@@ -3,18 +3,14 @@
 
 use std::{fmt, time::Duration};
 
-use rampart_core::error::ConfigError;
-use rampart_dead_letter::{StoreError, StoreErrorKind};
-use redis::{
-    Client, ConnectionAddr, ConnectionInfo,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
-
 use crate::{
+    connect::ConnectFailure,
     error::{from_redis, timed_out},
     scripts::Scripts,
     store::{Keys, RedisDeadLetterStore, ReplicaAck},
 };
+use rampart_core::error::ConfigError;
+use rampart_dead_letter::{StoreError, StoreErrorKind};
 
 const COMPONENT: &str = "redis dead-letter store";
 
@@ -192,40 +188,25 @@ impl RedisDeadLetterStoreBuilder {
     /// with [`StoreErrorKind::Unavailable`] if Redis does not answer within about the
     /// connect timeout plus the response timeout.
     pub async fn connect(self) -> Result<RedisDeadLetterStore, StoreError> {
-        let early_name = format!(
-            "{} (prefix {})",
-            rampart_core::redact::connection_url(&self.url),
-            self.prefix
-        );
+        let early_name = crate::connect::early_name(&self.url, &self.prefix);
         self.validate().map_err(|e| {
             StoreError::new(early_name.clone(), StoreErrorKind::Config).with_source(e)
         })?;
-        let client = Client::open(self.url.as_str()).map_err(|e| {
-            StoreError::new(early_name.clone(), StoreErrorKind::Config).with_source(format!(
-                "not a usable Redis URL ({e}); expected \
-                 redis://[[user]:password@]host[:port][/db] or redis+unix:///path"
-            ))
-        })?;
-        let describe = describe(client.get_connection_info(), &self.prefix);
-
         let wait = self.replicas.map_or(Duration::ZERO, |a| a.timeout);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout.saturating_add(wait)))
-            // One quick retry: an operation is bounded by the response timeout anyway, and a
-            // store that is down should say so at once rather than after a long backoff.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let limit = self.connect_timeout.saturating_add(self.response_timeout);
-        let mut conn =
-            match tokio::time::timeout(limit, ConnectionManager::new_with_config(client, config))
-                .await
-            {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => return Err(from_redis(&describe, e)),
-                Err(_) => return Err(timed_out(&describe, "connect", limit)),
-            };
+        let (mut conn, describe) = crate::connect::connect(
+            &self.url,
+            &self.prefix,
+            self.connect_timeout,
+            self.response_timeout.saturating_add(wait),
+        )
+        .await
+        .map_err(|(name, failure)| match failure {
+            ConnectFailure::BadUrl(why) => {
+                StoreError::new(name, StoreErrorKind::Config).with_source(why)
+            }
+            ConnectFailure::Redis(e) => from_redis(&name, e),
+            ConnectFailure::TimedOut(limit) => timed_out(&name, "connect", limit),
+        })?;
 
         let keys = Keys::new(&self.prefix);
         let scripts = Scripts::new();
@@ -274,42 +255,9 @@ impl RedisDeadLetterStoreBuilder {
     }
 }
 
-/// `redis://host:port/db (prefix …)`: the address without credentials.
-pub(crate) fn describe(info: &ConnectionInfo, prefix: &str) -> String {
-    let db = info.redis_settings().db();
-    let bracket = |host: &str| {
-        if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        }
-    };
-    let addr = match info.addr() {
-        ConnectionAddr::Tcp(host, port) => format!("redis://{}:{port}/{db}", bracket(host)),
-        ConnectionAddr::TcpTls { host, port, .. } => {
-            format!("rediss://{}:{port}/{db}", bracket(host))
-        }
-        ConnectionAddr::Unix(path) => format!("redis+unix://{}?db={db}", path.display()),
-        _ => format!("redis (db {db})"),
-    };
-    format!("{addr} (prefix {prefix})")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn describe_has_no_credentials() {
-        let client = Client::open("redis://user:s3cret@127.0.0.1:6380/3").unwrap();
-        let d = describe(client.get_connection_info(), "p");
-        assert_eq!(d, "redis://127.0.0.1:6380/3 (prefix p)");
-        let client = Client::open("redis://[::1]:6379").unwrap();
-        assert_eq!(
-            describe(client.get_connection_info(), "p"),
-            "redis://[::1]:6379/0 (prefix p)"
-        );
-    }
 
     #[tokio::test]
     async fn bad_settings_are_config_errors_naming_the_field() {

@@ -1,8 +1,10 @@
 //! How Redis failures become store errors ([`classify`], then each store's kinds), and URLs
 //! made safe to show.
 
+#[cfg(feature = "dead-letter")]
 use std::time::Duration;
 
+#[cfg(feature = "dead-letter")]
 use rampart_dead_letter::{StoreError, StoreErrorKind};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
@@ -36,6 +38,7 @@ pub(crate) fn classify(err: &RedisError) -> Class {
     }
 }
 
+#[cfg(feature = "dead-letter")]
 /// The store error for a Redis error: a bad URL, refused credentials or a key of another type
 /// are [`StoreErrorKind::Config`]; Redis out of memory (`maxmemory`) is
 /// [`StoreErrorKind::Full`]; anything else (a connection refused or dropped, a server loading,
@@ -49,18 +52,20 @@ pub(crate) fn from_redis(store: &str, err: RedisError) -> StoreError {
     StoreError::new(store, kind).with_source(err)
 }
 
+#[cfg(feature = "dead-letter")]
 /// No answer within `limit`.
 pub(crate) fn timed_out(store: &str, what: &str, limit: Duration) -> StoreError {
     StoreError::new(store, StoreErrorKind::Unavailable)
         .with_source(format!("{what}: no answer within {limit:?}"))
 }
 
+#[cfg(feature = "dead-letter")]
 /// A reply that is not what the scripts return: another program changed the keys.
 pub(crate) fn unexpected(store: &str, what: impl Into<String>) -> StoreError {
     StoreError::new(store, StoreErrorKind::Corrupt).with_source(what.into())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dead-letter"))]
 mod tests {
     use super::*;
 

@@ -10,14 +10,11 @@ use rampart_idempotency::{
     Begin, BoxFuture, Fingerprint, IdempotencyStore, Lease, LeaseToken, StoreError, StoreErrorKind,
     StoreKey, StoredResponse,
 };
-use redis::{
-    Client, RedisError, RedisResult, Value,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{RedisError, RedisResult, Value, aio::ConnectionManager};
 
 use self::scripts::Scripts;
 use crate::{
-    builder::describe,
+    connect::ConnectFailure,
     error::{Class, classify},
 };
 
@@ -139,39 +136,24 @@ impl RedisIdempotencyStoreBuilder {
     /// [`StoreErrorKind::Unavailable`] if Redis does not answer within about the connect
     /// timeout plus the response timeout.
     pub async fn connect(self) -> Result<RedisIdempotencyStore, StoreError> {
-        let early_name = format!(
-            "{} (prefix {})",
-            rampart_core::redact::connection_url(&self.url),
-            self.prefix
-        );
+        let early_name = crate::connect::early_name(&self.url, &self.prefix);
         self.validate().map_err(|e| {
             StoreError::new(early_name.clone(), StoreErrorKind::Other).with_source(e)
         })?;
-        let client = Client::open(self.url.as_str()).map_err(|e| {
-            StoreError::new(early_name.clone(), StoreErrorKind::Other).with_source(format!(
-                "not a usable Redis URL ({e}); expected \
-                 redis://[[user]:password@]host[:port][/db] or redis+unix:///path"
-            ))
+        let (mut conn, describe) = crate::connect::connect(
+            &self.url,
+            &self.prefix,
+            self.connect_timeout,
+            self.response_timeout,
+        )
+        .await
+        .map_err(|(name, failure)| match failure {
+            ConnectFailure::BadUrl(why) => {
+                StoreError::new(name, StoreErrorKind::Other).with_source(why)
+            }
+            ConnectFailure::Redis(e) => from_redis(&name, e),
+            ConnectFailure::TimedOut(limit) => timed_out(&name, "connect", limit),
         })?;
-        let describe = describe(client.get_connection_info(), &self.prefix);
-
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            // One quick retry: an operation is bounded by the response timeout anyway, and a
-            // store that is down should say so at once rather than after a long backoff.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let limit = self.connect_timeout.saturating_add(self.response_timeout);
-        let mut conn =
-            match tokio::time::timeout(limit, ConnectionManager::new_with_config(client, config))
-                .await
-            {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => return Err(from_redis(&describe, e)),
-                Err(_) => return Err(timed_out(&describe, "connect", limit)),
-            };
 
         let scripts = Scripts::new();
         let load = async {

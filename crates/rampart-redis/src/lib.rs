@@ -1,8 +1,8 @@
-//! Redis backends for rampart, on Redis 5.0 or later:
+//! Redis backends for rampart, on Redis 5.0 or later, one feature each (both on by default):
 //!
-//! - [`RedisDeadLetterStore`], a [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore)
+//! - [`RedisDeadLetterStore`] (feature `dead-letter`), a [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore)
 //!   with a Redis Stream as a durable feed of new dead letters;
-//! - [`RedisIdempotencyStore`], an [`IdempotencyStore`](rampart_idempotency::IdempotencyStore)
+//! - [`RedisIdempotencyStore`] (feature `idempotency`), an [`IdempotencyStore`](rampart_idempotency::IdempotencyStore)
 //!   that every replica of a service shares, so that a retry landing on another replica is
 //!   still answered from the first response: see [Idempotency store](#idempotency-store).
 //!
@@ -171,12 +171,22 @@
 //! [`describe`](rampart_idempotency::IdempotencyStore::describe) (in every error) names the
 //! server, database and prefix, never a password.
 
+#[cfg(feature = "dead-letter")]
 mod builder;
+#[cfg(any(feature = "dead-letter", feature = "idempotency"))]
+mod connect;
+#[cfg(any(feature = "dead-letter", feature = "idempotency"))]
 mod error;
+#[cfg(feature = "idempotency")]
 mod idempotency;
+#[cfg(feature = "dead-letter")]
 mod scripts;
+#[cfg(feature = "dead-letter")]
 mod store;
 
+#[cfg(feature = "dead-letter")]
 pub use builder::RedisDeadLetterStoreBuilder;
+#[cfg(feature = "idempotency")]
 pub use idempotency::{RedisIdempotencyStore, RedisIdempotencyStoreBuilder};
+#[cfg(feature = "dead-letter")]
 pub use store::RedisDeadLetterStore;
