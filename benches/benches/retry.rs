@@ -42,11 +42,8 @@ use criterion::{
 };
 use http::{Method, Request, Response, Uri};
 use rampart_benches::{bench_calls, configure, ready_call, runtime};
-use rampart_retry::{
-    RetryLayer,
-    budget::RetryBudget,
-    key::{IdempotencyKeyLayer, KeyKind},
-};
+use rampart_idempotency::{IdempotencyKeyLayer, KeyKind};
+use rampart_retry::{RetryLayer, budget::RetryBudget};
 use tower::{Layer, Service, retry::Policy, service_fn};
 use tower_resilience_retry::RetryLayer as TrLayer;
 

@@ -15,7 +15,8 @@ use rampart::{
     circuit_breaker::Transition,
     core::{classify::GrpcClassifier, error::BoxError},
     dead_letter::{DeadLetterLayer, DeadLetterStore, kind::grpc_response_kind},
-    retry::{hints::GrpcHints, key::IdempotencyKeyLayer, replay::HttpReplay},
+    idempotency::IdempotencyKeyLayer,
+    retry::{hints::GrpcHints, replay::HttpReplay},
     timeout::TimeoutLayer,
 };
 use tonic::{

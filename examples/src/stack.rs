@@ -23,11 +23,11 @@ use rampart::{
     circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, Transition},
     core::{body::ReplayBody, classify::HttpClassifier, error::BoxError},
     dead_letter::{DeadLetterLayer, DeadLetterStore},
+    idempotency::IdempotencyKeyLayer,
     retry::{
         RetryLayer,
         backoff::{Backoff, Delays, Jitter},
         hints::{HttpHints, http_retry_classifier},
-        key::IdempotencyKeyLayer,
         replay::HttpReplay,
     },
     timeout::TimeoutLayer,
@@ -162,7 +162,7 @@ pub fn client(
         .hints(HttpHints::default())
         .replay(HttpReplay);
     let svc = ServiceBuilder::new()
-        .layer(IdempotencyKeyLayer::new())
+        .idempotency_keys(IdempotencyKeyLayer::new())
         .dead_letter(DeadLetterLayer::builder("orders-client", store).build()?)
         .timeouts(TimeoutLayer::new(settings.total_timeout)?)
         .retries(retry)

@@ -25,11 +25,11 @@ use rampart_dead_letter::{
     DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, Filter, Query, Redrive, SqliteStore,
     State as Dl,
 };
+use rampart_idempotency::IdempotencyKeyLayer;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Delays, Jitter},
     hints::HttpHints,
-    key::IdempotencyKeyLayer,
     replay::HttpReplay,
 };
 use rampart_tests::serve;

@@ -34,14 +34,14 @@ use hyper_util::{
 };
 use rampart::core::error::BoxError;
 use rampart_idempotency::{
-    IdempotencyLayer, IdempotencyOutcome as Outcome, IdempotencyStore, KeyPolicy, MemoryStore,
+    IdempotencyKeyLayer, IdempotencyLayer, IdempotencyOutcome as Outcome, IdempotencyStore,
+    KeyPolicy, MemoryStore,
 };
 use rampart_redis::RedisIdempotencyStore;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Delays, Jitter},
     hints::{HttpHints, RetryInfo, http_retry_classifier},
-    key::IdempotencyKeyLayer,
     replay::{BufferBodyLayer, HttpReplay, ReplayBody},
 };
 use tower::{Service, ServiceBuilder, ServiceExt};

@@ -31,11 +31,11 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use rampart::core::classify::HttpClassifier;
+use rampart_idempotency::IdempotencyKeyLayer;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Delays, Jitter},
     hints::HttpHints,
-    key::IdempotencyKeyLayer,
     policy::GiveUp,
     replay::{BufferBodyLayer, HttpReplay, ReplayBody},
 };

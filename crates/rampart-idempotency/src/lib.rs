@@ -248,32 +248,72 @@
 //! - Requests the layer does not handle (other methods, no key on an optional route) cost one
 //!   method check and a header lookup; keyed ones a body read, a SHA-256, a boxed future and
 //!   the store's round trips (see the `idempotency` bench).
+//!
+//! # The two halves of the protocol
+//!
+//! As tower-http pairs setting a request id with propagating it, this crate holds both ends
+//! of `Idempotency-Key`:
+//!
+//! | feature | half | layer |
+//! |---|---|---|
+//! | `server` (default) | dedupe by key, replay the stored response | [`IdempotencyLayer`] |
+//! | `client` (default) | one key per logical request, outside the retries | [`IdempotencyKeyLayer`] |
+//!
+//! A client stack puts the key layer outermost (`ServiceBuilderExt::idempotency_keys` in the
+//! `rampart` facade), so that every retry and every redrive of one request carries one key, and
+//! the server's layer runs the work once.
 
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "server")]
 mod config;
+#[cfg(feature = "server")]
 mod fingerprint;
+#[cfg(feature = "server")]
 mod future;
+#[cfg(feature = "server")]
 mod headers;
+#[cfg(feature = "server")]
 mod key;
+#[cfg(feature = "server")]
 mod layer;
+#[cfg(feature = "server")]
 mod memory;
+#[cfg(feature = "server")]
 mod outcome;
+#[cfg(feature = "server")]
 mod response;
+#[cfg(feature = "server")]
 mod service;
+#[cfg(feature = "server")]
 mod store;
 
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(all(feature = "server", any(test, feature = "test-util")))]
 pub mod conformance;
 
+#[cfg(feature = "client")]
+pub use client::{IdempotencyKeyLayer, KeyKind, MakeKey, SetIdempotencyKey, Sha256Key};
+#[cfg(feature = "server")]
 pub use config::{MAX_BODY_LIMIT, PROBLEM_TYPE_BASE, StoreFailure, default_store_if};
+#[cfg(feature = "server")]
 pub use fingerprint::Fingerprint;
+#[cfg(feature = "server")]
 pub use future::ResponseFuture;
+#[cfg(feature = "server")]
 pub use headers::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED};
+#[cfg(feature = "server")]
 pub use key::{KeyError, KeyPolicy, MAX_KEY_LEN, parse_key};
+#[cfg(feature = "server")]
 pub use layer::{IdempotencyBuilder, IdempotencyLayer};
+#[cfg(feature = "server")]
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "server")]
 pub use outcome::{IdempotencyOutcome, IdempotencyProblem};
+#[cfg(feature = "server")]
 pub use response::{DecodeError, StoredResponse};
+#[cfg(feature = "server")]
 pub use service::Idempotency;
+#[cfg(feature = "server")]
 pub use store::{
     Begin, BoxFuture, IdempotencyStore, Lease, LeaseToken, StoreError, StoreErrorKind, StoreKey,
 };

@@ -12,10 +12,10 @@ use rampart_core::{
     deadline::Deadline,
     key::IdempotencyKey,
 };
+use rampart_idempotency::{KeyKind, MakeKey};
 use rampart_retry::{
     LastError, RetryError,
     hints::{HttpHints, RetryInfo, ServerHint},
-    key::{KeyKind, MakeKey},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
 };
 use reqwest::{Request, Response};
@@ -44,8 +44,8 @@ use crate::{ReqwestClassifier, error::middleware_error, find};
 ///   further in counts as the server asking for its retry-after.
 /// - **Idempotency keys**: a request whose method is in the key methods (`POST`, `PATCH`) and
 ///   that has no `Idempotency-Key` gets one, made once per logical request by the same
-///   [`KeyKind`] as rampart-retry's `IdempotencyKeyLayer` (a UUID v7 by default; or
-///   [`Sha256Key`](rampart_retry::key::Sha256Key) for deterministic keys) and sent unchanged
+///   [`KeyKind`] as rampart-idempotency's `IdempotencyKeyLayer` (a UUID v7 by default; or
+///   [`Sha256Key`](rampart_idempotency::Sha256Key) for deterministic keys) and sent unchanged
 ///   on every attempt. A key the caller set is never replaced. The key is also put in the
 ///   extensions as an [`IdempotencyKey`], where an outer [`DeadLetterMiddleware`] finds it.
 /// - **Non-idempotent requests** (`POST`, `PATCH`, …) are retried only if they carry a key:
@@ -148,7 +148,7 @@ impl<C, M> RetryMiddleware<C, M> {
     }
 
     /// Makes keys with `make` ([`KeyKind::V4`], [`KeyKind::Custom`],
-    /// [`Sha256Key`](rampart_retry::key::Sha256Key), …), on the key methods (`POST` and
+    /// [`Sha256Key`](rampart_idempotency::Sha256Key), …), on the key methods (`POST` and
     /// `PATCH` unless set with [`key_methods`](Self::key_methods)); turns key injection back
     /// on if it was off.
     ///
@@ -405,7 +405,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rampart_retry::key::Sha256Key;
+    use rampart_idempotency::Sha256Key;
 
     fn post(body: reqwest::Body) -> Request {
         let mut req = Request::new(Method::POST, "http://a.example/charges".parse().unwrap());

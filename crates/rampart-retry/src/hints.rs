@@ -233,7 +233,7 @@ pub fn http_retry_classifier() -> rampart_core::classify::HttpClassifier {
 }
 
 /// gRPC (gRFC A6): a call may be replayed if it carries an idempotency key (`Idempotency-Key`
-/// metadata, as [`IdempotencyKeyLayer`](crate::key::IdempotencyKeyLayer) sets it) or its
+/// metadata, as rampart-idempotency's `IdempotencyKeyLayer` sets it) or its
 /// method is one you list as idempotent ([`idempotent`](Self::idempotent)); the server's wait
 /// is `grpc-retry-pushback-ms`, and `RESOURCE_EXHAUSTED` is retried only when the server sent
 /// a pushback: without one, the server is out of something a retry won't bring back. Reads

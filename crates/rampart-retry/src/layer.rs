@@ -138,33 +138,33 @@ impl RetryPolicyBuilder {
     }
 }
 
-/// The HTTP client stack, outermost first: [`IdempotencyKeyLayer`] (one key per logical `POST`
-/// or `PATCH`), [`BufferBodyLayer`] (bodies up to 64 KiB held for replay), then the
-/// [`RetryLayer`] with [`http_retry_classifier`], [`HttpHints`] and [`HttpReplay`]. The inner
-/// service takes `http::Request<ReplayBody<B>>`.
+/// The HTTP retry stack, outermost first: [`BufferBodyLayer`] (bodies up to 64 KiB held for
+/// replay), then the [`RetryLayer`] with [`http_retry_classifier`], [`HttpHints`] and
+/// [`HttpReplay`]. The inner service takes `http::Request<ReplayBody<B>>`.
 ///
-/// [`IdempotencyKeyLayer`]: crate::key::IdempotencyKeyLayer
+/// No idempotency keys: they are set once per logical request, outside everything that may
+/// repeat it (a dead-letter layer and its redrives included), by rampart-idempotency's
+/// `IdempotencyKeyLayer` — outermost in the
+/// [recommended client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack).
+///
 /// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
 /// [`http_retry_classifier`]: crate::hints::http_retry_classifier
 /// [`HttpHints`]: crate::hints::HttpHints
 /// [`HttpReplay`]: crate::replay::HttpReplay
 #[cfg(feature = "http")]
 pub type HttpRetryLayer = tower::layer::util::Stack<
-    tower::layer::util::Stack<
-        RetryLayer<
-            rampart_core::classify::HttpClassifier,
-            crate::hints::HttpHints,
-            crate::replay::HttpReplay,
-        >,
-        crate::replay::BufferBodyLayer,
+    RetryLayer<
+        rampart_core::classify::HttpClassifier,
+        crate::hints::HttpHints,
+        crate::replay::HttpReplay,
     >,
-    crate::key::IdempotencyKeyLayer,
+    crate::replay::BufferBodyLayer,
 >;
 
 #[cfg(feature = "http")]
 impl RetryPolicyBuilder {
-    /// Validates the policy and builds the whole [`HttpRetryLayer`] stack, idempotency keys
-    /// switched on.
+    /// Validates the policy and builds the [`HttpRetryLayer`] stack: body buffering, then the
+    /// retries.
     ///
     /// ```
     /// use rampart_retry::RetryLayer;
@@ -174,16 +174,12 @@ impl RetryPolicyBuilder {
     /// # Ok::<(), rampart_core::error::ConfigError>(())
     /// ```
     pub fn http_layer(self) -> Result<HttpRetryLayer, ConfigError> {
-        self.http_layer_with(
-            crate::key::IdempotencyKeyLayer::new(),
-            crate::replay::BufferBodyLayer::default(),
-        )
+        self.http_layer_with(crate::replay::BufferBodyLayer::default())
     }
 
-    /// Like [`http_layer`](Self::http_layer), with your key and buffering layers.
+    /// Like [`http_layer`](Self::http_layer), with your buffering layer.
     pub fn http_layer_with(
         self,
-        keys: crate::key::IdempotencyKeyLayer,
         buffer: crate::replay::BufferBodyLayer,
     ) -> Result<HttpRetryLayer, ConfigError> {
         let retry = self
@@ -191,9 +187,6 @@ impl RetryPolicyBuilder {
             .classifier(crate::hints::http_retry_classifier())
             .hints(crate::hints::HttpHints::default())
             .replay(crate::replay::HttpReplay);
-        Ok(tower::layer::util::Stack::new(
-            tower::layer::util::Stack::new(retry, buffer),
-            keys,
-        ))
+        Ok(tower::layer::util::Stack::new(retry, buffer))
     }
 }

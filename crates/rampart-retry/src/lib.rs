@@ -37,8 +37,9 @@
 //! - [`budget`]: a retry budget shared by every clone, so that retries can't grow into a storm.
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
 //! - [`replay`]: how a request is sent again: by `Clone`, or from a buffered HTTP body.
-//! - `key` (feature `http`): `IdempotencyKeyLayer`, one idempotency key per logical request
-//!   (random UUIDs, or deterministic SHA-256 with `IdempotencyKeyLayer::sha256`).
+//!
+//! One idempotency key per logical request is rampart-idempotency's `IdempotencyKeyLayer`
+//! (feature `client`), beside the server half that dedupes by it: put it outside this layer.
 
 //! # Fuzzing
 //!
@@ -51,8 +52,6 @@ pub mod backoff;
 pub mod budget;
 mod error;
 pub mod hints;
-#[cfg(feature = "http")]
-pub mod key;
 mod layer;
 pub mod policy;
 pub mod replay;

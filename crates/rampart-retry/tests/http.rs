@@ -121,11 +121,20 @@ mod replay {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use rampart_retry::{
-        key::IdempotencyKeyLayer,
         policy::GiveUp,
         replay::{BufferBodyLayer, HttpReplay, ReplayBody},
     };
     use tower::ServiceBuilder;
+
+    /// What rampart-idempotency's `IdempotencyKeyLayer` does outside the retries (the
+    /// end-to-end tests in `tests/` run the real one): one fresh key per logical request.
+    fn with_a_key(mut req: http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        req.headers_mut()
+            .insert("idempotency-key", format!("key-{n}").parse().unwrap());
+        req
+    }
 
     type Seen = Arc<Mutex<Vec<(Instant, Option<http::HeaderValue>, Bytes)>>>;
 
@@ -184,7 +193,7 @@ mod replay {
     async fn a_post_is_replayed_with_one_key_and_the_same_body() {
         let seen = Seen::default();
         let svc = ServiceBuilder::new()
-            .layer(IdempotencyKeyLayer::new())
+            .map_request(with_a_key)
             .layer(BufferBodyLayer::default())
             .layer(retry())
             .service(upstream(2, seen.clone()));
@@ -226,7 +235,7 @@ mod replay {
         let seen = Seen::default();
         let body: &'static [u8] = &[7u8; 100];
         let svc = ServiceBuilder::new()
-            .layer(IdempotencyKeyLayer::new())
+            .map_request(with_a_key)
             .layer(BufferBodyLayer::new(10))
             .layer(retry())
             .service(upstream(2, seen.clone()));
@@ -240,7 +249,7 @@ mod replay {
     #[tokio::test(start_paused = true)]
     async fn an_error_says_why_the_request_was_not_replayed() {
         let svc = ServiceBuilder::new()
-            .layer(IdempotencyKeyLayer::new())
+            .map_request(with_a_key)
             .layer(BufferBodyLayer::new(4))
             .layer(retry())
             .service(service_fn(
@@ -459,7 +468,10 @@ async fn the_builder_switches_the_whole_http_stack_on() {
             }
         }),
     );
+    // The key comes from outside (rampart-idempotency's `IdempotencyKeyLayer`, or the caller):
+    // the retry stack replays it and sets none of its own.
     let req = http::Request::post("/charges")
+        .header("idempotency-key", "order-7")
         .body(Full::new(Bytes::from_static(b"pay")))
         .unwrap();
     let res = svc.oneshot(req).await.unwrap();
@@ -473,10 +485,11 @@ async fn the_builder_switches_the_whole_http_stack_on() {
     );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
-    assert!(
-        seen[0].0.is_some() && seen[0].0 == seen[1].0,
-        "one key, set by the stack"
+    assert_eq!(
+        seen[0].0.as_ref().map(|k| k.to_str().unwrap()),
+        Some("order-7")
     );
+    assert_eq!(seen[0].0, seen[1].0, "every attempt carries the one key");
     assert_eq!(seen[1].1, "pay");
 }
 
@@ -529,7 +542,9 @@ async fn a_body_that_fails_while_buffered_fails_the_same_way_inside_once() {
             }
         }),
     );
+    // Keyed, so that a retry would be safe: what stops it is the body that can't be replayed.
     let req = http::Request::post("/upload")
+        .header("idempotency-key", "upload-1")
         .body(FailingBody(false))
         .unwrap();
     let err = svc.oneshot(req).await.unwrap_err();

@@ -25,7 +25,7 @@ use rampart_fallback::FallbackLayer;
 #[cfg(feature = "health")]
 use rampart_health::SuccessRateLayer;
 #[cfg(feature = "idempotency")]
-use rampart_idempotency::IdempotencyLayer;
+use rampart_idempotency::{IdempotencyKeyLayer, IdempotencyLayer};
 #[cfg(feature = "retry")]
 use rampart_retry::RetryLayer;
 #[cfg(feature = "timeout")]
@@ -155,6 +155,32 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "idempotency")]
     fn idempotency(self, layer: IdempotencyLayer) -> ServiceBuilder<Stack<IdempotencyLayer, L>>;
 
+    /// Client side: one `Idempotency-Key` per logical request ([`IdempotencyKeyLayer`]). Call
+    /// it first (outermost) in a client stack, outside the dead letters and the retries, so
+    /// that every attempt and every redrive of a request carries its one key. The other half
+    /// of [`idempotency`](Self::idempotency).
+    ///
+    /// ```
+    /// use rampart::{ServiceBuilderExt, idempotency::IdempotencyKeyLayer};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let svc = ServiceBuilder::new()
+    ///     .idempotency_keys(IdempotencyKeyLayer::new())
+    ///     .service(service_fn(|req: http::Request<()>| async move {
+    ///         Ok::<_, std::convert::Infallible>(req.headers().contains_key("idempotency-key"))
+    ///     }));
+    /// let post = http::Request::post("/orders").body(()).unwrap();
+    /// assert!(svc.oneshot(post).await.unwrap());
+    /// # }
+    /// ```
+    #[cfg(feature = "idempotency")]
+    fn idempotency_keys<M>(
+        self,
+        layer: IdempotencyKeyLayer<M>,
+    ) -> ServiceBuilder<Stack<IdempotencyKeyLayer<M>, L>>;
+
     /// Feeds a health [`SuccessRate`](rampart_health::SuccessRate) window with every call's
     /// outcome (a `5xx` or an error is a failure by default). See [`crate::health`].
     #[cfg(feature = "health")]
@@ -233,6 +259,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "idempotency")]
     fn idempotency(self, layer: IdempotencyLayer) -> ServiceBuilder<Stack<IdempotencyLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "idempotency")]
+    fn idempotency_keys<M>(
+        self,
+        layer: IdempotencyKeyLayer<M>,
+    ) -> ServiceBuilder<Stack<IdempotencyKeyLayer<M>, L>> {
         self.layer(layer)
     }
 

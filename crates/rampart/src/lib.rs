@@ -172,8 +172,8 @@ pub mod prelude {
     #[cfg(all(feature = "bulkhead", feature = "http"))]
     pub use rampart_bulkhead::{ByExtension, PriorityHeader};
 
-    #[cfg(all(feature = "retry", feature = "http"))]
-    pub use rampart_retry::key::IdempotencyKeyLayer;
+    #[cfg(feature = "idempotency")]
+    pub use rampart_idempotency::IdempotencyKeyLayer;
     #[cfg(feature = "retry")]
     pub use rampart_retry::{RetryError, RetryLayer, budget::RetryBudget};
 

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use rampart_core::key::IdempotencyKey;
-//! use rampart_retry::key::IdempotencyKeyLayer;
+//! use rampart_idempotency::IdempotencyKeyLayer;
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -40,7 +40,7 @@ use http::{HeaderName, HeaderValue, Method, Request};
 use rampart_core::key::IdempotencyKey;
 use tower_layer::Layer;
 
-use crate::replay::ReplayBody;
+use rampart_core::body::ReplayBody;
 use tower_service::Service;
 
 /// How a new key is made.
@@ -127,26 +127,31 @@ impl IdempotencyKeyLayer {
 
     /// Makes *deterministic* keys instead: the SHA-256 of the method, the URI and the body.
     ///
-    /// It needs the body in memory: put it *inside* a [`BufferBodyLayer`] (and outside the
-    /// retry layer). A body too large to hold gets a random UUID v7 instead: it is sent once
+    /// It needs the body in memory: put it *inside* a body-buffering layer such as
+    /// rampart-retry's `BufferBodyLayer` (and outside the retry layer), which hands it a
+    /// [`ReplayBody`]. A body too large to hold gets a random UUID v7 instead: it is sent once
     /// anyway.
     ///
     /// ```
     /// use bytes::Bytes;
     /// use http_body_util::Full;
     /// use rampart_core::key::IdempotencyKey;
-    /// use rampart_retry::{key::IdempotencyKeyLayer, replay::{BufferBodyLayer, ReplayBody}};
+    /// use rampart_core::body::ReplayBody;
+    /// use rampart_idempotency::IdempotencyKeyLayer;
     /// use tower::{ServiceBuilder, ServiceExt, service_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let svc = ServiceBuilder::new()
-    ///     .layer(BufferBodyLayer::default())
     ///     .layer(IdempotencyKeyLayer::sha256())
     ///     .service(service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
     ///         Ok::<_, std::convert::Infallible>(IdempotencyKey::of(&req).cloned())
     ///     }));
-    /// let post = || http::Request::post("/charges").body(Full::new(Bytes::from("{\"amount\":42}"))).unwrap();
+    /// // What a buffering layer hands on: the whole body, in memory.
+    /// let post = || {
+    ///     let body = ReplayBody::Buffered { data: Some(Bytes::from("{\"amount\":42}")), trailers: None };
+    ///     http::Request::post("/charges").body(body).unwrap()
+    /// };
     /// let a = svc.clone().oneshot(post()).await.unwrap().unwrap();
     /// let b = svc.oneshot(post()).await.unwrap().unwrap();
     /// assert_eq!(a, b, "the same operation, the same key");
@@ -163,7 +168,6 @@ impl IdempotencyKeyLayer {
     /// as the tenant's, or in the path). Otherwise use [`new`](Self::new): a random key per
     /// logical request.
     ///
-    /// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
     pub fn sha256() -> IdempotencyKeyLayer<Sha256Key> {
         let base = Self::new();
         IdempotencyKeyLayer {
@@ -365,13 +369,28 @@ mod tests {
 
     #[tokio::test]
     async fn sha256_keys_are_deterministic_and_differ_by_parameters() {
-        use crate::replay::BufferBodyLayer;
         use bytes::Bytes;
         use http_body_util::Full;
         use tower::ServiceBuilder;
 
+        // A buffering layer's part: bodies of up to 16 bytes held whole, larger ones streamed.
+        let buffer = |req: Request<Bytes>| {
+            req.map(|data| {
+                if data.len() <= 16 {
+                    ReplayBody::Buffered {
+                        data: Some(data),
+                        trailers: None,
+                    }
+                } else {
+                    ReplayBody::Streaming {
+                        prefix: None,
+                        rest: Full::new(data),
+                    }
+                }
+            })
+        };
         let svc = ServiceBuilder::new()
-            .layer(BufferBodyLayer::new(16))
+            .map_request(buffer)
             .layer(IdempotencyKeyLayer::sha256())
             .service(service_fn(
                 |req: Request<ReplayBody<Full<Bytes>>>| async move {
@@ -383,7 +402,7 @@ mod tests {
             let req = Request::builder()
                 .method(method)
                 .uri(uri)
-                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .body(Bytes::from_static(body.as_bytes()))
                 .unwrap();
             async move { svc.oneshot(req).await.unwrap() }
         };
