@@ -95,8 +95,8 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `rampart_bulkhead_calls_total` | counter | `bulkhead`, `class`, `outcome` = `admitted` / `rejected` |
-//! | `rampart_bulkhead_active` | gauge | `bulkhead`, `class` |
+//! | `rampart_bulkhead_calls_total` | counter | `name`, `class`, `outcome` = `admitted` / `rejected` |
+//! | `rampart_bulkhead_active` | gauge | `name`, `class` |
 //!
 //! A partition's series also carry `key`: `_other` for every key by default (`_none` for
 //! requests without one), or their own for the first `n` keys with

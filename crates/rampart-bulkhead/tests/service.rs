@@ -341,7 +341,7 @@ async fn metrics_count_admitted_and_rejected_calls_and_gauge_those_in_flight() {
     let running = tokio::spawn(svc.clone().oneshot(Request::new("a")));
     tokio::task::yield_now().await;
     assert_eq!(
-        store.get("rampart_bulkhead_active{bulkhead=db,class=default}"),
+        store.get("rampart_bulkhead_active{class=default,name=db}"),
         1
     );
     assert!(svc.clone().oneshot(Request::new("b")).await.is_err());
@@ -349,12 +349,12 @@ async fn metrics_count_admitted_and_rejected_calls_and_gauge_those_in_flight() {
     running.await.unwrap().unwrap();
     let calls = |outcome: &str| {
         store.get(&format!(
-            "rampart_bulkhead_calls_total{{bulkhead=db,class=default,outcome={outcome}}}"
+            "rampart_bulkhead_calls_total{{class=default,name=db,outcome={outcome}}}"
         ))
     };
     assert_eq!((calls("admitted"), calls("rejected")), (1, 1));
     assert_eq!(
-        store.get("rampart_bulkhead_active{bulkhead=db,class=default}"),
+        store.get("rampart_bulkhead_active{class=default,name=db}"),
         0
     );
 }

@@ -77,10 +77,10 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `rampart_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success` / `failure` / `ignored` / `rejected` |
-//! | `rampart_circuit_breaker_slow_calls_total` | counter | `breaker` |
-//! | `rampart_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
-//! | `rampart_circuit_breaker_state` | gauge | `breaker`; 0 closed, 1 half-open, 2 open |
+//! | `rampart_circuit_breaker_calls_total` | counter | `name`, `outcome` = `success` / `failure` / `ignored` / `rejected` |
+//! | `rampart_circuit_breaker_slow_calls_total` | counter | `name` |
+//! | `rampart_circuit_breaker_transitions_total` | counter | `name`, `from`, `to` |
+//! | `rampart_circuit_breaker_state` | gauge | `name`; 0 closed, 1 half-open, 2 open |
 //!
 //! A per-key breaker's series also carry `key`: by default `_other` for every key (one set of
 //! series for the layer, however many hosts it sees; `_none` for requests without a key);

@@ -50,7 +50,7 @@ fn metrics_count_calls_rejections_and_transitions_and_gauge_the_state() {
     });
     let calls = |outcome: &str| {
         store.get(&format!(
-            "rampart_circuit_breaker_calls_total{{breaker=obs,outcome={outcome}}}"
+            "rampart_circuit_breaker_calls_total{{name=obs,outcome={outcome}}}"
         ))
     };
     assert_eq!(calls("success"), 2, "the first call and the probe");
@@ -61,15 +61,15 @@ fn metrics_count_calls_rejections_and_transitions_and_gauge_the_state() {
     );
     assert_eq!(calls("rejected"), 2);
     assert_eq!(
-        store.get("rampart_circuit_breaker_transitions_total{breaker=obs,from=closed,to=open}"),
+        store.get("rampart_circuit_breaker_transitions_total{from=closed,name=obs,to=open}"),
         1
     );
     assert_eq!(
-        store.get("rampart_circuit_breaker_transitions_total{breaker=obs,from=open,to=half_open}"),
+        store.get("rampart_circuit_breaker_transitions_total{from=open,name=obs,to=half_open}"),
         1
     );
     assert_eq!(
-        store.get("rampart_circuit_breaker_state{breaker=obs}"),
+        store.get("rampart_circuit_breaker_state{name=obs}"),
         1,
         "the gauge reads half-open (1)"
     );

@@ -94,6 +94,12 @@ pub struct KeyedRegistry<K, V> {
     overflows: AtomicU64,
 }
 
+/// The label that names the instance on every rampart metric series: `name`, the value of each
+/// layer's `.name(…)` (as Resilience4j tags every meter with `name`). One key for every
+/// pattern, so one dashboard query (`{name="payments"}`) finds a dependency's breaker,
+/// bulkhead, retries and timeouts alike.
+pub const INSTANCE_LABEL: &str = "name";
+
 /// The `key` label of a keyed instance's metric series, with the number of series bounded:
 /// the first `cap` keys get their own (their key's text), later ones share
 /// [`OTHER_KEYS`]. A key keeps its label for the life of its instance; a key evicted and seen

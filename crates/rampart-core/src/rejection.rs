@@ -3,7 +3,7 @@
 //!
 //! Each pattern rejects calls with its own small typed error — the circuit breaker with
 //! [`CircuitOpen`], the bulkhead with [`BulkheadFull`], a deadline with
-//! [`Elapsed`](crate::error::Elapsed) — all implementing [`Rejection`], and returns it as
+//! [`Elapsed`] — all implementing [`Rejection`], and returns it as
 //! [`PolicyError::Rejected`](crate::error::PolicyError::Rejected). The types live here, not
 //! in the pattern crates (which re-export them), so that a layer that must recognise another
 //! pattern's rejection — a dead-letter layer recording *why* a call failed, a reqwest

@@ -1,4 +1,4 @@
-//! Locks that outlive a panic: [`lock`], [`read`] and [`write`].
+//! Locks that outlive a panic: [`lock`], [`read`] and [`write()`].
 //!
 //! Every lock in rampart guards data that stays consistent between statements (a counter, a
 //! map of instances, a queue of waiters). A panic while one is held — in a user's classifier,

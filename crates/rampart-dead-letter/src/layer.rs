@@ -1,4 +1,4 @@
-//! [`DeadLetterLayer`] and its [`Builder`]: the stores, which failures are parked, what a
+//! [`DeadLetterLayer`] and its [`DeadLetterBuilder`]: the stores, which failures are parked, what a
 //! record keeps, and what the caller gets ([`ReturnFailure`] or [`AcceptForLater`]).
 
 use std::{error::Error, fmt, sync::Arc};
@@ -49,8 +49,11 @@ impl<M: fmt::Debug> fmt::Debug for DeadLetterLayer<M> {
 impl DeadLetterLayer {
     /// A builder for the service named `service` (the name every record carries), parking in
     /// `store`.
-    pub fn builder(service: impl Into<String>, store: Arc<dyn DeadLetterStore>) -> Builder {
-        Builder {
+    pub fn builder(
+        service: impl Into<String>,
+        store: Arc<dyn DeadLetterStore>,
+    ) -> DeadLetterBuilder {
+        DeadLetterBuilder {
             service: service.into(),
             primary: store,
             secondary: None,
@@ -110,7 +113,7 @@ impl<S, M: Clone> Layer<S> for DeadLetterLayer<M> {
 }
 
 /// Configures a [`DeadLetterLayer`].
-pub struct Builder {
+pub struct DeadLetterBuilder {
     service: String,
     primary: Arc<dyn DeadLetterStore>,
     secondary: Option<Arc<dyn DeadLetterStore>>,
@@ -126,9 +129,9 @@ pub struct Builder {
     grpc_trailers: bool,
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for DeadLetterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("DeadLetterBuilder")
             .field("service", &self.service)
             .field("park_on", &self.park_on)
             .field("redact", &self.redact)
@@ -139,10 +142,10 @@ impl fmt::Debug for Builder {
     }
 }
 
-/// The largest body [`Builder::max_body`] allows: 16 MiB.
+/// The largest body [`DeadLetterBuilder::max_body`] allows: 16 MiB.
 pub const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-impl Builder {
+impl DeadLetterBuilder {
     /// A store to park in when the primary fails (e.g. the embedded store behind Redis). Its
     /// use is logged at `warn`.
     pub fn secondary(mut self, store: Arc<dyn DeadLetterStore>) -> Self {

@@ -62,7 +62,7 @@
 //!
 //! # When the store fails
 //!
-//! A [`secondary`](Builder::secondary) store takes the record when the primary fails (logged
+//! A [`secondary`](DeadLetterBuilder::secondary) store takes the record when the primary fails (logged
 //! at `warn`, counted in `rampart_dead_letter_fallbacks_total`). If that fails too, the caller
 //! gets a [`ParkFailed`] error carrying the original failure and every store's error. A
 //! failure is never dropped silently.
@@ -82,12 +82,12 @@
 //!   `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`, `Api-Key`,
 //!   `X-Auth-Token`, `X-Amz-Security-Token`, `X-Goog-Api-Key`, … and any header whose name
 //!   holds `token`, `secret`, `password`, `session`, `credential` or `signature`. Add names with
-//!   [`redact`](Builder::redact); record one anyway with [`keep_header`](Builder::keep_header).
+//!   [`redact`](DeadLetterBuilder::redact); record one anyway with [`keep_header`](DeadLetterBuilder::keep_header).
 //! - The URI loses its user info (`user:pass@`, which reqwest keeps in a URL) and its
 //!   fragment, and every query value is masked, its key kept (`?token=[redacted]&page=2`):
 //!   API keys, tokens and presigned signatures travel in queries. Keep the values of harmless
-//!   keys with [`keep_query`](Builder::keep_query) (or all with
-//!   [`keep_query_values`](Builder::keep_query_values)). **A record whose query was masked
+//!   keys with [`keep_query`](DeadLetterBuilder::keep_query) (or all with
+//!   [`keep_query_values`](DeadLetterBuilder::keep_query_values)). **A record whose query was masked
 //!   cannot be redriven** (its URI is not the one sent; [`Redrive`] gives it up at once and
 //!   says why): keep the keys your requests need.
 //! - Error texts lose the user info and query values of every URL they quote (transport
@@ -96,13 +96,13 @@
 //!
 //! What is not covered: secrets in the path (`/hooks/T000/B000/XXXX`) or in the body. A body
 //! is recorded as sent, so that it can be resent; keep secret-bearing bodies out of the store
-//! with [`max_body`](Builder::max_body)`(0)` (such records cannot be redriven) or a store you
+//! with [`max_body`](DeadLetterBuilder::max_body)`(0)` (such records cannot be redriven) or a store you
 //! protect as you protect the secrets.
 //!
 //! # Costs
 //!
 //! On every request, failing or not, the layer reads the body into memory up to
-//! [`max_body`](Builder::max_body) (64 KiB) and keeps a copy of the request head (method, URI,
+//! [`max_body`](DeadLetterBuilder::max_body) (64 KiB) and keeps a copy of the request head (method, URI,
 //! headers) until the response: that is what lets it record a request that has already been
 //! consumed. Recording, redaction, hashing and the store write happen only for a request that
 //! failed.
@@ -111,17 +111,17 @@
 //!
 //! | name | labels | what |
 //! |---|---|---|
-//! | `rampart_dead_letter_parked_total` | `service`, `kind` | records stored |
-//! | `rampart_dead_letter_fallbacks_total` | `service`, `kind` | records the secondary store took |
-//! | `rampart_dead_letter_park_failures_total` | `service`, `kind` | failures no store kept |
+//! | `rampart_dead_letter_parked_total` | `name` (the layer's service), `kind` | records stored |
+//! | `rampart_dead_letter_fallbacks_total` | `name`, `kind` | records the secondary store took |
+//! | `rampart_dead_letter_park_failures_total` | `name`, `kind` | failures no store kept |
 //! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up`, `error` (the store failed for the record, or the service panicked) |
 
 mod answer;
-pub mod body;
-pub mod error;
+mod body;
+mod error;
 pub mod kind;
 mod layer;
-pub mod memory;
+mod memory;
 pub mod park;
 pub mod record;
 pub mod redrive;
@@ -130,7 +130,7 @@ mod shared;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
-pub mod write_failures;
+mod write_failures;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
@@ -139,7 +139,7 @@ pub use answer::{AcceptForLater, DEAD_LETTER_ID, OnParked, ParkedAs, ReturnFailu
 pub use body::DeadLetterBody;
 pub use error::{FailedResponse, ParkFailed, Parked};
 pub use kind::ParkOn;
-pub use layer::{Builder, DeadLetterLayer, MAX_BODY_LIMIT};
+pub use layer::{DeadLetterBuilder, DeadLetterLayer, MAX_BODY_LIMIT};
 pub use memory::MemoryStore;
 pub use park::Parker;
 pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State};

@@ -214,7 +214,7 @@ impl Shared {
     /// kept it.
     pub(crate) async fn park(&self, record: &DeadLetter) -> Result<Kept, Vec<StoreError>> {
         let labels = [
-            ("service", self.service.clone()),
+            (rampart_core::registry::INSTANCE_LABEL, self.service.clone()),
             ("kind", record.failure.kind.as_str().to_owned()),
         ];
         let primary = match self.primary.append(record).await {

@@ -47,6 +47,7 @@ impl FallbackLayer {
     /// function.
     pub fn builder() -> FallbackBuilder {
         FallbackBuilder {
+            name: Arc::from("default"),
             cache: None,
             alternative: None,
             is_failure: default_is_failure,
@@ -85,6 +86,7 @@ pub fn default_is_failure(status: StatusCode) -> bool {
 
 /// Configures a [`FallbackLayer`].
 pub struct FallbackBuilder {
+    name: Arc<str>,
     cache: Option<LastGood>,
     alternative: Option<Alternative>,
     is_failure: fn(StatusCode) -> bool,
@@ -102,6 +104,12 @@ impl fmt::Debug for FallbackBuilder {
 }
 
 impl FallbackBuilder {
+    /// The `name` label of the layer's metrics (default `"default"`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Keeps the last good (`2xx`) response per key in `cache`, and answers a failure with it
     /// while it is within its `max_age`. Only `GET` and `HEAD` responses are cached by default
     /// ([`cache_methods`](Self::cache_methods)).
@@ -177,6 +185,7 @@ impl FallbackBuilder {
     pub fn build(self) -> FallbackLayer {
         FallbackLayer {
             shared: Arc::new(Shared {
+                name: self.name,
                 cache: self.cache,
                 alternative: self.alternative,
                 is_failure: self.is_failure,

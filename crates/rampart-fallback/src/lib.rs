@@ -74,7 +74,7 @@
 //!
 //! # Metrics
 //!
-//! `rampart_fallback_answers_total{source=fresh|stale|very-stale|static|function}`.
+//! `rampart_fallback_answers_total{name, source=fresh|stale|very-stale|static|function}` (`name` from `FallbackBuilder::name`).
 
 mod answer;
 mod body;

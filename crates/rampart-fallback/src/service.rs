@@ -135,6 +135,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 fn answer<B>(
+    name: &Arc<str>,
     (status, headers, body): (StatusCode, http::HeaderMap, Bytes),
     info: FallbackAnswer,
 ) -> Response<FallbackBody<B>> {
@@ -149,7 +150,12 @@ fn answer<B>(
         Source::Static => "static",
         Source::Function => "function",
     };
-    metrics::counter!("rampart_fallback_answers_total", "source" => source).increment(1);
+    metrics::counter!(
+        "rampart_fallback_answers_total",
+        rampart_core::registry::INSTANCE_LABEL => name.clone(),
+        "source" => source
+    )
+    .increment(1);
     res
 }
 
@@ -189,6 +195,7 @@ where
                             replaced_status: status,
                         };
                         return Poll::Ready(Ok(answer(
+                            &ctx.shared.name,
                             (stored.status, stored.headers, stored.body),
                             info,
                         )));
@@ -199,7 +206,7 @@ where
                                 source: Source::Static,
                                 replaced_status: status,
                             };
-                            return Poll::Ready(Ok(answer(r.parts(), info)));
+                            return Poll::Ready(Ok(answer(&ctx.shared.name, r.parts(), info)));
                         }
                         Some(Alternative::Function(f)) => {
                             let (method, uri) = ctx.head.take().unwrap_or_default();
@@ -232,7 +239,7 @@ where
                         source: Source::Function,
                         replaced_status: *replaced_status,
                     };
-                    return Poll::Ready(Ok(answer(r.parts(), info)));
+                    return Poll::Ready(Ok(answer(&this.ctx.shared.name, r.parts(), info)));
                 }
             }
         }

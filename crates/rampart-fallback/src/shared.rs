@@ -19,6 +19,8 @@ pub(crate) enum Alternative {
 }
 
 pub(crate) struct Shared {
+    /// The `name` label of the layer's metrics.
+    pub(crate) name: Arc<str>,
     pub(crate) cache: Option<LastGood>,
     pub(crate) alternative: Option<Alternative>,
     pub(crate) is_failure: fn(StatusCode) -> bool,

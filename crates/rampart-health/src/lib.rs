@@ -102,7 +102,7 @@
 //! # Observability
 //!
 //! Status changes are `tracing` events (target `rampart::health`); the gauges
-//! `rampart_health_status{registry}` and `rampart_health_component_status{registry, component}`
+//! `rampart_health_status{name}` and `rampart_health_component_status{name, component}` (`name` is the registry's)
 //! are 0 healthy, 1 degraded, 2 unhealthy. See [`HealthRegistry`].
 
 #[cfg(feature = "circuit-breaker")]

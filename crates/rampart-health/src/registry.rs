@@ -110,7 +110,7 @@ impl HealthRegistry {
         HealthRegistryBuilder::default()
     }
 
-    /// The registry's name (the `registry` label of its metrics).
+    /// The registry's name (the `name` label of its metrics).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -237,7 +237,7 @@ impl HealthRegistry {
         let registry = &*self.inner.name;
         let to = health.status;
         metrics::gauge!("rampart_health_component_status",
-            "registry" => registry.to_owned(), "component" => entry.name.to_string())
+            rampart_core::registry::INSTANCE_LABEL => registry.to_owned(), "component" => entry.name.to_string())
         .set(to.as_gauge());
         let from = Status::from_u8(entry.last_status.swap(to.to_u8(), Ordering::AcqRel));
         if from == Some(to) {
@@ -265,7 +265,7 @@ impl HealthRegistry {
     fn observe_overall(&self, report: &HealthReport) {
         let registry = &*self.inner.name;
         let to = report.status;
-        metrics::gauge!("rampart_health_status", "registry" => registry.to_owned())
+        metrics::gauge!("rampart_health_status", rampart_core::registry::INSTANCE_LABEL => registry.to_owned())
             .set(to.as_gauge());
         let from = Status::from_u8(self.inner.last_status.swap(to.to_u8(), Ordering::AcqRel));
         if from == Some(to) {

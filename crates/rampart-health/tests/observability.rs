@@ -50,7 +50,7 @@ async fn status_changes_are_events_and_gauges() {
     });
 
     health.check().await;
-    assert_eq!(recorder.get("rampart_health_status{registry=shop}"), 0);
+    assert_eq!(recorder.get("rampart_health_status{name=shop}"), 0);
     assert!(
         buffer.contents().is_empty(),
         "a first healthy check is not news"
@@ -59,15 +59,15 @@ async fn status_changes_are_events_and_gauges() {
     up.store(false, Ordering::SeqCst);
     health.check().await;
     health.check().await; // no change, no event
-    assert_eq!(recorder.get("rampart_health_status{registry=shop}"), 2);
+    assert_eq!(recorder.get("rampart_health_status{name=shop}"), 2);
     assert_eq!(
-        recorder.get("rampart_health_component_status{component=db,registry=shop}"),
+        recorder.get("rampart_health_component_status{component=db,name=shop}"),
         2
     );
 
     up.store(true, Ordering::SeqCst);
     assert_eq!(health.check().await.status, Status::Healthy);
-    assert_eq!(recorder.get("rampart_health_status{registry=shop}"), 0);
+    assert_eq!(recorder.get("rampart_health_status{name=shop}"), 0);
 
     let out = buffer.contents();
     let lines: Vec<_> = out.lines().collect();

@@ -1,34 +1,4 @@
-//! [`IdempotencyKeyLayer`]: one idempotency key per logical request, so that a retried `POST`
-//! does its work once.
-//!
-//! In the spirit of tower-http's `SetRequestId`: the layer sets a header (`Idempotency-Key` by
-//! default) on requests of the configured methods (`POST` and `PATCH` by default), unless the
-//! caller already set one, which is never overwritten. Either way the key is also put in the
-//! request's extensions as an [`IdempotencyKey`], for the layers inside (retries replay the
-//! header with the request; dead letters record the key).
-//!
-//! Put it *outside* the retry layer: it then runs once per logical request, and every attempt
-//! carries the same key. [`IdempotencyKeyLayer::sha256`] makes deterministic keys instead: a
-//! hash of the method, the URI and the body.
-//!
-//! ```
-//! use rampart_core::key::IdempotencyKey;
-//! use rampart_idempotency::IdempotencyKeyLayer;
-//! use tower::{Layer, ServiceExt, service_fn};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let svc = IdempotencyKeyLayer::new().layer(service_fn(|req: http::Request<()>| async move {
-//!     let header = req.headers().get("idempotency-key").cloned();
-//!     Ok::<_, std::convert::Infallible>((header, IdempotencyKey::of(&req).cloned()))
-//! }));
-//! let req = http::Request::post("/charges").body(()).unwrap();
-//! let (header, key) = svc.oneshot(req).await.unwrap();
-//! let header = header.expect("a key was set");
-//! assert_eq!(header.len(), 36, "a UUID");
-//! assert_eq!(key, Some(IdempotencyKey(header)));
-//! # }
-//! ```
+//! [`IdempotencyKeyLayer`]: the client half of the protocol.
 
 use std::{
     fmt,
@@ -92,7 +62,37 @@ impl<B: Send + 'static> MakeKey<ReplayBody<B>> for Sha256Key {
     }
 }
 
-/// Sets one idempotency key per request; see the [module docs](self).
+/// [`IdempotencyKeyLayer`]: one idempotency key per logical request, so that a retried `POST`
+/// does its work once.
+///
+/// In the spirit of tower-http's `SetRequestId`: the layer sets a header (`Idempotency-Key` by
+/// default) on requests of the configured methods (`POST` and `PATCH` by default), unless the
+/// caller already set one, which is never overwritten. Either way the key is also put in the
+/// request's extensions as an [`IdempotencyKey`], for the layers inside (retries replay the
+/// header with the request; dead letters record the key).
+///
+/// Put it *outside* the retry layer: it then runs once per logical request, and every attempt
+/// carries the same key. [`IdempotencyKeyLayer::sha256`] makes deterministic keys instead: a
+/// hash of the method, the URI and the body.
+///
+/// ```
+/// use rampart_core::key::IdempotencyKey;
+/// use rampart_idempotency::IdempotencyKeyLayer;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = IdempotencyKeyLayer::new().layer(service_fn(|req: http::Request<()>| async move {
+///     let header = req.headers().get("idempotency-key").cloned();
+///     Ok::<_, std::convert::Infallible>((header, IdempotencyKey::of(&req).cloned()))
+/// }));
+/// let req = http::Request::post("/charges").body(()).unwrap();
+/// let (header, key) = svc.oneshot(req).await.unwrap();
+/// let header = header.expect("a key was set");
+/// assert_eq!(header.len(), 36, "a UUID");
+/// assert_eq!(key, Some(IdempotencyKey(header)));
+/// # }
+/// ```
 ///
 /// `M` makes the keys: [`KeyKind`] (random UUIDs, the default, or a function of the head) or
 /// [`Sha256Key`] (deterministic).

@@ -14,7 +14,7 @@ use crate::{
 
 /// The default base of the problem `type` URIs, `urn:rampart:`, as every rampart problem
 /// (`urn:rampart:idempotency-key-missing`, …); this crate's README has a "IdempotencyProblem types"
-/// section with one heading per [`IdempotencyProblem::slug`](crate::Problem::slug). Set your own API's
+/// section with one heading per [`IdempotencyProblem::slug`](crate::IdempotencyProblem::slug). Set your own API's
 /// documentation URL with [`problem_type_base`](crate::IdempotencyBuilder::problem_type_base).
 pub const PROBLEM_TYPE_BASE: &str = "urn:rampart:";
 
@@ -128,7 +128,7 @@ impl Shared {
     pub(crate) fn count(&self, outcome: IdempotencyOutcome) {
         metrics::counter!(
             "rampart_idempotency_requests_total",
-            "layer" => self.name.clone(),
+            rampart_core::registry::INSTANCE_LABEL => self.name.clone(),
             "outcome" => outcome.as_str()
         )
         .increment(1);
@@ -139,7 +139,7 @@ impl Shared {
     pub(crate) fn count_not_stored(&self, reason: &'static str) {
         metrics::counter!(
             "rampart_idempotency_not_stored_total",
-            "layer" => self.name.clone(),
+            rampart_core::registry::INSTANCE_LABEL => self.name.clone(),
             "reason" => reason
         )
         .increment(1);

@@ -1,5 +1,5 @@
 //! The store conformance suite: what every [`IdempotencyStore`] must do (the contract in the
-//! [`store`](crate::store) docs), as one async function that panics, naming the store and the
+//! [`IdempotencyStore`] docs), as one async function that panics, naming the store and the
 //! broken rule, at the first failure.
 //!
 //! ```no_run

@@ -58,7 +58,7 @@ impl IdempotencyLayer {
         &self.shared.store
     }
 
-    /// The layer's name (the `layer` label of its metrics).
+    /// The layer's name (the `name` label of its metrics).
     pub fn name(&self) -> &str {
         &self.shared.name
     }
@@ -110,7 +110,7 @@ impl fmt::Debug for IdempotencyBuilder {
 }
 
 impl IdempotencyBuilder {
-    /// Names the layer in metrics (label `layer`) and logs; `idempotency` by default. Give
+    /// Names the layer in metrics (label `name`) and logs; `idempotency` by default. Give
     /// each route's layer its own name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Arc::from(name.into());
@@ -142,7 +142,7 @@ impl IdempotencyBuilder {
     /// another's response. The identity is hashed before it reaches the store.
     ///
     /// A keyed request for which `f` returns `None` is refused with `400`
-    /// ([`IdempotencyProblem::UnidentifiedCaller`](crate::Problem::UnidentifiedCaller)); return a fixed
+    /// ([`IdempotencyProblem::UnidentifiedCaller`](crate::IdempotencyProblem::UnidentifiedCaller)); return a fixed
     /// identity (`Some("anonymous".into())`) to let such callers share one scope instead.
     ///
     /// Without a caller function (the default) every key is global to the layer's store: two
@@ -260,7 +260,7 @@ impl IdempotencyBuilder {
 
     /// The base of the problem `type` URIs ([`PROBLEM_TYPE_BASE`] by default), e.g. your API
     /// documentation's `https://docs.example.com/errors/`; each type is the base followed by
-    /// [`IdempotencyProblem::slug`](crate::Problem::slug).
+    /// [`IdempotencyProblem::slug`](crate::IdempotencyProblem::slug).
     pub fn problem_type_base(mut self, base: impl Into<String>) -> Self {
         self.problem_type_base = base.into();
         self

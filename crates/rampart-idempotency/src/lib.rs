@@ -80,7 +80,7 @@
 //! # Keys and per-route policy
 //!
 //! The key is read from `Idempotency-Key` ([`header`](IdempotencyBuilder::header)), as the draft's
-//! quoted string (`"abc"`) or bare (`abc`): 1 to 255 visible ASCII characters (see [`key`]).
+//! quoted string (`"abc"`) or bare (`abc`): 1 to 255 visible ASCII characters (see [`parse_key`]).
 //! A malformed key, or the header sent twice, gets `400` problem+json.
 //!
 //! The [`KeyPolicy`] is per layer: [`Required`](KeyPolicy::Required) (`400` without a key),
@@ -222,8 +222,8 @@
 //!
 //! | name | labels | what |
 //! |---|---|---|
-//! | `rampart_idempotency_requests_total` | `layer`, `outcome` | requests the layer handled: `outcome` = `executed`, `replayed`, `conflict`, `mismatch`, `bad_key`, `missing_key`, `no_key` (optional route, no key: passed through), `no_caller`, `body_too_large`, `body_unreadable`, `unavailable`, `unprotected` |
-//! | `rampart_idempotency_not_stored_total` | `layer`, `reason` | executed requests not stored: `status`, `too_large`, `body_error`, `error` (the handler failed), `store_error`, `lease_lost`, `cancelled` |
+//! | `rampart_idempotency_requests_total` | `name`, `outcome` | requests the layer handled: `outcome` = `executed`, `replayed`, `conflict`, `mismatch`, `bad_key`, `missing_key`, `no_key` (optional route, no key: passed through), `no_caller`, `body_too_large`, `body_unreadable`, `unavailable`, `unprotected` |
+//! | `rampart_idempotency_not_stored_total` | `name`, `reason` | executed requests not stored: `status`, `too_large`, `body_error`, `error` (the handler failed), `store_error`, `lease_lost`, `cancelled` |
 //! | `rampart_idempotency_memory_evictions_total` | | completed entries a full [`MemoryStore`] evicted early |
 //!
 //! # Where it goes in a stack

@@ -10,7 +10,7 @@ use crate::key::KeyError;
 /// Why the layer answered a request itself, with an RFC 9457 `application/problem+json` body
 /// (`type`, `title`, `status`, `detail`).
 ///
-/// The `type` is the layer's [problem type base](crate::Builder::problem_type_base) followed
+/// The `type` is the layer's [problem type base](crate::IdempotencyBuilder::problem_type_base) followed
 /// by [`slug`](Self::slug).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

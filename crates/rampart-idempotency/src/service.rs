@@ -99,7 +99,7 @@ where
             (None, _) => {
                 metrics::counter!(
                     "rampart_idempotency_requests_total",
-                    "layer" => shared.name.clone(),
+                    rampart_core::registry::INSTANCE_LABEL => shared.name.clone(),
                     "outcome" => "no_key"
                 )
                 .increment(1);

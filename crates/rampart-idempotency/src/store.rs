@@ -1,90 +1,4 @@
-//! [`IdempotencyStore`]: where leases and stored responses live, and the types its methods
-//! speak ([`StoreKey`], [`Lease`], [`Begin`], [`StoreError`]).
-//!
-//! A store is used through `Arc<dyn IdempotencyStore>`, so that one layer type works with the
-//! in-memory store ([`MemoryStore`](crate::MemoryStore)) and a shared one (Redis, in
-//! `rampart-redis`) picked at run time. Its methods return boxed futures for that reason.
-//!
-//! # The lifecycle of an entry
-//!
-//! ```text
-//!               begin (no entry)                 complete (token matches)
-//!   (absent) ───────────────────▶ IN FLIGHT ───────────────────────────────▶ COMPLETED
-//!      ▲                           │   │                                       │
-//!      │   release (token matches) │   │ lease TTL passes                      │ retention passes
-//!      └───────────────────────────┴───┴───────────────────────────────────────┘
-//! ```
-//!
-//! An entry is named by a [`StoreKey`] (the client's key and the caller's scope) and holds the
-//! request's [`Fingerprint`]. While in flight it holds the [`LeaseToken`] of the request that
-//! took the lease, and expires after the lease's TTL; once completed it holds the
-//! [`StoredResponse`] and expires after the retention the layer asks for.
-//!
-//! # Round trips
-//!
-//! The operations are shaped so that a networked store needs **one** round trip for a replay,
-//! a conflict or a mismatch ([`begin`](IdempotencyStore::begin) alone) and **two** for a first
-//! execution (`begin`, then [`complete`](IdempotencyStore::complete) or
-//! [`release`](IdempotencyStore::release)). Each must be atomic: on Redis, one Lua script per
-//! operation.
-//!
-//! # Contract
-//!
-//! Every implementation passes the conformance suite (`conformance::run`, feature
-//! `test-util`), which checks each of these:
-//!
-//! 1. `begin(key, fp, lease)`, atomically:
-//!    - no entry (or an expired one): create an in-flight entry holding `fp` and
-//!      `lease.token`, expiring after `lease.ttl`; return [`Begin::Acquired`];
-//!    - an entry whose fingerprint is not `fp`: [`Begin::Mismatch`] (whatever its state);
-//!    - a completed entry with `fp`: [`Begin::Completed`] with the response exactly as stored
-//!      (status, every header value in order, binary values included, body, trailers);
-//!    - an in-flight entry with `fp`: [`Begin::InFlight`] with the time left on its lease.
-//!
-//!    Of any number of concurrent `begin`s on one absent key, exactly one gets `Acquired`.
-//! 2. `complete(key, token, response, retention)`: if the entry is in flight under `token`
-//!    (and its lease has not expired), make it completed with `response`, expiring after
-//!    `retention`, and return `Ok(true)`. Otherwise change nothing and return `Ok(false)`:
-//!    the lease was lost (it expired, and maybe another request took it).
-//! 3. `release(key, token)`: if the entry is in flight under `token`, remove it and return
-//!    `Ok(true)`; otherwise change nothing and return `Ok(false)`. A completed entry is never
-//!    removed by `release`.
-//! 4. Entries of different [`StoreKey`]s never affect each other (keys are compared byte for
-//!    byte: [`StoreKey::as_str`]).
-//! 5. A store that cannot take a new entry without dropping an in-flight one returns
-//!    [`StoreErrorKind::Full`]; it never drops an in-flight entry to make room (that would
-//!    let a concurrent retry run the request a second time). Dropping completed entries
-//!    before their retention ends is allowed, but must be documented (the memory store does
-//!    it, oldest first, when full).
-//!
-//! TTLs are kept to the millisecond at least. Stores keep time with their own clock (the
-//! memory store with an injected [`Clock`](rampart_core::clock::Clock), Redis with the
-//! server's).
-//!
-//! # Implementing it on Redis
-//!
-//! One hash per entry, at a key made of a prefix and [`StoreKey::as_str`]: fields `fp`
-//! (the fingerprint's 32 bytes, or [`Fingerprint::to_hex`]), `token`
-//! ([`LeaseToken::to_hex`]) while in flight, `resp` ([`StoredResponse::encode`]) once
-//! completed; the entry's lifetime is the key's `PEXPIRE`. `begin` is one script:
-//!
-//! ```lua
-//! -- KEYS[1] entry; ARGV[1] fp, ARGV[2] token, ARGV[3] lease ms
-//! local e = redis.call('HMGET', KEYS[1], 'fp', 'resp')
-//! if not e[1] then
-//!   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'token', ARGV[2])
-//!   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-//!   return {'acquired'}
-//! end
-//! if e[1] ~= ARGV[1] then return {'mismatch'} end
-//! if e[2] then return {'completed', e[2]} end
-//! return {'in_flight', redis.call('PTTL', KEYS[1])}
-//! ```
-//!
-//! `complete` sets `resp`, deletes `token` and `PEXPIRE`s to the retention only if `token`
-//! is still the caller's and `resp` is absent; `release` `DEL`s the key under the same
-//! condition. Redis evicting keys under `maxmemory` breaks rule 5: use a `noeviction` (or
-//! `volatile-*` with care) policy, and say so in the store's docs.
+//! [`IdempotencyStore`]: the contract every idempotency store keeps, and its vocabulary.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -98,7 +12,95 @@ use crate::{
 /// A boxed, `Send` future: what this trait's methods return (rampart-core's).
 pub use rampart_core::BoxFuture;
 
-/// Keeps leases and stored responses. See the [module docs](self) for the contract.
+/// Keeps leases and stored responses.
+///
+/// [`IdempotencyStore`]: where leases and stored responses live, and the types its methods
+/// speak ([`StoreKey`], [`Lease`], [`Begin`], [`StoreError`]).
+///
+/// A store is used through `Arc<dyn IdempotencyStore>`, so that one layer type works with the
+/// in-memory store ([`MemoryStore`](crate::MemoryStore)) and a shared one (Redis, in
+/// `rampart-redis`) picked at run time. Its methods return boxed futures for that reason.
+///
+/// # The lifecycle of an entry
+///
+/// ```text
+///               begin (no entry)                 complete (token matches)
+///   (absent) ───────────────────▶ IN FLIGHT ───────────────────────────────▶ COMPLETED
+///      ▲                           │   │                                       │
+///      │   release (token matches) │   │ lease TTL passes                      │ retention passes
+///      └───────────────────────────┴───┴───────────────────────────────────────┘
+/// ```
+///
+/// An entry is named by a [`StoreKey`] (the client's key and the caller's scope) and holds the
+/// request's [`Fingerprint`]. While in flight it holds the [`LeaseToken`] of the request that
+/// took the lease, and expires after the lease's TTL; once completed it holds the
+/// [`StoredResponse`] and expires after the retention the layer asks for.
+///
+/// # Round trips
+///
+/// The operations are shaped so that a networked store needs **one** round trip for a replay,
+/// a conflict or a mismatch ([`begin`](IdempotencyStore::begin) alone) and **two** for a first
+/// execution (`begin`, then [`complete`](IdempotencyStore::complete) or
+/// [`release`](IdempotencyStore::release)). Each must be atomic: on Redis, one Lua script per
+/// operation.
+///
+/// # Contract
+///
+/// Every implementation passes the conformance suite (`conformance::run`, feature
+/// `test-util`), which checks each of these:
+///
+/// 1. `begin(key, fp, lease)`, atomically:
+///    - no entry (or an expired one): create an in-flight entry holding `fp` and
+///      `lease.token`, expiring after `lease.ttl`; return [`Begin::Acquired`];
+///    - an entry whose fingerprint is not `fp`: [`Begin::Mismatch`] (whatever its state);
+///    - a completed entry with `fp`: [`Begin::Completed`] with the response exactly as stored
+///      (status, every header value in order, binary values included, body, trailers);
+///    - an in-flight entry with `fp`: [`Begin::InFlight`] with the time left on its lease.
+///
+///    Of any number of concurrent `begin`s on one absent key, exactly one gets `Acquired`.
+/// 2. `complete(key, token, response, retention)`: if the entry is in flight under `token`
+///    (and its lease has not expired), make it completed with `response`, expiring after
+///    `retention`, and return `Ok(true)`. Otherwise change nothing and return `Ok(false)`:
+///    the lease was lost (it expired, and maybe another request took it).
+/// 3. `release(key, token)`: if the entry is in flight under `token`, remove it and return
+///    `Ok(true)`; otherwise change nothing and return `Ok(false)`. A completed entry is never
+///    removed by `release`.
+/// 4. Entries of different [`StoreKey`]s never affect each other (keys are compared byte for
+///    byte: [`StoreKey::as_str`]).
+/// 5. A store that cannot take a new entry without dropping an in-flight one returns
+///    [`StoreErrorKind::Full`]; it never drops an in-flight entry to make room (that would
+///    let a concurrent retry run the request a second time). Dropping completed entries
+///    before their retention ends is allowed, but must be documented (the memory store does
+///    it, oldest first, when full).
+///
+/// TTLs are kept to the millisecond at least. Stores keep time with their own clock (the
+/// memory store with an injected [`Clock`](rampart_core::clock::Clock), Redis with the
+/// server's).
+///
+/// # Implementing it on Redis
+///
+/// One hash per entry, at a key made of a prefix and [`StoreKey::as_str`]: fields `fp`
+/// (the fingerprint's 32 bytes, or [`Fingerprint::to_hex`]), `token`
+/// ([`LeaseToken::to_hex`]) while in flight, `resp` ([`StoredResponse::encode`]) once
+/// completed; the entry's lifetime is the key's `PEXPIRE`. `begin` is one script:
+///
+/// ```lua
+/// -- KEYS[1] entry; ARGV[1] fp, ARGV[2] token, ARGV[3] lease ms
+/// local e = redis.call('HMGET', KEYS[1], 'fp', 'resp')
+/// if not e[1] then
+///   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'token', ARGV[2])
+///   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+///   return {'acquired'}
+/// end
+/// if e[1] ~= ARGV[1] then return {'mismatch'} end
+/// if e[2] then return {'completed', e[2]} end
+/// return {'in_flight', redis.call('PTTL', KEYS[1])}
+/// ```
+///
+/// `complete` sets `resp`, deletes `token` and `PEXPIRE`s to the retention only if `token`
+/// is still the caller's and `resp` is absent; `release` `DEL`s the key under the same
+/// condition. Redis evicting keys under `maxmemory` breaks rule 5: use a `noeviction` (or
+/// `volatile-*` with care) policy, and say so in the store's docs.
 pub trait IdempotencyStore: Send + Sync + fmt::Debug + 'static {
     /// A short description for logs and errors, e.g. `memory(10000 entries)` or
     /// `redis://cache:6379/0`. Never holds a password.

@@ -496,7 +496,7 @@ async fn every_outcome_is_counted() {
     svc.clone().oneshot(post(None, "a")).await.unwrap();
     let get = |outcome: &str| {
         recorder.get(&format!(
-            "rampart_idempotency_requests_total{{layer=charges,outcome={outcome}}}"
+            "rampart_idempotency_requests_total{{name=charges,outcome={outcome}}}"
         ))
     };
     assert_eq!(get("executed"), 1);

@@ -324,15 +324,23 @@ where
                     target: "rampart::retry",
                     attempts, reason = reason.as_str(), "giving up"
                 );
-                metrics::counter!("rampart_retry_give_ups_total", "reason" => reason.as_str())
-                    .increment(1);
+                metrics::counter!(
+                    "rampart_retry_give_ups_total",
+                    rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone(),
+                    "reason" => reason.as_str()
+                )
+                .increment(1);
                 return self.finish(result, attempts, reason);
             };
             tracing::debug!(
                 target: "rampart::retry",
                 attempt = attempts, ?after, ?server_delay, "retrying"
             );
-            metrics::counter!("rampart_retry_retries_total").increment(1);
+            metrics::counter!(
+                "rampart_retry_retries_total",
+                rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone()
+            )
+            .increment(1);
             // Let go of the failed attempt (its connection) before waiting.
             drop(result);
             tokio::time::sleep(after).await;

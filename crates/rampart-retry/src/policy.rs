@@ -156,6 +156,7 @@ pub enum Decision {
 /// The retry limits. Build with [`RetryPolicy::builder`].
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
+    name: std::sync::Arc<str>,
     max_attempts: u32,
     backoff: Backoff,
     budget: Option<RetryBudget>,
@@ -170,6 +171,7 @@ impl RetryPolicy {
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             policy: RetryPolicy {
+                name: std::sync::Arc::from("default"),
                 max_attempts: 3,
                 backoff: Backoff::default(),
                 budget: None,
@@ -178,6 +180,11 @@ impl RetryPolicy {
                 max_server_delay: Duration::from_secs(30),
             },
         }
+    }
+
+    /// The name, from [`RetryPolicyBuilder::name`].
+    pub fn name(&self) -> &std::sync::Arc<str> {
+        &self.name
     }
 
     /// The budget, if any; the adapter [deposits](RetryBudget::deposit) each new request.
@@ -259,6 +266,13 @@ pub struct RetryPolicyBuilder {
 }
 
 impl RetryPolicyBuilder {
+    /// The name in tracing events and the `name` label of the retry metrics (default
+    /// `"default"`).
+    pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.policy.name = name.into();
+        self
+    }
+
     /// The most attempts per request, the first included (1..=100; default 3).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.policy.max_attempts = n;

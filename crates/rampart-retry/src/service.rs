@@ -222,7 +222,11 @@ where
                     target: "rampart::retry",
                     attempt = self.attempts, ?after, ?server_delay, "retrying"
                 );
-                metrics::counter!("rampart_retry_retries_total").increment(1);
+                metrics::counter!(
+                    "rampart_retry_retries_total",
+                    rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone()
+                )
+                .increment(1);
                 self.previous_nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
                 Next::Wait(after)
             }
@@ -231,8 +235,12 @@ where
                     target: "rampart::retry",
                     attempts = self.attempts, reason = reason.as_str(), "giving up"
                 );
-                metrics::counter!("rampart_retry_give_ups_total", "reason" => reason.as_str())
-                    .increment(1);
+                metrics::counter!(
+                    "rampart_retry_give_ups_total",
+                    rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone(),
+                    "reason" => reason.as_str()
+                )
+                .increment(1);
                 Next::Done(self.finish(result, reason))
             }
         }

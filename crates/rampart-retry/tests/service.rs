@@ -195,19 +195,29 @@ fn metrics_count_retries_and_give_ups_by_reason() {
             .unwrap();
         rt.block_on(async {
             let layer = RetryLayer::builder()
+                .name("inventory")
                 .max_attempts(3)
                 .backoff(no_jitter())
                 .layer()
                 .unwrap();
             let (svc, _) = flaky(u32::MAX);
             let _ = layer.layer(svc).oneshot(1).await;
+            // An unnamed layer is `default`.
+            let (svc, _) = flaky(u32::MAX);
+            let unnamed = RetryLayer::builder()
+                .max_attempts(2)
+                .backoff(no_jitter())
+                .layer()
+                .unwrap();
+            let _ = unnamed.layer(svc).oneshot(1).await;
         });
     });
-    assert_eq!(store.get("rampart_retry_retries_total{}"), 2);
+    assert_eq!(store.get("rampart_retry_retries_total{name=inventory}"), 2);
     assert_eq!(
-        store.get("rampart_retry_give_ups_total{reason=attempts_exhausted}"),
+        store.get("rampart_retry_give_ups_total{name=inventory,reason=attempts_exhausted}"),
         1
     );
+    assert_eq!(store.get("rampart_retry_retries_total{name=default}"), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -22,6 +22,8 @@ impl fmt::Debug for TimeoutConfig {
 }
 
 pub(crate) struct Config {
+    /// The `name` label of the layer's metrics.
+    pub(crate) name: &'static str,
     /// Sorted by name, for a binary search; a handful of classes.
     pub(crate) classes: Vec<(&'static str, Duration)>,
     pub(crate) default: (&'static str, Duration),
@@ -44,6 +46,7 @@ impl Config {
 /// [`TimeoutLayer::builder`](crate::TimeoutLayer::builder); [`build`](Self::build) checks it and
 /// returns a [`TimeoutConfig`], [`layer`](Self::layer) the layer.
 pub struct TimeoutConfigBuilder {
+    name: &'static str,
     classes: Vec<(&'static str, Duration)>,
     default: &'static str,
     classify: Box<dyn ClassifyOperation>,
@@ -68,6 +71,7 @@ impl TimeoutConfigBuilder {
     /// `upload` 120 s, `long_poll` 300 s.
     pub(crate) fn new() -> Self {
         Self {
+            name: "default",
             classes: vec![
                 ("connect", Duration::from_secs(5)),
                 ("request", Duration::from_secs(30)),
@@ -79,6 +83,14 @@ impl TimeoutConfigBuilder {
             send_grpc_timeout: false,
             honour_grpc_timeout: true,
         }
+    }
+
+    /// The name in tracing events and the `name` label of the layer's metrics (default
+    /// `"default"`); a `&'static str`, as the class names are, so that a timeout costs no
+    /// allocation.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// Sets (or adds) class `name`'s timeout.
@@ -96,7 +108,7 @@ impl TimeoutConfigBuilder {
         self
     }
 
-    /// Names each request's class (by default [`default_classify`]: the [`OperationClass`]
+    /// Names each request's class (by default [`default_classify`]: the [`OperationClass`](crate::OperationClass)
     /// extension, else `request`).
     pub fn classify(mut self, classify: impl ClassifyOperation) -> Self {
         self.classify = Box::new(classify);
@@ -147,6 +159,7 @@ impl TimeoutConfigBuilder {
         };
         self.classes.sort_by(|a, b| a.0.cmp(b.0));
         Ok(TimeoutConfig(Arc::new(Config {
+            name: self.name,
             classes: self.classes,
             default,
             classify: self.classify,

@@ -11,18 +11,30 @@ pub type TimeoutError<E> = PolicyError<DeadlineExceeded, E>;
 /// The call's deadline passed before the response came; the inner call was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeadlineExceeded {
+    name: &'static str,
     class: &'static str,
     timeout: Duration,
     inherited: bool,
 }
 
 impl DeadlineExceeded {
-    pub(crate) const fn new(class: &'static str, timeout: Duration, inherited: bool) -> Self {
+    pub(crate) const fn new(
+        name: &'static str,
+        class: &'static str,
+        timeout: Duration,
+        inherited: bool,
+    ) -> Self {
         Self {
+            name,
             class,
             timeout,
             inherited,
         }
+    }
+
+    /// The name of the layer that timed the call out ([`TimeoutConfigBuilder::name`](crate::TimeoutConfigBuilder::name)).
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The request's operation class.

@@ -59,6 +59,11 @@
 //! sent as `grpc-timeout`, so a gRPC server stops working on a call its client has given up
 //! on; and a server-side layer honours a `grpc-timeout` it receives, if it is tighter.
 //!
+//! # Metrics
+//!
+//! `rampart_timeout_elapsed_total{name, class}`: calls timed out, by the layer's
+//! [`name`](TimeoutConfigBuilder::name) and the operation class.
+//!
 //! # Errors
 //!
 //! Expiry is a [`DeadlineExceeded`] (as `PolicyError::Rejected`): it names the class and the

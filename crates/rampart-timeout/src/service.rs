@@ -95,7 +95,7 @@ where
         {
             req.headers_mut().insert(GRPC_TIMEOUT, v);
         }
-        let error = DeadlineExceeded::new(class, timeout, deadline != own);
+        let error = DeadlineExceeded::new(config.name, class, timeout, deadline != own);
         if deadline.has_passed() {
             // Already late (an outer deadline passed): the inner service is not called.
             return ResponseFuture {
@@ -176,6 +176,11 @@ fn elapsed<E>(error: DeadlineExceeded) -> TimeoutError<E> {
         class = error.class(), timeout = ?error.timeout(), inherited = error.inherited(),
         "deadline exceeded"
     );
-    metrics::counter!("rampart_timeout_elapsed_total", "class" => error.class()).increment(1);
+    metrics::counter!(
+        "rampart_timeout_elapsed_total",
+        rampart_core::registry::INSTANCE_LABEL => error.name(),
+        "class" => error.class()
+    )
+    .increment(1);
     PolicyError::Rejected(error)
 }

@@ -190,3 +190,35 @@ fn bad_configuration_names_the_field() {
         .unwrap_err();
     assert_eq!(err.field(), "default_class");
 }
+
+#[test]
+fn a_timeout_is_counted_under_the_layers_name_and_class() {
+    let store = rampart_core::testing::MetricsRecorder::default();
+    metrics::with_local_recorder(&store, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let layer = TimeoutLayer::builder()
+                .name("inventory")
+                .class("request", Duration::from_secs(1))
+                .layer()
+                .unwrap();
+            let err = layer
+                .layer(upstream(Duration::from_secs(2), Seen::default()))
+                .oneshot(http::Request::new(()))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.rejection().map(DeadlineExceeded::name),
+                Some("inventory")
+            );
+        });
+    });
+    assert_eq!(
+        store.get("rampart_timeout_elapsed_total{class=request,name=inventory}"),
+        1
+    );
+}

@@ -104,7 +104,7 @@ impl Core {
         Self::new(cfg, name, None)
     }
 
-    /// A bulkhead called `name` in logs; its metric series are labelled `bulkhead` (the
+    /// A bulkhead called `name` in logs; its metric series are labelled `name` (the
     /// layer's name) and, for a partition, `key`.
     pub(crate) fn new(cfg: &BulkheadConfig, name: Arc<str>, key: Option<Arc<str>>) -> Arc<Self> {
         let n = cfg.classes.len();
@@ -119,7 +119,10 @@ impl Core {
             .iter()
             .map(|c| {
                 let mut labels = vec![
-                    metrics::Label::new("bulkhead", cfg.name().to_owned()),
+                    metrics::Label::new(
+                        rampart_core::registry::INSTANCE_LABEL,
+                        cfg.name().to_owned(),
+                    ),
                     metrics::Label::new("class", c.name.to_string()),
                 ];
                 if let Some(key) = &key {

@@ -1,5 +1,7 @@
 //! What the breaker tells the world: metric series, transition events, and [`Stats`].
 
+use rampart_core::registry::INSTANCE_LABEL;
+
 use super::*;
 
 #[derive(Debug)]
@@ -18,7 +20,10 @@ pub(super) fn metric_labels(
     labels: &MetricLabels,
     extra: Option<(&'static str, &'static str)>,
 ) -> Vec<metrics::Label> {
-    let mut out = vec![metrics::Label::new("breaker", labels.breaker.to_string())];
+    let mut out = vec![metrics::Label::new(
+        INSTANCE_LABEL,
+        labels.breaker.to_string(),
+    )];
     if let Some(key) = &labels.key {
         out.push(metrics::Label::new("key", key.to_string()));
     }

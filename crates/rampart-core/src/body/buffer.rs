@@ -139,7 +139,7 @@ where
     }
 }
 
-/// Reads a body into memory up to a limit: the reading step of [`BufferFuture`], for any
+/// Reads a body into memory up to a limit: the reading step of rampart-retry's `BufferFuture`, for any
 /// future that must hold a request's body before calling on.
 pub struct ReadBody<B> {
     body: Option<B>,

@@ -383,7 +383,7 @@ pub struct Target {
     #[serde(default)]
     pub body: RecordedBody,
     /// Query values were masked in [`uri`](Self::uri) (see the layer's
-    /// [`keep_query`](crate::Builder::keep_query)): the URI is not the one sent, and the
+    /// [`keep_query`](crate::DeadLetterBuilder::keep_query)): the URI is not the one sent, and the
     /// request cannot be resent as it was.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub query_redacted: bool,

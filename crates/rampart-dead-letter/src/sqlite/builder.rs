@@ -57,7 +57,7 @@ impl SqliteStoreBuilder {
     /// Whether a commit is `fsync`ed before it is acknowledged (`PRAGMA synchronous=FULL`),
     /// the default; `false` is `PRAGMA synchronous=NORMAL`, which survives a crash of the
     /// process but may lose the last commits in a crash of the machine. See
-    /// [Durability](self#durability).
+    /// [Durability](super#durability).
     pub fn synchronous(mut self, on: bool) -> Self {
         self.synchronous = on;
         self
