@@ -3,8 +3,8 @@
 //!
 //! The stack is [`stack`]'s, with gRPC's classifier and hints: the retry layer
 //! retries `UNAVAILABLE`, `RESOURCE_EXHAUSTED` and the like (from `grpc-status` in the head or
-//! the trailers) and honours `grpc-retry-pushback-ms`; the dead-letter layer judges a response
-//! by its `grpc-status` head ([`grpc_response_kind`]).
+//! the trailers) and honours `grpc-retry-pushback-ms`; the dead-letter layer's default
+//! classifier judges a gRPC answer by its `grpc-status`, in the head or the trailers.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use rampart::{
     ServiceBuilderExt,
     circuit_breaker::Transition,
     core::{classify::GrpcClassifier, error::BoxError},
-    dead_letter::{DeadLetterLayer, DeadLetterStore, kind::grpc_response_kind},
+    dead_letter::{DeadLetterLayer, DeadLetterStore},
     idempotency::IdempotencyKeyLayer,
     retry::{hints::GrpcHints, replay::HttpReplay},
     timeout::TimeoutLayer,
@@ -151,7 +151,6 @@ pub fn client(
         .layer(IdempotencyKeyLayer::new())
         .dead_letter(
             DeadLetterLayer::builder("orders-grpc-client", store)
-                .response_kind(grpc_response_kind)
                 .base_uri(origin)
                 .build()?,
         )

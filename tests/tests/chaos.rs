@@ -238,13 +238,13 @@ impl Harness {
         let plain: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
             .http2_only(self.grpc)
             .build_http();
-        let mut redrive = Redrive::builder(self.store.clone(), plain)
+        // The default classifier judges gRPC answers by their `grpc-status`, HTTP ones by
+        // their status.
+        let redrive = Redrive::builder(self.store.clone(), plain)
             .concurrency(8)
-            .max_redrives(10);
-        if self.grpc {
-            redrive = redrive.response_kind(rampart::dead_letter::kind::grpc_response_kind);
-        }
-        let redrive = redrive.build().unwrap();
+            .max_redrives(10)
+            .build()
+            .unwrap();
         for _ in 0..10 {
             if redrive.all(|_| {}).await.unwrap().failed == 0 {
                 break;

@@ -12,8 +12,10 @@
 //! `rampart_dead_letter_park_failures_total` and in the layer's
 //! [`WriteFailures`](crate::WriteFailures)); it needs a tokio runtime (without one, it is
 //! logged and not parked); a caller that drops the body before its end parks nothing (it gave
-//! up on the answer). Only gRPC responses whose head has no `grpc-status` are watched; every
-//! other body passes through with no work.
+//! up on the answer). Only answers whose head the layer's classifier defers to the trailers
+//! are watched (with the default [`DeadLetterClassifier`](crate::kind::DeadLetterClassifier):
+//! gRPC answers with no `grpc-status` in their head); every other body passes through with no
+//! work.
 
 use std::{
     pin::Pin,
@@ -100,11 +102,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if this.watch.is_some() {
+        if let Some(watch) = this.watch.as_ref() {
+            let classifier = &*watch.shared.classifier;
             let failure = match &frame {
                 Some(Ok(f)) => f
                     .trailers_ref()
-                    .map(|t| crate::kind::grpc_trailers_failure(StatusCode::OK, t)),
+                    .map(|t| crate::kind::trailers_failure(classifier, StatusCode::OK, Some(t))),
                 Some(Err(e)) => Some(Some(Failure {
                     kind: FailureKind::Transient,
                     status: Some(200),
@@ -113,9 +116,10 @@ where
                             .into_owned(),
                     ],
                 })),
-                None => Some(crate::kind::grpc_trailers_failure(
+                None => Some(crate::kind::trailers_failure(
+                    classifier,
                     StatusCode::OK,
-                    &http::HeaderMap::new(),
+                    None,
                 )),
             };
             // The end of the stream (trailers, an error, or the end): judged once.

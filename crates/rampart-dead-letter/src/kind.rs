@@ -1,98 +1,137 @@
-//! Which failures are parked: how a final response or error becomes a [`FailureKind`], and
-//! the set of kinds a layer parks ([`ParkOn`]).
+//! Which failures are parked: how a final response ([`DeadLetterClassifier`], or any
+//! [`ClassifyResponse`]) or error ([`error_kind`]) becomes a [`FailureKind`], and the set of
+//! kinds a layer parks ([`ParkOn`]).
 
 use std::error::Error;
 
 use http::StatusCode;
 use rampart_core::{
+    classify::{
+        ClassifyResponse, FailureKind as CoreKind, GrpcClassifier, GrpcCode, HttpClassifier,
+        Outcome, is_grpc,
+    },
     error::find,
     rejection::{Rejected, RejectionKind},
 };
 
 use crate::record::{Failure, FailureKind};
 
-/// A final response's kind: `5xx`, `408` and `429` are transient failures, other `4xx` are
-/// fatal, anything else is not a failure.
+/// The default classifier of the dead-letter layer and of [`Redrive`](crate::Redrive):
+/// HTTP rules for an HTTP answer, gRPC rules for a gRPC one (`content-type:
+/// application/grpc…`), both tuned for *final* failures rather than for retries:
 ///
-/// A final `500` is parked (the server may recover); a `400` is not by default (the same
-/// request will be refused again).
-pub fn status_kind(status: StatusCode) -> Option<FailureKind> {
-    match status.as_u16() {
-        408 | 429 | 500..=599 => Some(FailureKind::Transient),
-        400..=499 => Some(FailureKind::Fatal),
-        _ => None,
+/// | answer | outcome | parked by default |
+/// |---|---|---|
+/// | `5xx`, `408`, `429` | transient failure | yes (the server may recover: redrive later) |
+/// | other `4xx` | fatal failure | no (the same request will be refused again) |
+/// | gRPC `UNKNOWN`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS` | transient failure | yes |
+/// | any other gRPC code but `OK` (`INVALID_ARGUMENT`, `NOT_FOUND`, `PERMISSION_DENIED`, …) | fatal failure | no |
+/// | a gRPC answer with no `grpc-status` in its head | judged by its trailers, when its body ends (no `grpc-status` there either: `UNKNOWN`) | as above |
+///
+/// Give the layer another [`ClassifyResponse`] with
+/// [`classifier`](crate::DeadLetterBuilder::classifier): rampart-core's [`HttpClassifier`] or
+/// [`GrpcClassifier`] (with their retry-oriented defaults, a `500` is *fatal*, so not parked
+/// unless [`ParkOn`] says so), one built from them, or your own.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterClassifier {
+    http: HttpClassifier,
+    grpc: GrpcClassifier,
+}
+
+impl Default for DeadLetterClassifier {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// A final gRPC response's kind, from its head: a `grpc-status` header (a trailers-only
-/// response, which is how a gRPC server answers a call that fails before any message) other
-/// than `0` is a failure: `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `ABORTED`, `UNKNOWN`,
-/// `INTERNAL` and `DATA_LOSS` are transient, `DEADLINE_EXCEEDED` is a timeout, the rest
-/// (`INVALID_ARGUMENT`, `NOT_FOUND`, `PERMISSION_DENIED`, …) fatal. Without one, the HTTP status
-/// decides ([`status_kind`]).
-///
-/// This judges the head. A failure whose `grpc-status` arrives only in the trailers, after
-/// messages, is seen by the response body instead ([`DeadLetterBody`](crate::DeadLetterBody)),
-/// which parks the request in the background once the trailers come.
-pub fn grpc_response_kind(status: StatusCode, headers: &http::HeaderMap) -> Option<FailureKind> {
-    let Some(code) = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u16>().ok())
-    else {
-        return status_kind(status);
-    };
-    match code {
-        0 => None,
-        4 => Some(FailureKind::Timeout),
-        2 | 8 | 10 | 13 | 14 | 15 => Some(FailureKind::Transient),
-        _ => Some(FailureKind::Fatal),
+impl DeadLetterClassifier {
+    /// The defaults (see the type's docs).
+    pub fn new() -> Self {
+        let http = HttpClassifier::builder()
+            .failure_statuses([400..=599])
+            .transient_statuses([408..=408, 429..=429, 500..=599])
+            .ignored_statuses([])
+            .build();
+        let grpc = GrpcClassifier::builder()
+            .failure_codes(GrpcCode::all().into_iter().filter(|c| *c != GrpcCode::Ok))
+            .transient_codes([
+                GrpcCode::Unknown,
+                GrpcCode::DeadlineExceeded,
+                GrpcCode::ResourceExhausted,
+                GrpcCode::Aborted,
+                GrpcCode::Internal,
+                GrpcCode::Unavailable,
+                GrpcCode::DataLoss,
+            ])
+            .build();
+        match (http, grpc) {
+            (Ok(http), Ok(grpc)) => Self { http, grpc },
+            (Err(e), _) | (_, Err(e)) => unreachable!("the defaults are valid: {e}"),
+        }
+    }
+
+    /// Judges HTTP answers with `http` instead.
+    pub fn http(mut self, http: HttpClassifier) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Judges gRPC answers with `grpc` instead.
+    pub fn grpc(mut self, grpc: GrpcClassifier) -> Self {
+        self.grpc = grpc;
+        self
     }
 }
 
-/// `true` for a gRPC response (`content-type: application/grpc…`).
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
+impl ClassifyResponse for DeadLetterClassifier {
+    fn outcome_of_head(&self, status: StatusCode, headers: &http::HeaderMap) -> Option<Outcome> {
+        if is_grpc(headers) {
+            self.grpc.outcome_of_head(status, headers)
+        } else {
+            self.http.outcome_of_head(status, headers)
+        }
+    }
+
+    fn outcome_of_trailers(
+        &self,
+        status: StatusCode,
+        trailers: Option<&http::HeaderMap>,
+    ) -> Outcome {
+        // Only a gRPC answer defers to its trailers.
+        self.grpc.outcome_of_trailers(status, trailers)
+    }
 }
 
-/// The failure a gRPC answer's trailers report, if any (no `grpc-status` at all is a failure
-/// too: gRPC clients read it as `UNKNOWN`).
-pub(crate) fn grpc_trailers_failure(
+/// The kind of a failure [`Outcome`]: transient or fatal; `None` for a success or an ignored
+/// answer, which is not parked.
+pub(crate) fn outcome_kind(outcome: Outcome) -> Option<FailureKind> {
+    match outcome {
+        Outcome::Failure(CoreKind::Transient) => Some(FailureKind::Transient),
+        Outcome::Failure(CoreKind::Fatal) => Some(FailureKind::Fatal),
+        Outcome::Success | Outcome::Ignored => None,
+    }
+}
+
+/// The failure a deferred answer's trailers report, if any, judged by `classifier`.
+pub(crate) fn trailers_failure(
+    classifier: &dyn ClassifyResponse,
     status: StatusCode,
-    trailers: &http::HeaderMap,
+    trailers: Option<&http::HeaderMap>,
 ) -> Option<Failure> {
-    let code = trailers.get("grpc-status").and_then(|v| v.to_str().ok());
-    let kind = match code {
-        Some(_) => grpc_response_kind(status, trailers)?,
-        None => FailureKind::Transient,
-    };
+    let kind = outcome_kind(classifier.outcome_of_trailers(status, trailers))?;
+    // The record quotes what the trailers said; the classifier judged it.
+    let code = trailers
+        .and_then(|t| t.get("grpc-status"))
+        .and_then(|v| v.to_str().ok());
     Some(Failure {
         kind,
         status: Some(status.as_u16()),
-        chain: vec![format!(
-            "grpc-status {} in the trailers",
-            code.unwrap_or("missing")
-        )],
+        chain: vec![match (trailers, code) {
+            (_, Some(code)) => format!("grpc-status {code} in the trailers"),
+            (Some(_), None) => "grpc-status missing in the trailers".to_owned(),
+            (None, None) => "the answer ended without trailers".to_owned(),
+        }],
     })
-}
-
-/// Judges a final response: by its status alone, or by its head.
-#[derive(Clone, Copy)]
-pub(crate) enum Judge {
-    Status(fn(StatusCode) -> Option<FailureKind>),
-    Head(fn(StatusCode, &http::HeaderMap) -> Option<FailureKind>),
-}
-
-impl Judge {
-    pub(crate) fn kind(self, status: StatusCode, headers: &http::HeaderMap) -> Option<FailureKind> {
-        match self {
-            Judge::Status(f) => f(status),
-            Judge::Head(f) => f(status, headers),
-        }
-    }
 }
 
 /// A final error's kind, from the error and its sources:
@@ -165,50 +204,63 @@ impl ParkOn {
 mod tests {
     use super::*;
 
-    #[test]
-    fn statuses_map_to_kinds() {
-        assert_eq!(status_kind(StatusCode::OK), None);
-        assert_eq!(status_kind(StatusCode::NOT_MODIFIED), None);
-        assert_eq!(
-            status_kind(StatusCode::INTERNAL_SERVER_ERROR),
-            Some(FailureKind::Transient)
-        );
-        assert_eq!(
-            status_kind(StatusCode::TOO_MANY_REQUESTS),
-            Some(FailureKind::Transient)
-        );
-        assert_eq!(status_kind(StatusCode::NOT_FOUND), Some(FailureKind::Fatal));
+    fn head(status: StatusCode, grpc: Option<&str>) -> Option<FailureKind> {
+        let mut h = http::HeaderMap::new();
+        if let Some(code) = grpc {
+            h.insert("content-type", "application/grpc".parse().unwrap());
+            if !code.is_empty() {
+                h.insert("grpc-status", code.parse().unwrap());
+            }
+        }
+        DeadLetterClassifier::new()
+            .outcome_of_head(status, &h)
+            .and_then(outcome_kind)
     }
 
     #[test]
-    fn grpc_statuses_in_the_head_map_to_kinds() {
-        let head = |code: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert("grpc-status", code.parse().unwrap());
-            h
-        };
-        assert_eq!(grpc_response_kind(StatusCode::OK, &head("0")), None);
+    fn http_statuses_map_to_kinds() {
+        assert_eq!(head(StatusCode::OK, None), None);
+        assert_eq!(head(StatusCode::NOT_MODIFIED, None), None);
         assert_eq!(
-            grpc_response_kind(StatusCode::OK, &head("14")),
+            head(StatusCode::INTERNAL_SERVER_ERROR, None),
             Some(FailureKind::Transient)
         );
         assert_eq!(
-            grpc_response_kind(StatusCode::OK, &head("4")),
-            Some(FailureKind::Timeout)
-        );
-        assert_eq!(
-            grpc_response_kind(StatusCode::OK, &head("3")),
-            Some(FailureKind::Fatal)
-        );
-        // No grpc-status: the HTTP status decides.
-        assert_eq!(
-            grpc_response_kind(StatusCode::OK, &http::HeaderMap::new()),
-            None
-        );
-        assert_eq!(
-            grpc_response_kind(StatusCode::BAD_GATEWAY, &http::HeaderMap::new()),
+            head(StatusCode::TOO_MANY_REQUESTS, None),
             Some(FailureKind::Transient)
         );
+        assert_eq!(head(StatusCode::NOT_FOUND, None), Some(FailureKind::Fatal));
+    }
+
+    #[test]
+    fn grpc_statuses_in_the_head_map_to_kinds_and_a_streaming_answer_defers() {
+        assert_eq!(head(StatusCode::OK, Some("0")), None);
+        assert_eq!(
+            head(StatusCode::OK, Some("14")),
+            Some(FailureKind::Transient)
+        );
+        assert_eq!(
+            head(StatusCode::OK, Some("13")),
+            Some(FailureKind::Transient)
+        );
+        assert_eq!(
+            head(StatusCode::OK, Some("4")),
+            Some(FailureKind::Transient)
+        );
+        assert_eq!(head(StatusCode::OK, Some("3")), Some(FailureKind::Fatal));
+        let mut grpc = http::HeaderMap::new();
+        grpc.insert("content-type", "application/grpc".parse().unwrap());
+        assert_eq!(
+            DeadLetterClassifier::new().outcome_of_head(StatusCode::OK, &grpc),
+            None,
+            "no grpc-status in the head: the trailers will tell"
+        );
+        let c = DeadLetterClassifier::new();
+        let failure = trailers_failure(&c, StatusCode::OK, None).expect("no trailers: UNKNOWN");
+        assert_eq!(failure.kind, FailureKind::Transient);
+        let mut ok = http::HeaderMap::new();
+        ok.insert("grpc-status", "0".parse().unwrap());
+        assert!(trailers_failure(&c, StatusCode::OK, Some(&ok)).is_none());
     }
 
     #[test]

@@ -1,16 +1,15 @@
 //! [`DeadLetterLayer`] and its [`DeadLetterBuilder`]: the stores, which failures are parked, what a
 //! record keeps, and what the caller gets ([`ReturnFailure`] or [`AcceptForLater`]).
 
-use std::{error::Error, fmt, sync::Arc};
+use std::{fmt, sync::Arc};
 
-use http::{HeaderName, StatusCode};
-use rampart_core::{error::ConfigError, redact::QueryPolicy};
+use http::HeaderName;
+use rampart_core::{classify::ClassifyResponse, error::ConfigError, redact::QueryPolicy};
 use tower_layer::Layer;
 
 use crate::{
     answer::{AcceptForLater, ReturnFailure},
-    kind::{Judge, ParkOn, error_kind, status_kind},
-    record::FailureKind,
+    kind::{DeadLetterClassifier, ParkOn},
     service::DeadLetterService,
     shared::Shared,
     store::DeadLetterStore,
@@ -63,10 +62,8 @@ impl DeadLetterLayer {
             query: QueryPolicy::mask_all(),
             max_body: 64 * 1024,
             key_header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
-            judge: Judge::Status(status_kind),
-            error_kind: |e| Some(error_kind(e)),
+            classifier: Arc::new(DeadLetterClassifier::new()),
             base_uri: None,
-            grpc_trailers: true,
         }
     }
 
@@ -123,10 +120,8 @@ pub struct DeadLetterBuilder {
     query: QueryPolicy,
     max_body: usize,
     key_header: HeaderName,
-    judge: Judge,
-    error_kind: fn(&(dyn Error + 'static)) -> Option<FailureKind>,
+    classifier: Arc<dyn ClassifyResponse>,
     base_uri: Option<http::Uri>,
-    grpc_trailers: bool,
 }
 
 impl fmt::Debug for DeadLetterBuilder {
@@ -214,28 +209,34 @@ impl DeadLetterBuilder {
         self
     }
 
-    /// Decides the kind of a final response by its status, `None` for a success; by default
-    /// [`status_kind`].
-    pub fn status_kind(mut self, f: fn(StatusCode) -> Option<FailureKind>) -> Self {
-        self.judge = Judge::Status(f);
-        self
-    }
-
-    /// Decides the kind of a final response by its status and headers, `None` for a success:
-    /// e.g. [`grpc_response_kind`](crate::kind::grpc_response_kind) for a gRPC client, whose
-    /// failures come back as `200` with a `grpc-status` header.
-    pub fn response_kind(
-        mut self,
-        f: fn(StatusCode, &http::HeaderMap) -> Option<FailureKind>,
-    ) -> Self {
-        self.judge = Judge::Head(f);
-        self
-    }
-
-    /// Decides the kind of a final error, `None` to pass it on without parking; by default
-    /// [`error_kind`].
-    pub fn error_kind(mut self, f: fn(&(dyn Error + 'static)) -> Option<FailureKind>) -> Self {
-        self.error_kind = f;
+    /// Judges final answers with `classifier` (by default a [`DeadLetterClassifier`]: HTTP
+    /// and gRPC rules for final failures), as the circuit breaker and the retry take theirs:
+    /// a failure [`Outcome`](rampart_core::classify::Outcome) is parked as
+    /// [`Transient`](crate::FailureKind::Transient) or [`Fatal`](crate::FailureKind::Fatal) (the latter not
+    /// by default: [`park_on`](Self::park_on)); a success or an ignored answer is passed on. An
+    /// answer whose head defers (a gRPC stream, whose status comes in the trailers) is
+    /// watched by its body ([`DeadLetterBody`](crate::DeadLetterBody)) and parked in the
+    /// background if its trailers report a failure.
+    ///
+    /// Errors are not the classifier's: a final error is parked by what it is
+    /// ([`error_kind`](crate::kind::error_kind): an open circuit, a full bulkhead, a timeout,
+    /// anything else transient), filtered by [`park_on`](Self::park_on).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rampart_core::classify::GrpcClassifier;
+    /// use rampart_dead_letter::{DeadLetterLayer, MemoryStore, ParkOn};
+    ///
+    /// // rampart-core's retry-oriented gRPC rules, where INTERNAL is fatal: park fatal ones too.
+    /// let layer = DeadLetterLayer::builder("orders-grpc", Arc::new(MemoryStore::bounded(100).unwrap()))
+    ///     .classifier(GrpcClassifier::new())
+    ///     .park_on(ParkOn::ALL)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn classifier(mut self, classifier: impl ClassifyResponse) -> Self {
+        self.classifier = Arc::new(classifier);
         self
     }
 
@@ -244,14 +245,6 @@ impl DeadLetterBuilder {
     /// `http://orders.internal:50051`), so a redrive (or the CLI) can send it again.
     pub fn base_uri(mut self, base: http::Uri) -> Self {
         self.base_uri = Some(base);
-        self
-    }
-
-    /// Whether a gRPC response whose head has no `grpc-status` is watched for a failure in its
-    /// trailers, and its request parked in the background if one comes (`true` by default):
-    /// see [`DeadLetterBody`](crate::DeadLetterBody).
-    pub fn grpc_trailers(mut self, watch: bool) -> Self {
-        self.grpc_trailers = watch;
         self
     }
 
@@ -287,7 +280,6 @@ impl DeadLetterBuilder {
         Ok(DeadLetterLayer {
             shared: Arc::new(Shared {
                 write_failures: crate::WriteFailures::default(),
-                grpc_trailers: self.grpc_trailers,
                 service: self.service,
                 primary: self.primary,
                 secondary: self.secondary,
@@ -297,8 +289,7 @@ impl DeadLetterBuilder {
                 query: self.query,
                 max_body: self.max_body,
                 key_header: self.key_header,
-                judge: self.judge,
-                error_kind: self.error_kind,
+                classifier: self.classifier,
                 base_uri: self.base_uri,
             }),
             mode: ReturnFailure,

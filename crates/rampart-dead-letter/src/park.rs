@@ -2,7 +2,7 @@
 //!
 //! For adapters that are not tower services (rampart-reqwest's `DeadLetterMiddleware`), so
 //! that they park exactly as [`DeadLetterLayer`] does: the same failure kinds
-//! ([`ParkOn`](crate::ParkOn), the layer's `status_kind` and `error_kind`), the same record
+//! (the layer's classifier and [`ParkOn`](crate::ParkOn)), the same record
 //! (redaction, body limit, idempotency key, attempts), the same stores with the same fallback
 //! to the secondary, and the same errors ([`Parked`], [`ParkFailed`]).
 //!
@@ -85,14 +85,15 @@ impl Parker {
         self.shared.max_body
     }
 
-    /// The kind of a final response with `status`, if the layer parks it (by its
-    /// `status_kind` and [`ParkOn`](crate::ParkOn)); `None` for a response to pass on as it is.
+    /// The kind of a final response with `status` (and no headers), if the layer parks it (by
+    /// its classifier and [`ParkOn`](crate::ParkOn)); `None` for a response to pass on as it is.
     pub fn status_kind(&self, status: StatusCode) -> Option<FailureKind> {
         self.shared.park_response(status, &http::HeaderMap::new())
     }
 
-    /// The kind of a final response with `status` and `headers` (for a layer configured with
-    /// a `response_kind` that reads headers, such as gRPC's), if the layer parks it.
+    /// The kind of a final response with `status` and `headers` (a gRPC answer's status is in
+    /// its headers when it is trailers-only), if the layer parks it; `None` also for an answer
+    /// whose head defers to its trailers.
     pub fn response_kind(
         &self,
         status: StatusCode,
@@ -101,8 +102,9 @@ impl Parker {
         self.shared.park_response(status, headers)
     }
 
-    /// The kind of a final error, if the layer parks it (by its `error_kind` and
-    /// [`ParkOn`](crate::ParkOn)); `None` for an error to pass on as it is.
+    /// The kind of a final error, if the layer parks it (by
+    /// [`error_kind`](crate::kind::error_kind) and [`ParkOn`](crate::ParkOn)); `None` for an
+    /// error to pass on as it is.
     pub fn error_kind(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
         self.shared.park_error(err)
     }

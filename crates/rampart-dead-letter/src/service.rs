@@ -178,13 +178,12 @@ where
                 }
                 StateProj::Calling { fut, snap } => {
                     let failure = match ready!(fut.poll(cx)) {
-                        Ok(res) => match this.shared.park_response(res.status(), res.headers()) {
-                            None => {
-                                // A gRPC answer with no status in its head reports it in the
-                                // trailers: watch them.
-                                let watch = this.shared.grpc_trailers
-                                    && crate::kind::is_grpc(res.headers())
-                                    && !res.headers().contains_key("grpc-status");
+                        Ok(res) => match this.shared.judge_head(res.status(), res.headers()) {
+                            Ok(Some(kind)) => (kind, Final::Response(res)),
+                            outcome => {
+                                // An answer whose head defers (a gRPC stream) reports its
+                                // outcome in the trailers: watch them.
+                                let watch = outcome.is_err();
                                 return Poll::Ready(Ok(match snap.take() {
                                     Some(snap) if watch => {
                                         let shared = this.shared.clone();
@@ -195,7 +194,6 @@ where
                                     _ => res.map(DeadLetterBody::plain),
                                 }));
                             }
-                            Some(kind) => (kind, Final::Response(res)),
                         },
                         Err(e) => {
                             let e: BoxError = e.into();

@@ -9,12 +9,13 @@ use http::{HeaderName, Response, StatusCode};
 use rampart_core::{
     attempt::AttemptCounter,
     body::ReplayBody,
+    classify::ClassifyResponse,
     error::BoxError,
     redact::{QueryPolicy, is_credential_header},
 };
 
 use crate::{
-    kind::{Judge, ParkOn},
+    kind::{ParkOn, error_kind, outcome_kind},
     record::{
         DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, REDACTED, RecordedBody,
         Target,
@@ -37,7 +38,6 @@ pub(crate) struct Kept {
 /// What every service of one layer shares.
 pub(crate) struct Shared {
     pub(crate) write_failures: crate::WriteFailures,
-    pub(crate) grpc_trailers: bool,
     pub(crate) service: String,
     pub(crate) primary: Arc<dyn DeadLetterStore>,
     pub(crate) secondary: Option<Arc<dyn DeadLetterStore>>,
@@ -47,8 +47,7 @@ pub(crate) struct Shared {
     pub(crate) query: QueryPolicy,
     pub(crate) max_body: usize,
     pub(crate) key_header: HeaderName,
-    pub(crate) judge: Judge,
-    pub(crate) error_kind: fn(&(dyn Error + 'static)) -> Option<FailureKind>,
+    pub(crate) classifier: Arc<dyn ClassifyResponse>,
     pub(crate) base_uri: Option<http::Uri>,
 }
 
@@ -102,15 +101,27 @@ pub enum Final<ResB> {
 }
 
 impl Shared {
-    /// The kind of a final response, if it is a failure to park.
+    /// What a final response's head says: `Ok(Some(kind))` for a failure to park, `Ok(None)`
+    /// for an answer to pass on, `Err(())` if only its trailers will tell.
+    pub(crate) fn judge_head(
+        &self,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<FailureKind>, ()> {
+        match self.classifier.outcome_of_head(status, headers) {
+            Some(outcome) => Ok(outcome_kind(outcome).filter(|k| self.park_on.contains(*k))),
+            None => Err(()),
+        }
+    }
+
+    /// The kind of a final response, if it is a failure to park (an answer whose head defers
+    /// to its trailers is not, by its head).
     pub(crate) fn park_response(
         &self,
         status: StatusCode,
         headers: &http::HeaderMap,
     ) -> Option<FailureKind> {
-        self.judge
-            .kind(status, headers)
-            .filter(|k| self.park_on.contains(*k))
+        self.judge_head(status, headers).ok().flatten()
     }
 
     /// The kind of a final error, if it is a failure to park.
@@ -120,7 +131,7 @@ impl Shared {
     }
 
     pub(crate) fn park_error(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
-        (self.error_kind)(err).filter(|k| self.park_on.contains(*k))
+        Some(error_kind(err)).filter(|k| self.park_on.contains(*k))
     }
 
     pub(crate) fn record<ResB>(

@@ -487,10 +487,8 @@ async fn a_grpc_failure_in_the_trailers_is_not_delivered() {
         };
         async move { Ok::<_, Infallible>(rampart_dead_letter::conformance::grpc_answer(code)) }
     });
-    let redrive = Redrive::builder(store.clone(), svc)
-        .response_kind(rampart_dead_letter::kind::grpc_response_kind)
-        .build()
-        .unwrap();
+    // The default classifier judges a gRPC answer by its trailers.
+    let redrive = Redrive::builder(store.clone(), svc).build().unwrap();
     let summary = redrive.all(|_| {}).await.unwrap();
     assert_eq!(summary.delivered, 1, "{summary:?}");
     assert_eq!(summary.failed, 1, "{summary:?}");

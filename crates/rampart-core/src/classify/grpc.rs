@@ -58,6 +58,11 @@ impl GrpcCode {
         GrpcCode::Unauthenticated,
     ];
 
+    /// Every code, `OK` first, in numeric order.
+    pub const fn all() -> [GrpcCode; 17] {
+        Self::ALL
+    }
+
     /// The code for a numeric value; values outside 0..=16 are `Unknown`, as the gRPC spec says.
     pub const fn from_i32(code: i32) -> GrpcCode {
         if code >= 0 && code <= 16 {
@@ -177,17 +182,41 @@ impl GrpcClassifier {
 
     /// The outcome as far as the response head tells it.
     fn head_outcome<B>(&self, res: &Response<B>) -> Option<Outcome> {
-        if res.status() != StatusCode::OK {
-            return Some(self.outcome_of_code(GrpcCode::from_http_status(res.status())));
+        super::ClassifyResponse::outcome_of_head(self, res.status(), res.headers())
+    }
+
+    fn trailers_outcome(&self, trailers: &HeaderMap) -> Outcome {
+        super::ClassifyResponse::outcome_of_trailers(self, StatusCode::OK, Some(trailers))
+    }
+}
+
+/// `true` for a gRPC answer: `content-type: application/grpc…`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// A non-200 HTTP status is the code gRPC maps it to; a trailers-only answer's `grpc-status`
+/// is in its head; otherwise the trailers tell, and a body that ends without a `grpc-status`
+/// is `UNKNOWN`.
+impl super::ClassifyResponse for GrpcClassifier {
+    fn outcome_of_head(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
+        if status != StatusCode::OK {
+            return Some(self.outcome_of_code(GrpcCode::from_http_status(status)));
         }
-        res.headers()
+        headers
             .get("grpc-status")
             .map(|v| self.outcome_of_code(GrpcCode::from_header(v.as_bytes())))
     }
 
-    fn trailers_outcome(&self, trailers: &HeaderMap) -> Outcome {
+    fn outcome_of_trailers(&self, status: StatusCode, trailers: Option<&HeaderMap>) -> Outcome {
+        if status != StatusCode::OK {
+            return self.outcome_of_code(GrpcCode::from_http_status(status));
+        }
         let code = trailers
-            .get("grpc-status")
+            .and_then(|t| t.get("grpc-status"))
             .map_or(GrpcCode::Unknown, |v| GrpcCode::from_header(v.as_bytes()));
         self.outcome_of_code(code)
     }

@@ -126,6 +126,19 @@ impl HttpClassifier {
     }
 }
 
+/// By the status alone: a head always tells.
+impl super::ClassifyResponse for HttpClassifier {
+    #[inline]
+    fn outcome_of_head(&self, status: StatusCode, _: &http::HeaderMap) -> Option<Outcome> {
+        Some(self.outcome_of_status(status))
+    }
+
+    #[inline]
+    fn outcome_of_trailers(&self, status: StatusCode, _: Option<&http::HeaderMap>) -> Outcome {
+        self.outcome_of_status(status)
+    }
+}
+
 impl<B, E> Classify<Response<B>, E> for HttpClassifier
 where
     B: 'static,

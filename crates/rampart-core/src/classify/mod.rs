@@ -36,7 +36,7 @@ mod grpc;
 mod http;
 
 #[cfg(feature = "grpc")]
-pub use self::grpc::{GrpcBody, GrpcClassifier, GrpcClassifierBuilder, GrpcCode};
+pub use self::grpc::{GrpcBody, GrpcClassifier, GrpcClassifierBuilder, GrpcCode, is_grpc};
 #[cfg(feature = "http")]
 pub use self::http::{HttpClassifier, HttpClassifierBuilder};
 
@@ -134,6 +134,47 @@ pub trait Classify<Res, E>: Clone + Send + Sync + 'static {
         &self,
         result: Result<Res, E>,
     ) -> Result<(Outcome, Result<Self::Response<R>, E>), Result<Res, E>>;
+}
+
+/// Judges an HTTP response by its head and, when the head cannot tell, by its trailers: the
+/// response-level half of a [`Classify`], for a layer that sees responses but is not a
+/// classifier's caller in the usual way (the dead-letter layer and its redrive judge final
+/// answers with it).
+///
+/// [`HttpClassifier`] decides from the status alone; [`GrpcClassifier`] (feature `grpc`) from
+/// `grpc-status` in the headers of a trailers-only answer, else from the trailers when the
+/// body ends.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use rampart_core::classify::{ClassifyResponse, GrpcClassifier, HttpClassifier, Outcome};
+///
+/// let http = HttpClassifier::new();
+/// assert_eq!(http.outcome_of_head(StatusCode::BAD_GATEWAY, &HeaderMap::new()), Some(Outcome::TRANSIENT));
+///
+/// let grpc = GrpcClassifier::new();
+/// // A streaming answer: its status comes in the trailers.
+/// assert_eq!(grpc.outcome_of_head(StatusCode::OK, &HeaderMap::new()), None);
+/// let mut trailers = HeaderMap::new();
+/// trailers.insert("grpc-status", "14".parse().unwrap());
+/// assert_eq!(grpc.outcome_of_trailers(StatusCode::OK, Some(&trailers)), Outcome::TRANSIENT);
+/// ```
+#[cfg(feature = "http")]
+pub trait ClassifyResponse: fmt::Debug + Send + Sync + 'static {
+    /// The outcome as far as the head tells it, or `None` if only the trailers will tell.
+    fn outcome_of_head(
+        &self,
+        status: ::http::StatusCode,
+        headers: &::http::HeaderMap,
+    ) -> Option<Outcome>;
+
+    /// The outcome of a response whose head deferred, once its body ended: with its trailers,
+    /// or `None` if it ended without any.
+    fn outcome_of_trailers(
+        &self,
+        status: ::http::StatusCode,
+        trailers: Option<&::http::HeaderMap>,
+    ) -> Outcome;
 }
 
 /// Classifies `Ok` as success and every `Err` as a transient failure.

@@ -7,11 +7,11 @@ use std::{
 };
 
 use http::HeaderName;
-use rampart_core::error::ConfigError;
+use rampart_core::{classify::ClassifyResponse, error::ConfigError};
 
 use super::Redrive;
 use crate::{
-    kind::Judge,
+    kind::DeadLetterClassifier,
     record::{DeadLetter, DeadLetterId},
     store::DeadLetterStore,
 };
@@ -31,7 +31,7 @@ pub struct RedriveBuilder<S> {
     max_redrives: u32,
     key_header: HeaderName,
     on_give_up: Option<AlertFn>,
-    judge: Judge,
+    classifier: Arc<dyn ClassifyResponse>,
     lease: Duration,
     wall_clock: WallClock,
     allow_keyless: bool,
@@ -60,7 +60,7 @@ impl<S> RedriveBuilder<S> {
             max_redrives: 5,
             key_header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
             on_give_up: None,
-            judge: Judge::Status(crate::kind::status_kind),
+            classifier: Arc::new(DeadLetterClassifier::new()),
             lease: DEFAULT_LEASE,
             wall_clock: Arc::new(SystemTime::now),
             allow_keyless: false,
@@ -92,15 +92,12 @@ impl<S> RedriveBuilder<S> {
         self
     }
 
-    /// Judges a redriven request's response by its status and headers instead of its status
-    /// alone, e.g. with [`grpc_response_kind`](crate::kind::grpc_response_kind) for gRPC
-    /// records whose failures come back trailers-only. (A gRPC response whose head has no
-    /// `grpc-status` is read to its trailers and judged by them whatever is set here.)
-    pub fn response_kind(
-        mut self,
-        f: fn(http::StatusCode, &http::HeaderMap) -> Option<crate::FailureKind>,
-    ) -> Self {
-        self.judge = Judge::Head(f);
+    /// Judges a redriven request's answer with `classifier` (by default a
+    /// [`DeadLetterClassifier`], as the layer's): a failure outcome, transient or fatal, is a
+    /// failed redrive; an answer whose head defers (a gRPC stream) is read to its trailers and
+    /// judged by them.
+    pub fn classifier(mut self, classifier: impl ClassifyResponse) -> Self {
+        self.classifier = Arc::new(classifier);
         self
     }
 
@@ -209,7 +206,7 @@ impl<S> RedriveBuilder<S> {
                 max_redrives: self.max_redrives,
                 key_header: self.key_header,
                 on_give_up: self.on_give_up,
-                judge: self.judge,
+                classifier: self.classifier,
                 lease: self.lease,
                 send_timeout: self.lease / 5 * 4,
                 wall_clock: self.wall_clock,
@@ -230,7 +227,7 @@ pub(super) struct Inner {
     pub(super) max_redrives: u32,
     pub(super) key_header: HeaderName,
     pub(super) on_give_up: Option<AlertFn>,
-    pub(super) judge: Judge,
+    pub(super) classifier: Arc<dyn ClassifyResponse>,
     pub(super) lease: Duration,
     pub(super) send_timeout: Duration,
     pub(super) wall_clock: WallClock,

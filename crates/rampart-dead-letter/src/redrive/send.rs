@@ -7,7 +7,7 @@ use std::{future::poll_fn, pin::pin, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use rampart_core::error::BoxError;
+use rampart_core::{classify::ClassifyResponse, error::BoxError};
 use tower::ServiceExt as _;
 use tower_service::Service;
 
@@ -16,7 +16,7 @@ use super::{
     outcome::{Outcome, Skip},
 };
 use crate::{
-    kind::{Judge, error_kind},
+    kind::{error_kind, outcome_kind, trailers_failure},
     record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State},
     store::{StoreError, StoreErrorKind},
 };
@@ -161,7 +161,11 @@ where
     }
     tracing::debug!(target: "rampart::dead_letter", id = %record.id, "redriving");
 
-    let sent = tokio::time::timeout(inner.send_timeout, send(service, request, inner.judge)).await;
+    let sent = tokio::time::timeout(
+        inner.send_timeout,
+        send(service, request, &*inner.classifier),
+    )
+    .await;
     let failure = match sent {
         Ok(Ok((status, None))) => {
             return deliver(&inner, record, status).await.map_err(|e| (e, true));
@@ -204,7 +208,7 @@ where
 async fn send<S, B, ResB>(
     service: S,
     request: Request<B>,
-    judge: Judge,
+    classifier: &dyn ClassifyResponse,
 ) -> Result<(StatusCode, Option<Failure>), BoxError>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
@@ -214,7 +218,8 @@ where
 {
     let res = service.oneshot(request).await.map_err(Into::into)?;
     let status = res.status();
-    if let Some(kind) = judge.kind(status, res.headers()) {
+    let head = classifier.outcome_of_head(status, res.headers());
+    if let Some(kind) = head.and_then(outcome_kind) {
         return Ok((status, Some(Failure::from_status(kind, status))));
     }
     if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
@@ -237,10 +242,10 @@ where
             }),
         ));
     }
-    if !crate::kind::is_grpc(res.headers()) || res.headers().contains_key("grpc-status") {
+    if head.is_some() {
         return Ok((status, None));
     }
-    // A gRPC answer whose head carries no status: the status comes in the trailers, after
+    // An answer whose head defers (a gRPC stream): the outcome comes in the trailers, after
     // the messages. Read (and drop) the messages to get there.
     let mut body = pin!(res.into_body());
     while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
@@ -248,18 +253,11 @@ where
         if let Ok(trailers) = frame.into_trailers() {
             return Ok((
                 status,
-                crate::kind::grpc_trailers_failure(status, &trailers),
+                trailers_failure(classifier, status, Some(&trailers)),
             ));
         }
     }
-    Ok((
-        status,
-        Some(Failure {
-            kind: FailureKind::Transient,
-            status: Some(status.as_u16()),
-            chain: vec!["gRPC response ended without a grpc-status".into()],
-        }),
-    ))
+    Ok((status, trailers_failure(classifier, status, None)))
 }
 
 /// `true` if sending `record` again cannot do its work twice unnoticed: its method is
