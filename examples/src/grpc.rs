@@ -16,7 +16,7 @@ use rampart::{
     core::{classify::GrpcClassifier, error::BoxError},
     dead_letter::{DeadLetterLayer, DeadLetterStore},
     idempotency::IdempotencyKeyLayer,
-    retry::{hints::GrpcHints, replay::HttpReplay},
+    retry::{protocol::GrpcProtocol, replay::HttpReplay},
     timeout::TimeoutLayer,
 };
 use tonic::{
@@ -144,8 +144,8 @@ pub fn client(
     let retry = stack::retry(settings)?
         .classifier(GrpcClassifier::new())
         // Every call carries an idempotency key (the key layer below), so every call may be
-        // sent again: GrpcHints replays keyed calls, and no unkeyed one.
-        .hints(GrpcHints::default())
+        // sent again: GrpcProtocol replays keyed calls, and no unkeyed one.
+        .protocol(GrpcProtocol::default())
         .replay(HttpReplay);
     let svc = ServiceBuilder::new()
         .layer(IdempotencyKeyLayer::new())

@@ -27,7 +27,7 @@ use rampart::{
     retry::{
         RetryLayer,
         backoff::{Backoff, Delays, Jitter},
-        hints::{HttpHints, http_retry_classifier},
+        protocol::{HttpProtocol, http_retry_classifier},
         replay::HttpReplay,
     },
     timeout::TimeoutLayer,
@@ -159,7 +159,7 @@ pub fn client(
     };
     let retry = retry(settings)?
         .classifier(http_retry_classifier())
-        .hints(HttpHints::default())
+        .protocol(HttpProtocol::default())
         .replay(HttpReplay);
     let svc = ServiceBuilder::new()
         .idempotency_keys(IdempotencyKeyLayer::new())

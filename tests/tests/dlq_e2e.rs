@@ -29,7 +29,7 @@ use rampart_idempotency::IdempotencyKeyLayer;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Delays, Jitter},
-    hints::HttpHints,
+    protocol::HttpProtocol,
     replay::HttpReplay,
 };
 use rampart_tests::serve;
@@ -55,7 +55,7 @@ async fn order(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> i
     (StatusCode::CREATED, body)
 }
 
-fn retry() -> RetryLayer<HttpClassifier, HttpHints, HttpReplay> {
+fn retry() -> RetryLayer<HttpClassifier, HttpProtocol, HttpReplay> {
     RetryLayer::builder()
         .max_attempts(2)
         .backoff(
@@ -68,7 +68,7 @@ fn retry() -> RetryLayer<HttpClassifier, HttpHints, HttpReplay> {
         .layer()
         .unwrap()
         .classifier(HttpClassifier::default())
-        .hints(HttpHints::default())
+        .protocol(HttpProtocol::default())
         .replay(HttpReplay)
 }
 

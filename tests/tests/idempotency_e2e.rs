@@ -41,7 +41,7 @@ use rampart_redis::RedisIdempotencyStore;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Delays, Jitter},
-    hints::{HttpHints, RetryInfo, http_retry_classifier},
+    protocol::{HttpProtocol, RetryInfo, http_retry_classifier},
     replay::{BufferBodyLayer, HttpReplay, ReplayBody},
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -202,7 +202,7 @@ fn client_stack() -> impl Service<
         .layer()
         .unwrap()
         .classifier(http_retry_classifier())
-        .hints(HttpHints::default())
+        .protocol(HttpProtocol::default())
         .replay(HttpReplay);
     ServiceBuilder::new()
         .layer(IdempotencyKeyLayer::new())

@@ -35,8 +35,8 @@ use rampart_idempotency::IdempotencyKeyLayer;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Delays, Jitter},
-    hints::HttpHints,
     policy::GiveUp,
+    protocol::HttpProtocol,
     replay::{BufferBodyLayer, HttpReplay, ReplayBody},
 };
 use rampart_tests::serve;
@@ -64,7 +64,7 @@ fn client() -> HttpClient {
         .build_http()
 }
 
-fn retry() -> RetryLayer<HttpClassifier, HttpHints, HttpReplay> {
+fn retry() -> RetryLayer<HttpClassifier, HttpProtocol, HttpReplay> {
     RetryLayer::builder()
         .max_attempts(4)
         .backoff(
@@ -77,7 +77,7 @@ fn retry() -> RetryLayer<HttpClassifier, HttpHints, HttpReplay> {
         .layer()
         .unwrap()
         .classifier(HttpClassifier::default())
-        .hints(HttpHints::default())
+        .protocol(HttpProtocol::default())
         .replay(HttpReplay)
 }
 

@@ -55,11 +55,11 @@ impl ReqwestClassifier {
         }
     }
 
-    /// rampart-retry's [`http_retry_classifier`](rampart_retry::hints::http_retry_classifier)
+    /// rampart-retry's [`http_retry_classifier`](rampart_retry::protocol::http_retry_classifier)
     /// (the defaults plus `409` transient), and rampart rejections transient: for the retry.
     pub fn for_retry() -> Self {
         Self {
-            statuses: rampart_retry::hints::http_retry_classifier(),
+            statuses: rampart_retry::protocol::http_retry_classifier(),
             rejections: Outcome::TRANSIENT,
         }
     }

@@ -15,8 +15,8 @@ use rampart_core::{
 use rampart_idempotency::{KeyKind, MakeKey};
 use rampart_retry::{
     LastError, RetryError,
-    hints::{HttpHints, RetryInfo, ServerHint},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
+    protocol::{HttpProtocol, RetryInfo, ServerHint},
 };
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
@@ -83,7 +83,7 @@ pub struct RetryMiddleware<C = ReqwestClassifier, M = KeyKind> {
     policy: Arc<RetryPolicy>,
     classifier: C,
     key_header: HeaderName,
-    hints: HttpHints,
+    hints: HttpProtocol,
     keys: Option<Keys<M>>,
 }
 
@@ -124,7 +124,7 @@ impl RetryMiddleware {
         Self {
             policy: Arc::new(policy),
             classifier: ReqwestClassifier::for_retry(),
-            hints: HttpHints::default().key_header(key_header.clone()),
+            hints: HttpProtocol::default().key_header(key_header.clone()),
             key_header,
             keys: Some(Keys {
                 methods: Arc::from([Method::POST, Method::PATCH]),
@@ -179,7 +179,7 @@ impl<C, M> RetryMiddleware<C, M> {
     /// Uses the header `name` for keys instead of `Idempotency-Key` (for the ones it makes,
     /// and to recognise the caller's).
     pub fn key_header(mut self, name: HeaderName) -> Self {
-        self.hints = HttpHints::default().key_header(name.clone());
+        self.hints = HttpProtocol::default().key_header(name.clone());
         self.key_header = name;
         self
     }
@@ -394,7 +394,7 @@ where
 /// What the server (or a breaker further in) asked for about the next attempt.
 fn server_hint(result: Result<&Response, &Error>) -> ServerHint {
     match result {
-        Ok(res) => HttpHints::server_hint_of(res.headers()),
+        Ok(res) => HttpProtocol::server_hint_of(res.headers()),
         // Retrying before an open breaker lets probes through only fails again.
         Err(e) => find::<CircuitOpen>(e)
             .and_then(CircuitOpen::retry_after)

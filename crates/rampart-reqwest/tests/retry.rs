@@ -13,8 +13,8 @@ use rampart_reqwest::{RetryMiddleware, find};
 use rampart_retry::{
     RetryError,
     backoff::{Backoff, Delays, Jitter},
-    hints::RetryInfo,
     policy::{GiveUp, RetryPolicy},
+    protocol::RetryInfo,
 };
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 

@@ -6,8 +6,8 @@ use rampart_core::{classify::ResultClassifier, error::ConfigError};
 use tower_layer::Layer;
 
 use crate::{
-    hints::{NoHints, NoHook},
     policy::{RetryPolicy, RetryPolicyBuilder},
+    protocol::{NoHook, PlainProtocol},
     replay::ByClone,
     service::Retry,
 };
@@ -16,8 +16,9 @@ use crate::{
 ///
 /// The policy (and its budget) lives behind an `Arc`: every service the layer makes shares it.
 /// `C` classifies outcomes (transient failures are retried, fatal ones and successes are not);
-/// `H` reads the protocol's hints ([`NoHints`] by default; `HttpHints` for HTTP).
-pub struct RetryLayer<C = ResultClassifier, H = NoHints, R = ByClone, A = NoHook> {
+/// `H` is the protocol's rules for retrying ([`PlainProtocol`] by default; `HttpProtocol` for
+/// HTTP).
+pub struct RetryLayer<C = ResultClassifier, H = PlainProtocol, R = ByClone, A = NoHook> {
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
@@ -51,7 +52,7 @@ impl RetryLayer {
         Self {
             policy: Arc::new(policy),
             classifier: ResultClassifier,
-            hints: NoHints,
+            hints: PlainProtocol,
             replay: ByClone,
             hook: NoHook,
         }
@@ -75,12 +76,13 @@ impl<C, H, R, A> RetryLayer<C, H, R, A> {
         }
     }
 
-    /// Reads the protocol's hints with `hints` (e.g. `HttpHints`).
-    pub fn hints<H2>(self, hints: H2) -> RetryLayer<C, H2, R, A> {
+    /// Follows `protocol`'s rules on what may be replayed and what the server asked (e.g.
+    /// `HttpProtocol`).
+    pub fn protocol<H2>(self, protocol: H2) -> RetryLayer<C, H2, R, A> {
         RetryLayer {
             policy: self.policy,
             classifier: self.classifier,
-            hints,
+            hints: protocol,
             replay: self.replay,
             hook: self.hook,
         }
@@ -99,7 +101,7 @@ impl<C, H, R, A> RetryLayer<C, H, R, A> {
 
     /// Calls `hook` on each attempt's request just before it is sent (see [`OnAttempt`]).
     ///
-    /// [`OnAttempt`]: crate::hints::OnAttempt
+    /// [`OnAttempt`]: crate::protocol::OnAttempt
     pub fn on_attempt<A2>(self, hook: A2) -> RetryLayer<C, H, R, A2> {
         RetryLayer {
             policy: self.policy,
@@ -139,7 +141,7 @@ impl RetryPolicyBuilder {
 }
 
 /// The HTTP retry stack, outermost first: [`BufferBodyLayer`] (bodies up to 64 KiB held for
-/// replay), then the [`RetryLayer`] with [`http_retry_classifier`], [`HttpHints`] and
+/// replay), then the [`RetryLayer`] with [`http_retry_classifier`], [`HttpProtocol`] and
 /// [`HttpReplay`]. The inner service takes `http::Request<ReplayBody<B>>`.
 ///
 /// No idempotency keys: they are set once per logical request, outside everything that may
@@ -148,14 +150,14 @@ impl RetryPolicyBuilder {
 /// [recommended client stack](https://github.com/rampart-rs/rampart#the-recommended-client-stack).
 ///
 /// [`BufferBodyLayer`]: crate::replay::BufferBodyLayer
-/// [`http_retry_classifier`]: crate::hints::http_retry_classifier
-/// [`HttpHints`]: crate::hints::HttpHints
+/// [`http_retry_classifier`]: crate::protocol::http_retry_classifier
+/// [`HttpProtocol`]: crate::protocol::HttpProtocol
 /// [`HttpReplay`]: crate::replay::HttpReplay
 #[cfg(feature = "http")]
 pub type HttpRetryLayer = tower::layer::util::Stack<
     RetryLayer<
         rampart_core::classify::HttpClassifier,
-        crate::hints::HttpHints,
+        crate::protocol::HttpProtocol,
         crate::replay::HttpReplay,
     >,
     crate::replay::BufferBodyLayer,
@@ -184,8 +186,8 @@ impl RetryPolicyBuilder {
     ) -> Result<HttpRetryLayer, ConfigError> {
         let retry = self
             .layer()?
-            .classifier(crate::hints::http_retry_classifier())
-            .hints(crate::hints::HttpHints::default())
+            .classifier(crate::protocol::http_retry_classifier())
+            .protocol(crate::protocol::HttpProtocol::default())
             .replay(crate::replay::HttpReplay);
         Ok(tower::layer::util::Stack::new(retry, buffer))
     }

@@ -51,9 +51,9 @@
 pub mod backoff;
 pub mod budget;
 mod error;
-pub mod hints;
 mod layer;
 pub mod policy;
+pub mod protocol;
 pub mod replay;
 pub mod server_delay;
 mod service;

@@ -17,8 +17,8 @@ use tower_service::Service;
 
 use crate::{
     error::{LastError, RetryError},
-    hints::{Hints, NoHook, OnAttempt, RetryInfo, ServerHint},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
+    protocol::{NoHook, OnAttempt, RetryInfo, RetryProtocol, ServerHint},
     replay::{ByClone, Replay},
 };
 
@@ -85,7 +85,7 @@ where
     S: Service<Req> + Clone,
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
-    H: Hints<Req, S::Response, S::Error>,
+    H: RetryProtocol<Req, S::Response, S::Error>,
     A: OnAttempt<Req>,
 {
     type Response = S::Response;
@@ -164,7 +164,7 @@ where
     S: Service<Req>,
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
-    H: Hints<Req, S::Response, S::Error>,
+    H: RetryProtocol<Req, S::Response, S::Error>,
 {
     fn after_attempt(
         &mut self,
@@ -330,7 +330,7 @@ where
     S: Service<Req> + Clone,
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
-    H: Hints<Req, S::Response, S::Error>,
+    H: RetryProtocol<Req, S::Response, S::Error>,
     A: OnAttempt<Req>,
 {
     type Output = Result<S::Response, RetryError<S::Error>>;
@@ -366,7 +366,7 @@ where
     S: Service<Req> + Clone,
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
-    H: Hints<Req, S::Response, S::Error>,
+    H: RetryProtocol<Req, S::Response, S::Error>,
     A: OnAttempt<Req>,
 {
     loop {

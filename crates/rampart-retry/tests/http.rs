@@ -13,7 +13,7 @@ use rampart_core::classify::HttpClassifier;
 use rampart_retry::{
     RetryLayer,
     backoff::{Backoff, Jitter},
-    hints::{Hints, HttpHints, ServerHint},
+    protocol::{HttpProtocol, RetryProtocol, ServerHint},
 };
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
@@ -28,19 +28,19 @@ fn no_jitter() -> Backoff {
 
 /// The HTTP hints on the response side, over a request type that replays by `Clone`.
 #[derive(Clone, Default)]
-struct ResponseHints(HttpHints);
+struct ResponseHints(HttpProtocol);
 
-impl Hints<u32, http::Response<()>, std::io::Error> for ResponseHints {
+impl RetryProtocol<u32, http::Response<()>, std::io::Error> for ResponseHints {
     fn replay_safe(&self, _: &u32) -> bool {
         true
     }
 
     fn server_hint(&self, result: Result<&http::Response<()>, &std::io::Error>) -> ServerHint {
-        Hints::<http::Request<()>, _, _>::server_hint(&self.0, result)
+        RetryProtocol::<http::Request<()>, _, _>::server_hint(&self.0, result)
     }
 
-    fn annotate(&self, res: &mut http::Response<()>, info: rampart_retry::hints::RetryInfo) {
-        Hints::<http::Request<()>, _, std::io::Error>::annotate(&self.0, res, info)
+    fn annotate(&self, res: &mut http::Response<()>, info: rampart_retry::protocol::RetryInfo) {
+        RetryProtocol::<http::Request<()>, _, std::io::Error>::annotate(&self.0, res, info)
     }
 }
 
@@ -53,7 +53,7 @@ async fn retry_after_is_waited_and_a_503_comes_back_when_giving_up() {
         .layer()
         .unwrap()
         .classifier(HttpClassifier::default())
-        .hints(ResponseHints::default());
+        .protocol(ResponseHints::default());
     let calls = Arc::new(Mutex::new(Vec::new()));
     let svc = layer.layer(service_fn({
         let calls = calls.clone();
@@ -73,8 +73,8 @@ async fn retry_after_is_waited_and_a_503_comes_back_when_giving_up() {
     let res = svc.oneshot(1).await.unwrap();
     assert_eq!(res.status(), 503, "the last response, not an error");
     assert_eq!(
-        res.extensions().get::<rampart_retry::hints::RetryInfo>(),
-        Some(&rampart_retry::hints::RetryInfo {
+        res.extensions().get::<rampart_retry::protocol::RetryInfo>(),
+        Some(&rampart_retry::protocol::RetryInfo {
             attempts: 3,
             gave_up: Some(rampart_retry::policy::GiveUp::AttemptsExhausted),
         }),
@@ -100,7 +100,7 @@ async fn a_server_asking_too_much_is_given_up_on_at_once() {
         .layer()
         .unwrap()
         .classifier(HttpClassifier::default())
-        .hints(ResponseHints::default());
+        .protocol(ResponseHints::default());
     let started = Instant::now();
     let svc = layer.layer(service_fn(|_: u32| async {
         Ok::<_, std::io::Error>(
@@ -172,14 +172,14 @@ mod replay {
         })
     }
 
-    fn retry() -> rampart_retry::RetryLayer<HttpClassifier, HttpHints, HttpReplay> {
+    fn retry() -> rampart_retry::RetryLayer<HttpClassifier, HttpProtocol, HttpReplay> {
         RetryLayer::builder()
             .max_attempts(4)
             .backoff(no_jitter())
             .layer()
             .unwrap()
             .classifier(HttpClassifier::default())
-            .hints(HttpHints::default())
+            .protocol(HttpProtocol::default())
             .replay(HttpReplay)
     }
 
@@ -266,7 +266,7 @@ mod conflict_and_grpc {
     use super::*;
     use bytes::Bytes;
     use http_body_util::Empty;
-    use rampart_retry::hints::{GrpcHints, http_retry_classifier};
+    use rampart_retry::protocol::{GrpcProtocol, http_retry_classifier};
 
     #[tokio::test(start_paused = true)]
     async fn a_409_for_a_key_in_progress_is_retried_after_its_retry_after() {
@@ -276,7 +276,7 @@ mod conflict_and_grpc {
             .layer()
             .unwrap()
             .classifier(http_retry_classifier())
-            .hints(ResponseHints::default());
+            .protocol(ResponseHints::default());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let svc = layer.layer(service_fn({
             let calls = calls.clone();
@@ -312,7 +312,7 @@ mod conflict_and_grpc {
             .layer()
             .unwrap()
             .classifier(http_retry_classifier())
-            .hints(ResponseHints::default());
+            .protocol(ResponseHints::default());
         let calls = Arc::new(Mutex::new(0));
         let svc = layer.layer(service_fn({
             let calls = calls.clone();
@@ -332,9 +332,9 @@ mod conflict_and_grpc {
     }
 
     #[derive(Clone, Default)]
-    struct GrpcResponseHints(GrpcHints);
+    struct GrpcResponseHints(GrpcProtocol);
 
-    impl Hints<u32, http::Response<Empty<Bytes>>, std::io::Error> for GrpcResponseHints {
+    impl RetryProtocol<u32, http::Response<Empty<Bytes>>, std::io::Error> for GrpcResponseHints {
         fn replay_safe(&self, _: &u32) -> bool {
             true
         }
@@ -343,7 +343,7 @@ mod conflict_and_grpc {
             &self,
             result: Result<&http::Response<Empty<Bytes>>, &std::io::Error>,
         ) -> ServerHint {
-            Hints::<http::Request<()>, _, _>::server_hint(&self.0, result)
+            RetryProtocol::<http::Request<()>, _, _>::server_hint(&self.0, result)
         }
     }
 
@@ -388,7 +388,7 @@ mod conflict_and_grpc {
             .layer()
             .unwrap()
             .classifier(rampart_core::classify::GrpcClassifier::default())
-            .hints(GrpcResponseHints::default())
+            .protocol(GrpcResponseHints::default())
     }
 
     fn status(res: &http::Response<Empty<Bytes>>) -> &str {
@@ -477,8 +477,8 @@ async fn the_builder_switches_the_whole_http_stack_on() {
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 201);
     assert_eq!(
-        res.extensions().get::<rampart_retry::hints::RetryInfo>(),
-        Some(&rampart_retry::hints::RetryInfo {
+        res.extensions().get::<rampart_retry::protocol::RetryInfo>(),
+        Some(&rampart_retry::protocol::RetryInfo {
             attempts: 2,
             gave_up: None
         })
@@ -583,7 +583,7 @@ async fn a_deadline_in_the_request_stops_retries_and_attempts_are_counted() {
         .layer()
         .unwrap()
         .classifier(HttpClassifier::default())
-        .hints(HttpHints::default())
+        .protocol(HttpProtocol::default())
         .replay(HttpReplay);
     let svc = layer.layer(refusing());
     let counter = AttemptCounter::new();
@@ -628,7 +628,7 @@ async fn a_retry_the_deadline_forbids_takes_no_budget() {
         .layer()
         .unwrap()
         .classifier(HttpClassifier::default())
-        .hints(HttpHints::default())
+        .protocol(HttpProtocol::default())
         .replay(HttpReplay);
     let svc = layer.layer(refusing());
     let mut req = http::Request::get("/")

@@ -33,7 +33,7 @@ use hyper_util::{
 use rampart::{
     core::error::BoxError,
     dead_letter::{DeadLetterStore, Redrive, SqliteStore, State, redrive::Summary},
-    retry::hints::RetryInfo,
+    retry::protocol::RetryInfo,
 };
 use rampart_examples::{
     stack::{self, Settings},

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use rampart::{
     core::error::{BoxError, find_in},
     dead_letter::{DeadLetterStore, MemoryStore, Parked},
-    retry::hints::RetryInfo,
+    retry::protocol::RetryInfo,
 };
 use rampart_examples::{
     stack::{self, Settings},

@@ -11,7 +11,7 @@
 //! | layer | what it does here |
 //! |---|---|
 //! | `rejections_as_status` | an open breaker or a full bulkhead reaches the caller as `UNAVAILABLE` / `RESOURCE_EXHAUSTED`, not `UNKNOWN` |
-//! | `RetryLayer` (`GrpcClassifier`, `GrpcHints`) | retries `UNAVAILABLE` (status in headers or trailers), honouring the server's pushback |
+//! | `RetryLayer` (`GrpcClassifier`, `GrpcProtocol`) | retries `UNAVAILABLE` (status in headers or trailers), honouring the server's pushback |
 //! | `CircuitBreakerLayer` | opens while the server is down; then calls fail fast |
 //! | `BulkheadLayer` | at most 8 calls in flight |
 //! | `BufferBodyLayer` + `HttpReplay` | hold each request body so a retry can send it again |
@@ -34,7 +34,7 @@ use rampart::{
     retry::{
         RetryLayer,
         backoff::{Backoff, Delays, Jitter},
-        hints::GrpcHints,
+        protocol::GrpcProtocol,
         replay::{BufferBodyLayer, HttpReplay},
     },
 };
@@ -129,7 +129,7 @@ async fn main() -> Result<(), BoxError> {
         .layer()?
         .classifier(GrpcClassifier::new())
         // Health checks only read: they may be sent again without a key.
-        .hints(GrpcHints::default().idempotent("/grpc.health.v1.Health/*"))
+        .protocol(GrpcProtocol::default().idempotent("/grpc.health.v1.Health/*"))
         .replay(HttpReplay);
     let svc = ServiceBuilder::new()
         .rejections_as_status()

@@ -1,9 +1,10 @@
-//! What the request and the response say about retrying: [`Hints`].
+//! A protocol's rules for retrying: [`RetryProtocol`].
 //!
-//! The classifier (from `rampart-core`) says whether a failure is transient. The hints add what
-//! only the protocol knows: whether the request may be sent twice, and what the server asked.
-//! [`NoHints`] knows nothing (any request may be replayed, the server asks nothing); with the
-//! `http` feature, [`HttpHints`] reads methods, the `Idempotency-Key` header, `Retry-After` and
+//! The classifier (from `rampart-core`) says whether a failure is transient. The protocol adds
+//! what only it knows: whether the request may be sent twice, what the server asked (a
+//! `Retry-After`, a pushback), the call's deadline, and where the attempts are noted.
+//! [`PlainProtocol`] knows nothing (any request may be replayed, the server asks nothing); with the
+//! `http` feature, [`HttpProtocol`] reads methods, the `Idempotency-Key` header, `Retry-After` and
 //! `grpc-retry-pushback-ms`.
 //!
 //! [`OnAttempt`] hooks change the request before each attempt.
@@ -22,7 +23,7 @@ pub enum ServerHint {
 }
 
 /// Reads the protocol's say on retrying a request.
-pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
+pub trait RetryProtocol<Req, Res, E>: Clone + Send + Sync + 'static {
     /// `true` if `req` may be sent again without doing its work twice.
     fn replay_safe(&self, req: &Req) -> bool;
 
@@ -30,19 +31,19 @@ pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
     fn server_hint(&self, result: Result<&Res, &E>) -> ServerHint;
 
     /// Marks the final response with how it was reached: the attempts made and, if the layer
-    /// gave up on a failure response, why. Nothing by default; the HTTP and gRPC hints put a
+    /// gave up on a failure response, why. Nothing by default; the HTTP and gRPC protocols put a
     /// [`RetryInfo`] in the response's extensions.
     #[inline]
     fn annotate(&self, _res: &mut Res, _info: RetryInfo) {}
 
     /// Notes that attempt number `n` of `req` is about to be sent. Nothing by default; the HTTP
-    /// and gRPC hints note it in a `rampart_core::attempt::AttemptCounter` found in the
+    /// and gRPC protocols note it in a `rampart_core::attempt::AttemptCounter` found in the
     /// request's extensions (put there by an outer layer, e.g. the dead-letter layer).
     #[inline]
     fn note_attempt(&self, _req: &Req, _n: u32) {}
 
     /// The deadline `req` carries, if any: no retry waits past it. None by default; the HTTP
-    /// and gRPC hints read a `rampart_core::deadline::Deadline` from the request's extensions
+    /// and gRPC protocols read a `rampart_core::deadline::Deadline` from the request's extensions
     /// (put there by a `TimeoutLayer` outside the retries).
     #[inline]
     fn deadline(&self, _req: &Req) -> Option<tokio::time::Instant> {
@@ -50,7 +51,7 @@ pub trait Hints<Req, Res, E>: Clone + Send + Sync + 'static {
     }
 }
 
-/// How a final response was reached, in its extensions (with [`HttpHints`] or [`GrpcHints`]).
+/// How a final response was reached, in its extensions (with [`HttpProtocol`] or [`GrpcProtocol`]).
 ///
 /// The error of a request given up on carries the same in `RetryError`; a *response* given up
 /// on (the last `503`) carries it here.
@@ -65,9 +66,9 @@ pub struct RetryInfo {
 /// No protocol knowledge: every request may be replayed (the caller chose to retry it) and the
 /// server asks nothing.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoHints;
+pub struct PlainProtocol;
 
-impl<Req, Res, E> Hints<Req, Res, E> for NoHints {
+impl<Req, Res, E> RetryProtocol<Req, Res, E> for PlainProtocol {
     #[inline]
     fn replay_safe(&self, _: &Req) -> bool {
         true
@@ -87,26 +88,26 @@ impl<Req, Res, E> Hints<Req, Res, E> for NoHints {
 /// A malformed `Retry-After` is ignored (the backoff decides), never an error.
 ///
 /// ```
-/// use rampart_retry::hints::{Hints, HttpHints, ServerHint};
+/// use rampart_retry::protocol::{RetryProtocol, HttpProtocol, ServerHint};
 ///
-/// let hints = HttpHints::default();
+/// let rules = HttpProtocol::default();
 /// let post = http::Request::post("/charge").body(()).unwrap();
 /// let keyed = http::Request::post("/charge").header("idempotency-key", "k1").body(()).unwrap();
-/// assert!(!Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &post));
-/// assert!(Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &keyed));
+/// assert!(!RetryProtocol::<_, http::Response<()>, ()>::replay_safe(&rules, &post));
+/// assert!(RetryProtocol::<_, http::Response<()>, ()>::replay_safe(&rules, &keyed));
 ///
 /// let busy = http::Response::builder().status(503).header("retry-after", "3").body(()).unwrap();
-/// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&busy));
+/// let hint = RetryProtocol::<http::Request<()>, _, ()>::server_hint(&rules, Ok(&busy));
 /// assert_eq!(hint, ServerHint::After(std::time::Duration::from_secs(3)));
 /// ```
 #[cfg(feature = "http")]
 #[derive(Debug, Clone)]
-pub struct HttpHints {
+pub struct HttpProtocol {
     key_header: http::HeaderName,
 }
 
 #[cfg(feature = "http")]
-impl Default for HttpHints {
+impl Default for HttpProtocol {
     fn default() -> Self {
         Self {
             key_header: http::HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
@@ -115,27 +116,27 @@ impl Default for HttpHints {
 }
 
 #[cfg(feature = "http")]
-impl HttpHints {
+impl HttpProtocol {
     /// Reads the idempotency key from the header `name` instead of `Idempotency-Key`.
     pub fn key_header(mut self, name: http::HeaderName) -> Self {
         self.key_header = name;
         self
     }
 
-    /// [`Hints::replay_safe`] from a request's method and headers alone: an idempotent method,
+    /// [`RetryProtocol::replay_safe`] from a request's method and headers alone: an idempotent method,
     /// or an idempotency key. For adapters whose requests are not `http::Request`s
     /// (rampart-reqwest).
     ///
     /// ```
     /// use http::{HeaderMap, Method};
-    /// use rampart_retry::hints::HttpHints;
+    /// use rampart_retry::protocol::HttpProtocol;
     ///
-    /// let hints = HttpHints::default();
+    /// let rules = HttpProtocol::default();
     /// let mut headers = HeaderMap::new();
-    /// assert!(hints.replay_safe_head(&Method::PUT, &headers));
-    /// assert!(!hints.replay_safe_head(&Method::POST, &headers));
+    /// assert!(rules.replay_safe_head(&Method::PUT, &headers));
+    /// assert!(!rules.replay_safe_head(&Method::POST, &headers));
     /// headers.insert("idempotency-key", "k1".parse().unwrap());
-    /// assert!(hints.replay_safe_head(&Method::POST, &headers));
+    /// assert!(rules.replay_safe_head(&Method::POST, &headers));
     /// ```
     pub fn replay_safe_head(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
         use http::Method;
@@ -150,7 +151,7 @@ impl HttpHints {
         ) || headers.contains_key(&self.key_header)
     }
 
-    /// [`Hints::server_hint`] of a response from its headers alone: `grpc-retry-pushback-ms`
+    /// [`RetryProtocol::server_hint`] of a response from its headers alone: `grpc-retry-pushback-ms`
     /// first (a negative or malformed one means don't retry), then `Retry-After`
     /// (delta-seconds or HTTP-date; a malformed one is ignored). For adapters whose responses
     /// are not `http::Response`s (rampart-reqwest).
@@ -158,14 +159,14 @@ impl HttpHints {
     /// ```
     /// use std::time::Duration;
     /// use http::HeaderMap;
-    /// use rampart_retry::hints::{HttpHints, ServerHint};
+    /// use rampart_retry::protocol::{HttpProtocol, ServerHint};
     ///
     /// let mut headers = HeaderMap::new();
-    /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::None);
+    /// assert_eq!(HttpProtocol::server_hint_of(&headers), ServerHint::None);
     /// headers.insert("retry-after", "2".parse().unwrap());
-    /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::After(Duration::from_secs(2)));
+    /// assert_eq!(HttpProtocol::server_hint_of(&headers), ServerHint::After(Duration::from_secs(2)));
     /// headers.insert("grpc-retry-pushback-ms", "-1".parse().unwrap());
-    /// assert_eq!(HttpHints::server_hint_of(&headers), ServerHint::DontRetry);
+    /// assert_eq!(HttpProtocol::server_hint_of(&headers), ServerHint::DontRetry);
     /// ```
     pub fn server_hint_of(headers: &http::HeaderMap) -> ServerHint {
         if let Some(p) = crate::server_delay::pushback(headers) {
@@ -182,7 +183,7 @@ impl HttpHints {
 }
 
 #[cfg(feature = "http")]
-impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for HttpHints {
+impl<B, Res, E> RetryProtocol<http::Request<B>, http::Response<Res>, E> for HttpProtocol {
     #[inline]
     fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
         rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
@@ -246,33 +247,33 @@ pub fn http_retry_classifier() -> rampart_core::classify::HttpClassifier {
 /// every method is idempotent, [`replay_safe(true)`](Self::replay_safe).
 ///
 /// ```
-/// use rampart_retry::hints::{GrpcHints, Hints, ServerHint};
+/// use rampart_retry::protocol::{GrpcProtocol, RetryProtocol, ServerHint};
 ///
-/// let hints = GrpcHints::default().idempotent("/orders.v1.Orders/GetOrder");
+/// let rules = GrpcProtocol::default().idempotent("/orders.v1.Orders/GetOrder");
 /// let get = http::Request::post("http://orders/orders.v1.Orders/GetOrder").body(()).unwrap();
 /// let create = http::Request::post("http://orders/orders.v1.Orders/CreateOrder").body(()).unwrap();
 /// let keyed = http::Request::post("http://orders/orders.v1.Orders/CreateOrder")
 ///     .header("idempotency-key", "k1")
 ///     .body(())
 ///     .unwrap();
-/// assert!(Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &get));
-/// assert!(!Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &create));
-/// assert!(Hints::<_, http::Response<()>, ()>::replay_safe(&hints, &keyed));
+/// assert!(RetryProtocol::<_, http::Response<()>, ()>::replay_safe(&rules, &get));
+/// assert!(!RetryProtocol::<_, http::Response<()>, ()>::replay_safe(&rules, &create));
+/// assert!(RetryProtocol::<_, http::Response<()>, ()>::replay_safe(&rules, &keyed));
 ///
 /// let exhausted = http::Response::builder().header("grpc-status", "8").body(()).unwrap();
-/// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&exhausted));
+/// let hint = RetryProtocol::<http::Request<()>, _, ()>::server_hint(&rules, Ok(&exhausted));
 /// assert_eq!(hint, ServerHint::DontRetry);
 /// let with_pushback = http::Response::builder()
 ///     .header("grpc-status", "8")
 ///     .header("grpc-retry-pushback-ms", "250")
 ///     .body(())
 ///     .unwrap();
-/// let hint = Hints::<http::Request<()>, _, ()>::server_hint(&hints, Ok(&with_pushback));
+/// let hint = RetryProtocol::<http::Request<()>, _, ()>::server_hint(&rules, Ok(&with_pushback));
 /// assert_eq!(hint, ServerHint::After(std::time::Duration::from_millis(250)));
 /// ```
 #[cfg(feature = "http")]
 #[derive(Debug, Clone)]
-pub struct GrpcHints {
+pub struct GrpcProtocol {
     every_call: bool,
     /// Paths: `/pkg.Service/Method`, or `/pkg.Service/` for every method of a service.
     idempotent: std::sync::Arc<[String]>,
@@ -280,7 +281,7 @@ pub struct GrpcHints {
 }
 
 #[cfg(feature = "http")]
-impl Default for GrpcHints {
+impl Default for GrpcProtocol {
     fn default() -> Self {
         Self {
             every_call: false,
@@ -291,7 +292,7 @@ impl Default for GrpcHints {
 }
 
 #[cfg(feature = "http")]
-impl GrpcHints {
+impl GrpcProtocol {
     /// Whether every call may be replayed, keyed or not (default `false`). Only for clients
     /// whose every method is idempotent.
     pub fn replay_safe(mut self, every_call: bool) -> Self {
@@ -328,7 +329,7 @@ impl GrpcHints {
 }
 
 #[cfg(feature = "http")]
-impl<B, Res, E> Hints<http::Request<B>, http::Response<Res>, E> for GrpcHints {
+impl<B, Res, E> RetryProtocol<http::Request<B>, http::Response<Res>, E> for GrpcProtocol {
     #[inline]
     fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
         rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
@@ -406,7 +407,7 @@ impl<F> std::fmt::Debug for OnAttemptFn<F> {
 /// Makes a hook from a closure called with the attempt's request and number (from 1).
 ///
 /// ```
-/// use rampart_retry::hints::{on_attempt, OnAttempt};
+/// use rampart_retry::protocol::{on_attempt, OnAttempt};
 ///
 /// let hook = on_attempt(|req: &mut http::Request<()>, n: u32| {
 ///     req.headers_mut().insert("x-attempt", n.into());
