@@ -39,6 +39,33 @@ pub struct MetricsRecorder {
 }
 
 impl MetricsRecorder {
+    /// Runs `test` to its end on a fresh current-thread runtime (time paused, so sleeps and
+    /// timeouts cost nothing) with this recorder installed, and returns the recorder to read.
+    ///
+    /// ```
+    /// use rampart_core::testing::MetricsRecorder;
+    ///
+    /// let recorder = MetricsRecorder::capture(async {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(60)).await; // instant
+    ///     metrics::counter!("done_total").increment(1);
+    /// });
+    /// assert_eq!(recorder.get("done_total{}"), 1);
+    /// ```
+    pub fn capture(test: impl std::future::Future<Output = ()>) -> Self {
+        let recorder = Self::default();
+        metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(test),
+                Err(e) => panic!("a test runtime: {e}"),
+            }
+        });
+        recorder
+    }
+
     fn slot(&self, key: &Key) -> Arc<AtomicU64> {
         let mut labels: Vec<_> = key
             .labels()

@@ -343,25 +343,19 @@ async fn a_key_with_the_identity_in_it_caches_per_caller() {
 
 #[test]
 fn answers_are_counted_under_the_layers_name_and_source() {
-    let store = rampart_core::testing::MetricsRecorder::default();
-    metrics::with_local_recorder(&store, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    let store = rampart_core::testing::MetricsRecorder::capture(async {
+        let script = Script::default();
+        script.set(Err("down"));
+        let svc = FallbackLayer::builder()
+            .name("catalog")
+            .static_response(StaticResponse::new(StatusCode::OK, "[]"))
             .build()
-            .unwrap();
-        rt.block_on(async {
-            let script = Script::default();
-            script.set(Err("down"));
-            let svc = FallbackLayer::builder()
-                .name("catalog")
-                .static_response(StaticResponse::new(StatusCode::OK, "[]"))
-                .build()
-                .layer(upstream(script));
-            let res = svc.oneshot(get("/items")).await.unwrap();
-            assert_eq!(
-                res.extensions().get::<FallbackAnswer>().unwrap().source,
-                Source::Static
-            );
-        });
+            .layer(upstream(script));
+        let res = svc.oneshot(get("/items")).await.unwrap();
+        assert_eq!(
+            res.extensions().get::<FallbackAnswer>().unwrap().source,
+            Source::Static
+        );
     });
     assert_eq!(
         store.get("rampart_fallback_answers_total{name=catalog,source=static}"),

@@ -182,21 +182,35 @@ impl HttpProtocol {
     }
 }
 
+/// An HTTP request's deadline: a `rampart_core::deadline::Deadline` in its extensions.
+#[cfg(feature = "http")]
+#[inline]
+fn request_deadline<B>(req: &http::Request<B>) -> Option<tokio::time::Instant> {
+    rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
+}
+
+/// Notes attempt `n` in the request's `rampart_core::attempt::AttemptCounter`, if it has one.
+#[cfg(feature = "http")]
+#[inline]
+fn note_attempt<B>(req: &http::Request<B>, n: u32) {
+    if let Some(c) = req
+        .extensions()
+        .get::<rampart_core::attempt::AttemptCounter>()
+    {
+        c.note(n);
+    }
+}
+
 #[cfg(feature = "http")]
 impl<B, Res, E> RetryProtocol<http::Request<B>, http::Response<Res>, E> for HttpProtocol {
     #[inline]
     fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
-        rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
+        request_deadline(req)
     }
 
     #[inline]
     fn note_attempt(&self, req: &http::Request<B>, n: u32) {
-        if let Some(c) = req
-            .extensions()
-            .get::<rampart_core::attempt::AttemptCounter>()
-        {
-            c.note(n);
-        }
+        note_attempt(req, n);
     }
 
     fn replay_safe(&self, req: &http::Request<B>) -> bool {
@@ -332,17 +346,12 @@ impl GrpcProtocol {
 impl<B, Res, E> RetryProtocol<http::Request<B>, http::Response<Res>, E> for GrpcProtocol {
     #[inline]
     fn deadline(&self, req: &http::Request<B>) -> Option<tokio::time::Instant> {
-        rampart_core::deadline::Deadline::of(req.extensions()).map(|d| d.instant())
+        request_deadline(req)
     }
 
     #[inline]
     fn note_attempt(&self, req: &http::Request<B>, n: u32) {
-        if let Some(c) = req
-            .extensions()
-            .get::<rampart_core::attempt::AttemptCounter>()
-        {
-            c.note(n);
-        }
+        note_attempt(req, n);
     }
 
     fn replay_safe(&self, req: &http::Request<B>) -> bool {

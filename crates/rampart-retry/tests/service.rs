@@ -188,31 +188,23 @@ async fn the_hook_changes_each_attempt_from_the_original_request() {
 
 #[test]
 fn metrics_count_retries_and_give_ups_by_reason() {
-    let store = rampart_core::testing::MetricsRecorder::default();
-    metrics::with_local_recorder(&store, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
+    let store = rampart_core::testing::MetricsRecorder::capture(async {
+        let layer = RetryLayer::builder()
+            .name("inventory")
+            .max_attempts(3)
+            .backoff(no_jitter())
+            .layer()
             .unwrap();
-        rt.block_on(async {
-            let layer = RetryLayer::builder()
-                .name("inventory")
-                .max_attempts(3)
-                .backoff(no_jitter())
-                .layer()
-                .unwrap();
-            let (svc, _) = flaky(u32::MAX);
-            let _ = layer.layer(svc).oneshot(1).await;
-            // An unnamed layer is `default`.
-            let (svc, _) = flaky(u32::MAX);
-            let unnamed = RetryLayer::builder()
-                .max_attempts(2)
-                .backoff(no_jitter())
-                .layer()
-                .unwrap();
-            let _ = unnamed.layer(svc).oneshot(1).await;
-        });
+        let (svc, _) = flaky(u32::MAX);
+        let _ = layer.layer(svc).oneshot(1).await;
+        // An unnamed layer is `default`.
+        let (svc, _) = flaky(u32::MAX);
+        let unnamed = RetryLayer::builder()
+            .max_attempts(2)
+            .backoff(no_jitter())
+            .layer()
+            .unwrap();
+        let _ = unnamed.layer(svc).oneshot(1).await;
     });
     assert_eq!(store.get("rampart_retry_retries_total{name=inventory}"), 2);
     assert_eq!(

@@ -193,29 +193,21 @@ fn bad_configuration_names_the_field() {
 
 #[test]
 fn a_timeout_is_counted_under_the_layers_name_and_class() {
-    let store = rampart_core::testing::MetricsRecorder::default();
-    metrics::with_local_recorder(&store, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
+    let store = rampart_core::testing::MetricsRecorder::capture(async {
+        let layer = TimeoutLayer::builder()
+            .name("inventory")
+            .class("request", Duration::from_secs(1))
+            .layer()
             .unwrap();
-        rt.block_on(async {
-            let layer = TimeoutLayer::builder()
-                .name("inventory")
-                .class("request", Duration::from_secs(1))
-                .layer()
-                .unwrap();
-            let err = layer
-                .layer(upstream(Duration::from_secs(2), Seen::default()))
-                .oneshot(http::Request::new(()))
-                .await
-                .unwrap_err();
-            assert_eq!(
-                err.rejection().map(DeadlineExceeded::name),
-                Some("inventory")
-            );
-        });
+        let err = layer
+            .layer(upstream(Duration::from_secs(2), Seen::default()))
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.rejection().map(DeadlineExceeded::name),
+            Some("inventory")
+        );
     });
     assert_eq!(
         store.get("rampart_timeout_elapsed_total{class=request,name=inventory}"),
