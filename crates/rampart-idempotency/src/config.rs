@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// The default base of the problem `type` URIs, `urn:rampart:`, as every rampart problem
-/// (`urn:rampart:idempotency-key-missing`, …); this crate's README has a "IdempotencyProblem types"
+/// (`urn:rampart:idempotency-key-missing`, …); this crate's README has a "Problem types"
 /// section with one heading per [`IdempotencyProblem::slug`](crate::IdempotencyProblem::slug). Set your own API's
 /// documentation URL with [`problem_type_base`](crate::IdempotencyBuilder::problem_type_base).
 pub const PROBLEM_TYPE_BASE: &str = "urn:rampart:";

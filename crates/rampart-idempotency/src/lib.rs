@@ -196,7 +196,7 @@
 //! `Idempotency-Stored: false`) and the lease is released: a retry will run the request again.
 //! If `release` fails, the lease expires after its TTL.
 //!
-//! # IdempotencyProblem responses
+//! # Problem responses
 //!
 //! Every refusal is an RFC 9457 `application/problem+json` body (`type`, `title`, `status`,
 //! `detail`) with `Cache-Control: no-store`; see [`IdempotencyProblem`]. The `type` is
