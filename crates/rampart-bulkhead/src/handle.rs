@@ -134,4 +134,11 @@ where
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Drops every partition with no call in flight or waiting that was unused for longer than
+    /// the idle timeout; returns how many. A busy partition is kept (a fresh one for the same
+    /// key would admit past the limit). The registry also does this by itself when it is full.
+    pub fn evict_idle(&self) -> usize {
+        self.partitions.evict_idle()
+    }
 }

@@ -85,4 +85,9 @@ where
     pub(crate) fn len(&self) -> usize {
         self.keyed.len()
     }
+
+    /// Drops the idle partitions unused for longer than the idle timeout; how many.
+    pub(crate) fn evict_idle(&self) -> usize {
+        self.keyed.evict_idle()
+    }
 }

@@ -397,3 +397,28 @@ fn per_key_series_are_bounded_however_many_tenants_pass() {
     let total: u64 = admitted.iter().map(|s| store.get(s)).sum();
     assert_eq!(total, 5_000);
 }
+
+#[tokio::test]
+async fn the_keyed_handle_evicts_idle_partitions_but_never_a_busy_one() {
+    let clock = rampart_core::clock::ManualClock::new();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .idle_timeout(Duration::from_secs(60))
+        .clock(clock.shared())
+        .keyed(rampart_core::key::key_fn(|t: &&'static str| Some(*t)))
+        .unwrap();
+    let handle = layer.handle();
+    let busy = layer.acquire(Some("busy"), None).await.expect("a permit");
+    drop(layer.acquire(Some("idle"), None).await.expect("a permit"));
+    assert_eq!(handle.len(), 2);
+    assert_eq!(handle.evict_idle(), 0, "nothing idle for long yet");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(handle.evict_idle(), 1, "the idle one goes");
+    assert!(handle.get(&"idle").is_none());
+    assert_eq!(
+        handle.get(&"busy").unwrap().stats().active,
+        1,
+        "the busy one stays"
+    );
+    drop(busy);
+}
