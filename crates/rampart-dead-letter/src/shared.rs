@@ -67,11 +67,18 @@ enum RecordedBodyParts {
 }
 
 impl Snapshot {
-    /// Keeps what is needed to record the request, and puts an [`AttemptCounter`] in its
-    /// extensions for a retry layer inside to fill in.
+    /// Keeps what is needed to record the request, and makes sure an [`AttemptCounter`] is in
+    /// its extensions for a retry layer inside to fill in: the caller's, if it put one there
+    /// (so that it reads the count too), else a new one.
     pub(crate) fn of<B>(parts: &mut http::request::Parts, body: &ReplayBody<B>) -> Self {
-        let attempts = AttemptCounter::new();
-        parts.extensions.insert(attempts.clone());
+        let attempts = match parts.extensions.get::<AttemptCounter>() {
+            Some(counter) => counter.clone(),
+            None => {
+                let counter = AttemptCounter::new();
+                parts.extensions.insert(counter.clone());
+                counter
+            }
+        };
         let body = match body {
             ReplayBody::Buffered { data, .. } => {
                 RecordedBodyParts::Whole(data.clone().unwrap_or_default())

@@ -372,7 +372,6 @@ where
                     );
                 }
                 res.extensions_mut().insert(RetryInfo {
-                    attempts,
                     gave_up: failed.then_some(reason),
                 });
                 Ok(res)

@@ -51,14 +51,27 @@ pub trait RetryProtocol<Req, Res, E>: Clone + Send + Sync + 'static {
     }
 }
 
-/// How a final response was reached, in its extensions (with [`HttpProtocol`] or [`GrpcProtocol`]).
+/// How a final response was reached, in its extensions (with [`HttpProtocol`] or
+/// [`GrpcProtocol`]): whether the layer gave up on it. The error of a request given up on says
+/// the same in `RetryError`.
 ///
-/// The error of a request given up on carries the same in `RetryError`; a *response* given up
-/// on (the last `503`) carries it here.
+/// How *many* attempts were made travels in one channel only, the request's
+/// [`AttemptCounter`](rampart_core::attempt::AttemptCounter): the retry layer notes every
+/// attempt in the counter it finds there, and whoever put it there (the caller, a dead-letter
+/// layer outside) reads it, for a response and for an error alike.
+///
+/// ```
+/// use rampart_core::attempt::AttemptCounter;
+///
+/// let attempts = AttemptCounter::new();
+/// let mut req = http::Request::post("/orders").body(()).unwrap();
+/// req.extensions_mut().insert(attempts.clone());
+/// // … send `req` through the retry layer; then:
+/// # attempts.note(2);
+/// assert_eq!(attempts.get(), 2);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryInfo {
-    /// Attempts made, the last one included.
-    pub attempts: u32,
     /// Why no further attempt was made, if the response is a failure the layer gave up on.
     pub gave_up: Option<crate::policy::GiveUp>,
 }

@@ -260,7 +260,6 @@ where
                     Some(Outcome::Failure(_))
                 );
                 let info = RetryInfo {
-                    attempts: self.attempts,
                     gave_up: failed.then_some(reason),
                 };
                 self.hints.annotate(&mut res, info);

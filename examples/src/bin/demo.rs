@@ -31,9 +31,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use rampart::{
-    core::error::BoxError,
+    core::{attempt::AttemptCounter, error::BoxError},
     dead_letter::{DeadLetterStore, Redrive, SqliteStore, State, redrive::Summary},
-    retry::protocol::RetryInfo,
 };
 use rampart_examples::{
     stack::{self, Settings},
@@ -171,12 +170,15 @@ async fn main() -> Result<(), BoxError> {
                     http::Request::get(format!("http://{addr}/inventory"))
                         .body(Full::new(Bytes::new()))
                 };
-                let Ok(req) = req else { continue };
+                let Ok(mut req) = req else { continue };
+                // The retry layer notes every attempt here; the dead-letter layer reads it too.
+                let attempts = AttemptCounter::new();
+                req.extensions_mut().insert(attempts.clone());
                 tally.sent.fetch_add(1, Ordering::Relaxed);
                 if post {
                     tally.posts.fetch_add(1, Ordering::Relaxed);
                 }
-                record(&tally, client.clone().oneshot(req).await);
+                record(&tally, client.clone().oneshot(req).await, &attempts);
                 tokio::time::sleep(PACE).await;
             }
         }));
@@ -329,6 +331,7 @@ fn row(name: &str, value: String) {
 fn record(
     tally: &Tally,
     result: Result<http::Response<rampart_examples::stack::Answer>, BoxError>,
+    attempts: &AttemptCounter,
 ) {
     match result {
         Ok(res)
@@ -339,11 +342,7 @@ fn record(
             tally.parked.fetch_add(1, Ordering::Relaxed);
         }
         Ok(res) if res.status().is_success() => {
-            let attempts = res
-                .extensions()
-                .get::<RetryInfo>()
-                .map_or(1, |i| i.attempts);
-            if attempts > 1 {
+            if attempts.get() > 1 {
                 tally.after_retries.fetch_add(1, Ordering::Relaxed);
             } else {
                 tally.first_try.fetch_add(1, Ordering::Relaxed);

@@ -17,9 +17,11 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rampart::{
-    core::error::{BoxError, find_in},
+    core::{
+        attempt::AttemptCounter,
+        error::{BoxError, find_in},
+    },
     dead_letter::{DeadLetterStore, MemoryStore, Parked},
-    retry::protocol::RetryInfo,
 };
 use rampart_examples::{
     stack::{self, Settings},
@@ -48,14 +50,14 @@ async fn main() -> Result<(), BoxError> {
         upstream.addr()
     );
     for i in 1..=12 {
-        let req = http::Request::post(format!("http://{}/orders", upstream.addr()))
+        let mut req = http::Request::post(format!("http://{}/orders", upstream.addr()))
             .body(Full::new(Bytes::from(format!("{{\"item\":{i}}}"))))?;
+        // The retry layer notes every attempt in it (the dead-letter layer reads the same one).
+        let counter = AttemptCounter::new();
+        req.extensions_mut().insert(counter.clone());
         match client.clone().oneshot(req).await {
             Ok(res) => {
-                let attempts = res
-                    .extensions()
-                    .get::<RetryInfo>()
-                    .map_or(1, |r| r.attempts);
+                let attempts = counter.get().max(1);
                 let replayed = res.headers().contains_key("idempotent-replayed");
                 let parked = res
                     .headers()
