@@ -13,7 +13,7 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use rampart_core::{
-    body::{ReadBody, ReplayBody},
+    body::{ReadRequest, ReplayBody},
     error::BoxError,
 };
 use tower_service::Service;
@@ -92,12 +92,9 @@ where
         // The service made ready is the one called; a clone takes its place.
         let fresh = self.inner.clone();
         let svc = std::mem::replace(&mut self.inner, fresh);
-        let (parts, body) = req.into_parts();
         ResponseFuture {
             state: State::Reading {
-                svc: Some(svc),
-                parts: Some(parts),
-                read: ReadBody::new(body, self.shared.max_body),
+                read: ReadRequest::new(svc, req, self.shared.max_body),
             },
             shared: self.shared.clone(),
             mode: self.mode.clone(),
@@ -112,9 +109,7 @@ pin_project! {
         S: Service<Request<ReplayBody<B>>>,
     {
         Reading {
-            svc: Option<S>,
-            parts: Option<http::request::Parts>,
-            read: ReadBody<B>,
+            read: ReadRequest<S, B>,
         },
         Calling {
             #[pin]
@@ -165,10 +160,8 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Reading { svc, parts, read } => {
-                    let body = ready!(read.poll_read(cx));
-                    let mut parts = parts.take().expect("polled after completion");
-                    let mut svc = svc.take().expect("polled after completion");
+                StateProj::Reading { read } => {
+                    let (mut svc, mut parts, body) = ready!(read.poll_read(cx));
                     let snap = Snapshot::of(&mut parts, &body);
                     let fut = svc.call(Request::from_parts(parts, body));
                     this.state.set(State::Calling {

@@ -229,3 +229,53 @@ where
         }
     }
 }
+
+/// A request being read into memory ([`ReadBody`]) before it goes to `S`, the service it was
+/// called on: the first state of every future that holds a body before calling on
+/// (rampart-retry's `BufferFuture`, the dead-letter layer's response future).
+pub struct ReadRequest<S, B> {
+    svc: Option<S>,
+    parts: Option<http::request::Parts>,
+    read: ReadBody<B>,
+}
+
+impl<S, B> fmt::Debug for ReadRequest<S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadRequest")
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> ReadRequest<S, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Reads `req`'s body, holding at most `limit` bytes, for `svc`.
+    pub fn new(svc: S, req: http::Request<B>, limit: usize) -> Self {
+        let (parts, body) = req.into_parts();
+        Self {
+            svc: Some(svc),
+            parts: Some(parts),
+            read: ReadBody::new(body, limit),
+        }
+    }
+
+    /// Reads on; ready with the service, the request's head and its body to send (see
+    /// [`ReadBody::poll_read`]).
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready`.
+    pub fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(S, http::request::Parts, ReplayBody<B>)> {
+        let body = ready!(self.read.poll_read(cx));
+        match (self.svc.take(), self.parts.take()) {
+            (Some(svc), Some(parts)) => Poll::Ready((svc, parts, body)),
+            _ => panic!("ReadRequest polled after completion"),
+        }
+    }
+}

@@ -7,5 +7,5 @@
 mod buffer;
 mod guarded;
 
-pub use self::buffer::{ReadBody, ReplayBody};
+pub use self::buffer::{ReadBody, ReadRequest, ReplayBody};
 pub use self::guarded::GuardedBody;

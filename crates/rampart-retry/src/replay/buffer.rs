@@ -13,7 +13,7 @@ use http::Request;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use rampart_core::{
-    body::{ReadBody, ReplayBody},
+    body::{ReadRequest, ReplayBody},
     error::BoxError,
 };
 use tower_layer::Layer;
@@ -80,12 +80,9 @@ where
         // The service made ready is the one called; a clone takes its place.
         let fresh = self.inner.clone();
         let svc = std::mem::replace(&mut self.inner, fresh);
-        let (parts, body) = req.into_parts();
         BufferFuture {
             state: BufferState::Reading {
-                svc: Some(svc),
-                parts: Some(parts),
-                read: ReadBody::new(body, self.limit),
+                read: ReadRequest::new(svc, req, self.limit),
             },
         }
     }
@@ -109,9 +106,7 @@ pin_project! {
         S: Service<Request<ReplayBody<B>>>,
     {
         Reading {
-            svc: Option<S>,
-            parts: Option<http::request::Parts>,
-            read: ReadBody<B>,
+            read: ReadRequest<S, B>,
         },
         Calling {
             #[pin]
@@ -142,10 +137,8 @@ where
         loop {
             match state.as_mut().project() {
                 BufferStateProj::Calling { fut } => return fut.poll(cx),
-                BufferStateProj::Reading { svc, parts, read } => {
-                    let body = ready!(read.poll_read(cx));
-                    let parts = parts.take().expect("BufferFuture polled after completion");
-                    let mut svc = svc.take().expect("BufferFuture polled after completion");
+                BufferStateProj::Reading { read } => {
+                    let (mut svc, parts, body) = ready!(read.poll_read(cx));
                     let fut = svc.call(Request::from_parts(parts, body));
                     state.set(BufferState::Calling { fut });
                 }
