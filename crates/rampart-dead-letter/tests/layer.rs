@@ -430,3 +430,30 @@ async fn a_grpc_failure_reported_in_the_trailers_is_parked() {
     tokio::task::yield_now().await;
     assert_eq!(all(&*store).await.len(), 1);
 }
+
+/// The attempt count's one channel: a counter the caller put in the request is the one the
+/// layer hands inward (not replaced), so the caller reads what the retries inside noted.
+#[tokio::test]
+async fn a_callers_attempt_counter_is_the_one_the_retries_inside_fill() {
+    use rampart_core::attempt::AttemptCounter;
+    let store = store();
+    let retrying_upstream = service_fn(|req: Req| {
+        if let Some(counter) = req.extensions().get::<AttemptCounter>() {
+            counter.note(2);
+        }
+        async {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(layer(store.clone()))
+        .service(retrying_upstream);
+    let mut req = post("{}");
+    let attempts = AttemptCounter::new();
+    req.extensions_mut().insert(attempts.clone());
+    svc.oneshot(req).await.unwrap();
+    assert_eq!(attempts.get(), 2, "the caller reads the count");
+    assert_eq!(all(&*store).await[0].attempts, 2, "and the record has it");
+}
