@@ -2,8 +2,7 @@
 //! headers and a 512-byte JSON body (about 1.2 KB of JSON).
 
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, Failure, FailureKind,
-    record::{Header, Payload, RecordedBody, Target},
+    DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, RecordedBody, Target,
 };
 
 /// A JSON body of about 512 bytes.

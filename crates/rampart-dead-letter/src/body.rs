@@ -1,21 +1,5 @@
 //! [`DeadLetterBody`]: the response body of a [`DeadLetterService`](crate::DeadLetterService),
 //! which sees a gRPC failure that only its trailers report.
-//!
-//! A gRPC server that has sent messages reports a failure in the trailers, after the head
-//! (`200`, no `grpc-status`) is on its way to the caller. The layer cannot answer differently
-//! by then, but it can still keep the request: when such a response's trailers carry a failing
-//! `grpc-status` (or the body ends without one, or fails mid-stream), the request is parked in
-//! the background. The frames reach the caller unchanged.
-//!
-//! Trade-offs: the record is written after the caller has its answer, so a store failure
-//! cannot be reported to it (it is logged at `error`, counted in
-//! `rampart_dead_letter_park_failures_total` and in the layer's
-//! [`WriteFailures`](crate::WriteFailures)); it needs a tokio runtime (without one, it is
-//! logged and not parked); a caller that drops the body before its end parks nothing (it gave
-//! up on the answer). Only answers whose head the layer's classifier defers to the trailers
-//! are watched (with the default [`DeadLetterClassifier`](crate::kind::DeadLetterClassifier):
-//! gRPC answers with no `grpc-status` in their head); every other body passes through with no
-//! work.
 
 use std::{
     pin::Pin,
@@ -35,7 +19,23 @@ use crate::{
 
 pin_project! {
     /// The response body of a [`DeadLetterService`](crate::DeadLetterService): the inner body,
-    /// watched for a gRPC failure in its trailers. See the [module docs](self).
+    /// watched for a gRPC failure in its trailers.
+    ///
+    /// A gRPC server that has sent messages reports a failure in the trailers, after the head
+    /// (`200`, no `grpc-status`) is on its way to the caller. The layer cannot answer differently
+    /// by then, but it can still keep the request: when such a response's trailers carry a failing
+    /// `grpc-status` (or the body ends without one, or fails mid-stream), the request is parked in
+    /// the background. The frames reach the caller unchanged.
+    ///
+    /// Trade-offs: the record is written after the caller has its answer, so a store failure
+    /// cannot be reported to it (it is logged at `error`, counted in
+    /// `rampart_dead_letter_park_failures_total` and in the layer's
+    /// [`WriteFailures`](crate::WriteFailures)); it needs a tokio runtime (without one, it is
+    /// logged and not parked); a caller that drops the body before its end parks nothing (it gave
+    /// up on the answer). Only answers whose head the layer's classifier defers to the trailers
+    /// are watched (with the default [`DeadLetterClassifier`](crate::DeadLetterClassifier):
+    /// gRPC answers with no `grpc-status` in their head); every other body passes through with no
+    /// work.
     pub struct DeadLetterBody<B> {
         #[pin]
         inner: B,

@@ -51,7 +51,9 @@ pub fn record(i: u32) -> DeadLetter {
                 },
                 Header {
                     name: "authorization".into(),
-                    value: Payload(Bytes::from_static(crate::record::REDACTED.as_bytes())),
+                    value: Payload(Bytes::from_static(
+                        rampart_core::redact::REDACTED.as_bytes(),
+                    )),
                     redacted: true,
                 },
             ],
@@ -237,11 +239,11 @@ impl FailingStore {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn fail<T>(&self) -> Result<T, crate::store::StoreError> {
+    fn fail<T>(&self) -> Result<T, crate::StoreError> {
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(
-            crate::store::StoreError::new(self.describe(), StoreErrorKind::Unavailable)
+            crate::StoreError::new(self.describe(), StoreErrorKind::Unavailable)
                 .with_source("connection refused"),
         )
     }
@@ -254,42 +256,40 @@ impl DeadLetterStore for FailingStore {
     fn append<'a>(
         &'a self,
         _: &'a DeadLetter,
-    ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+    ) -> rampart_core::BoxFuture<'a, Result<(), crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
     fn get(
         &self,
         _: DeadLetterId,
-    ) -> crate::store::BoxFuture<'_, Result<Option<DeadLetter>, crate::store::StoreError>> {
+    ) -> rampart_core::BoxFuture<'_, Result<Option<DeadLetter>, crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
     fn list<'a>(
         &'a self,
         _: &'a Query,
-    ) -> crate::store::BoxFuture<'a, Result<Vec<DeadLetter>, crate::store::StoreError>> {
+    ) -> rampart_core::BoxFuture<'a, Result<Vec<DeadLetter>, crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
     fn update<'a>(
         &'a self,
         _: &'a DeadLetter,
-    ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+    ) -> rampart_core::BoxFuture<'a, Result<(), crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
     fn delete(
         &self,
         _: DeadLetterId,
-    ) -> crate::store::BoxFuture<'_, Result<bool, crate::store::StoreError>> {
+    ) -> rampart_core::BoxFuture<'_, Result<bool, crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
     fn purge<'a>(
         &'a self,
         _: &'a Filter,
-    ) -> crate::store::BoxFuture<'a, Result<u64, crate::store::StoreError>> {
+    ) -> rampart_core::BoxFuture<'a, Result<u64, crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
-    fn stats(
-        &self,
-    ) -> crate::store::BoxFuture<'_, Result<crate::store::Stats, crate::store::StoreError>> {
+    fn stats(&self) -> rampart_core::BoxFuture<'_, Result<crate::Stats, crate::StoreError>> {
         Box::pin(async move { self.fail() })
     }
 }

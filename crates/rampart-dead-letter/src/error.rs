@@ -22,7 +22,10 @@ pub struct Parked {
 }
 
 impl Parked {
-    pub(crate) fn new(id: DeadLetterId, kind: FailureKind, source: BoxError) -> Self {
+    /// The error for a failure parked as `id`: `source` annotated, as a
+    /// [`DeadLetterLayer`](crate::DeadLetterLayer) answers. For adapters that park with a
+    /// [`Parker`](crate::Parker).
+    pub fn new(id: DeadLetterId, kind: FailureKind, source: BoxError) -> Self {
         Self { id, kind, source }
     }
 
@@ -70,7 +73,9 @@ pub struct ParkFailed {
 }
 
 impl ParkFailed {
-    pub(crate) fn new(kind: FailureKind, original: BoxError, stores: Vec<StoreError>) -> Self {
+    /// The error for a failure no store kept: the original failure and every store's error.
+    /// For adapters that park with a [`Parker`](crate::Parker).
+    pub fn new(kind: FailureKind, original: BoxError, stores: Vec<StoreError>) -> Self {
         Self {
             kind,
             original,
@@ -120,7 +125,9 @@ pub struct FailedResponse {
 }
 
 impl FailedResponse {
-    pub(crate) fn new(status: http::StatusCode) -> Self {
+    /// A failure response with `status`, as an error, for [`ParkFailed::new`] or
+    /// [`Parked::new`] when the request failed with a response rather than an error.
+    pub fn new(status: http::StatusCode) -> Self {
         Self { status }
     }
 

@@ -219,7 +219,7 @@ impl DeadLetterBuilder {
     /// background if its trailers report a failure.
     ///
     /// Errors are not the classifier's: a final error is parked by what it is
-    /// ([`error_kind`](crate::kind::error_kind): an open circuit, a full bulkhead, a timeout,
+    /// ([`error_kind`](crate::error_kind): an open circuit, a full bulkhead, a timeout,
     /// anything else transient), filtered by [`park_on`](Self::park_on).
     ///
     /// ```

@@ -37,11 +37,11 @@
 //!
 //! - [`DeadLetterLayer`]: parks final failures, and answers with the failure annotated
 //!   ([`ReturnFailure`], the default) or `202 Accepted` ([`AcceptForLater`]). Which failures
-//!   are parked: [`ParkOn`] and [`kind`].
-//! - [`DeadLetter`]: the record, in a versioned JSON format (see [`record`]).
+//!   are parked: [`ParkOn`], [`DeadLetterClassifier`] and [`error_kind`].
+//! - [`DeadLetter`]: the record, in a versioned JSON format (see [its format](DeadLetter#format-version-1)).
 //! - [`DeadLetterStore`]: where records are kept; [`MemoryStore`] (bounded, not durable), the
 //!   embedded [`SqliteStore`] (feature `sqlite`, on by default: one SQLite file readable with
-//!   `sqlite3`, fsynced, with group commit; see [`sqlite`]), Redis Streams in `rampart-redis`
+//!   `sqlite3`, fsynced, with group commit; see [`SqliteStore`]), Redis Streams in `rampart-redis`
 //!   and NATS JetStream in `rampart-nats`.
 //! - [`Redrive`]: sends parked requests again, paced, with their original idempotency key.
 //! - The `rampart` CLI (crate `rampart-cli`): `rampart dlq list|show|stats|redrive|purge`.
@@ -119,17 +119,17 @@
 mod answer;
 mod body;
 mod error;
-pub mod kind;
+mod kind;
 mod layer;
 mod memory;
-pub mod park;
-pub mod record;
-pub mod redrive;
+mod park;
+mod record;
+mod redrive;
 mod service;
 mod shared;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
-pub mod store;
+mod sqlite;
+mod store;
 mod write_failures;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -138,12 +138,20 @@ pub mod conformance;
 pub use answer::{AcceptForLater, DEAD_LETTER_ID, OnParked, ParkedAs, ReturnFailure};
 pub use body::DeadLetterBody;
 pub use error::{FailedResponse, ParkFailed, Parked};
-pub use kind::ParkOn;
+pub use kind::{DeadLetterClassifier, ParkOn, error_kind};
 pub use layer::{DeadLetterBuilder, DeadLetterLayer, MAX_BODY_LIMIT};
 pub use memory::MemoryStore;
 pub use park::Parker;
-pub use record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State};
-pub use redrive::{Redrive, RedriveBuilder};
+/// The boxed, `Send` future a [`DeadLetterStore`]'s methods return (rampart-core's, for
+/// implementing a store without depending on rampart-core).
+pub use rampart_core::BoxFuture;
+pub use record::{
+    DeadLetter, DeadLetterId, Failure, FailureKind, Header, Lease, ParseIdError, Payload,
+    RecordError, RecordedBody, State, Target, UnknownName, system_time_from_millis, unix_millis,
+};
+pub use redrive::{
+    DEFAULT_LEASE, Outcome, Progress, Redrive, RedriveBuilder, Skip, Summary, rebuild,
+};
 pub use service::{DeadLetterService, ResponseFuture};
 pub use shared::{FALLBACK_FROM, Final};
 #[cfg(feature = "sqlite")]

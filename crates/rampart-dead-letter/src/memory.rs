@@ -2,11 +2,11 @@
 
 use std::{collections::BTreeMap, sync::Mutex};
 
-use rampart_core::error::ConfigError;
+use rampart_core::{BoxFuture, error::ConfigError};
 
 use crate::{
     record::{DeadLetter, DeadLetterId},
-    store::{BoxFuture, DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind},
+    store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind},
 };
 
 /// Dead letters in memory, at most `capacity` of them.

@@ -1,48 +1,12 @@
 //! [`Parker`]: parking a request that finally failed, outside tower.
-//!
-//! For adapters that are not tower services (rampart-reqwest's `DeadLetterMiddleware`), so
-//! that they park exactly as [`DeadLetterLayer`] does: the same failure kinds
-//! (the layer's classifier and [`ParkOn`](crate::ParkOn)), the same record
-//! (redaction, body limit, idempotency key, attempts), the same stores with the same fallback
-//! to the secondary, and the same errors ([`Parked`], [`ParkFailed`]).
-//!
-//! ```
-//! use std::{sync::Arc, time::SystemTime};
-//! use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, Failure, MemoryStore};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let store = Arc::new(MemoryStore::bounded(100).unwrap());
-//! let parker = DeadLetterLayer::builder("webhooks", store.clone()).build().unwrap().parker();
-//!
-//! // The request came back 503: a failure the layer parks.
-//! let status = http::StatusCode::SERVICE_UNAVAILABLE;
-//! let kind = parker.status_kind(status).expect("parked");
-//! let mut headers = http::HeaderMap::new();
-//! headers.insert("idempotency-key", "order-7".parse().unwrap());
-//! let record = parker.record(
-//!     &http::Method::POST,
-//!     &"http://hooks.example/ping".parse().unwrap(),
-//!     headers,
-//!     Some(b"{}"),
-//!     Failure::from_status(kind, status),
-//!     3,
-//!     SystemTime::now(),
-//! );
-//! let id = parker.park(&record).await.unwrap();
-//! let stored = store.get(id).await.unwrap().unwrap();
-//! assert_eq!((stored.attempts, stored.idempotency_key.as_deref()), (3, Some("order-7")));
-//! # }
-//! ```
 
 use std::{error::Error, fmt, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use rampart_core::{body::ReplayBody, error::BoxError};
+use rampart_core::body::ReplayBody;
 
 use crate::{
-    error::{FailedResponse, ParkFailed, Parked},
     layer::DeadLetterLayer,
     record::{DeadLetter, DeadLetterId, Failure, FailureKind},
     shared::{Final, Shared, Snapshot},
@@ -59,8 +23,43 @@ impl<M> DeadLetterLayer<M> {
     }
 }
 
-/// Parks final failures the way a [`DeadLetterLayer`] does, for adapters that are not tower
-/// services. Made by [`DeadLetterLayer::parker`]; see the [module docs](self).
+/// Parks final failures the way a [`DeadLetterLayer`] does, outside tower. Made by
+/// [`DeadLetterLayer::parker`].
+///
+/// For adapters that are not tower services (rampart-reqwest's `DeadLetterMiddleware`), so
+/// that they park exactly as [`DeadLetterLayer`] does: the same failure kinds
+/// (the layer's classifier and [`ParkOn`](crate::ParkOn)), the same record
+/// (redaction, body limit, idempotency key, attempts), the same stores with the same fallback
+/// to the secondary, and the same errors ([`Parked`](crate::Parked), [`ParkFailed`](crate::ParkFailed)).
+///
+/// ```
+/// use std::{sync::Arc, time::SystemTime};
+/// use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, Failure, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = Arc::new(MemoryStore::bounded(100).unwrap());
+/// let parker = DeadLetterLayer::builder("webhooks", store.clone()).build().unwrap().parker();
+///
+/// // The request came back 503: a failure the layer parks.
+/// let status = http::StatusCode::SERVICE_UNAVAILABLE;
+/// let kind = parker.status_kind(status).expect("parked");
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("idempotency-key", "order-7".parse().unwrap());
+/// let record = parker.record(
+///     &http::Method::POST,
+///     &"http://hooks.example/ping".parse().unwrap(),
+///     headers,
+///     Some(b"{}"),
+///     Failure::from_status(kind, status),
+///     3,
+///     SystemTime::now(),
+/// );
+/// let id = parker.park(&record).await.unwrap();
+/// let stored = store.get(id).await.unwrap().unwrap();
+/// assert_eq!((stored.attempts, stored.idempotency_key.as_deref()), (3, Some("order-7")));
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Parker {
     shared: Arc<Shared>,
@@ -103,7 +102,7 @@ impl Parker {
     }
 
     /// The kind of a final error, if the layer parks it (by
-    /// [`error_kind`](crate::kind::error_kind) and [`ParkOn`](crate::ParkOn)); `None` for an
+    /// [`error_kind`](crate::error_kind) and [`ParkOn`](crate::ParkOn)); `None` for an
     /// error to pass on as it is.
     pub fn error_kind(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
         self.shared.park_error(err)
@@ -172,34 +171,19 @@ impl Parker {
 
     /// Parks `record` in the primary store, or in the secondary if the primary fails (logged
     /// at `warn`, counted in `rampart_dead_letter_fallbacks_total`). Every store's error, the
-    /// primary's first, if none kept it: then answer with [`park_failed`], never drop the
+    /// primary's first, if none kept it: then answer with [`ParkFailed::new`](crate::ParkFailed::new), never drop the
     /// failure.
     pub async fn park(&self, record: &DeadLetter) -> Result<DeadLetterId, Vec<StoreError>> {
         self.shared.park(record).await.map(|kept| kept.id)
     }
 }
 
-/// The error for a failure parked as `id`: `source` annotated, as a [`DeadLetterLayer`]
-/// answers (its `source` stays findable with `rampart_core::error::find`).
-pub fn parked(id: DeadLetterId, kind: FailureKind, source: BoxError) -> Parked {
-    Parked::new(id, kind, source)
-}
-
-/// The error for a failure no store kept: the original failure and every store's error.
-pub fn park_failed(kind: FailureKind, original: BoxError, stores: Vec<StoreError>) -> ParkFailed {
-    ParkFailed::new(kind, original, stores)
-}
-
-/// A failure response as an error, for [`park_failed`] when the request failed with a
-/// response rather than an error.
-pub fn failed_response(status: StatusCode) -> FailedResponse {
-    FailedResponse::new(status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MemoryStore, store::DeadLetterStore};
+    use rampart_core::error::BoxError;
+
+    use crate::{FailedResponse, MemoryStore, ParkFailed, Parked, store::DeadLetterStore};
 
     fn parker(store: Arc<MemoryStore>) -> Parker {
         DeadLetterLayer::builder("svc", store)
@@ -254,11 +238,11 @@ mod tests {
     #[test]
     fn errors_keep_their_source() {
         let io: BoxError = Box::new(std::io::Error::other("reset"));
-        let e = parked(DeadLetterId::new(), FailureKind::Transient, io);
+        let e = Parked::new(DeadLetterId::new(), FailureKind::Transient, io);
         assert!(rampart_core::error::find::<std::io::Error>(&e).is_some());
-        let e = park_failed(
+        let e = ParkFailed::new(
             FailureKind::Transient,
-            Box::new(failed_response(StatusCode::BAD_GATEWAY)),
+            Box::new(FailedResponse::new(StatusCode::BAD_GATEWAY)),
             Vec::new(),
         );
         assert!(rampart_core::error::find::<FailedResponse>(&e).is_some());

@@ -11,14 +11,13 @@ use rampart_core::{
     body::ReplayBody,
     classify::ClassifyResponse,
     error::BoxError,
-    redact::{QueryPolicy, is_credential_header},
+    redact::{QueryPolicy, REDACTED, is_credential_header},
 };
 
 use crate::{
     kind::{ParkOn, error_kind, outcome_kind},
     record::{
-        DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, REDACTED, RecordedBody,
-        Target,
+        DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, RecordedBody, Target,
     },
     store::{DeadLetterStore, StoreError},
 };

@@ -1,38 +1,38 @@
 //! [`DeadLetterStore`]: where dead letters are kept, and the [`Filter`], [`Query`] and
 //! [`Stats`] every store understands.
-//!
-//! A store is used through `Arc<dyn DeadLetterStore>`, so that the layer, a redrive and the
-//! `rampart` CLI can pick one at run time (`sqlite:PATH`, `redis://…`, `nats://…`). Its
-//! methods return boxed futures for that reason; only `append` is on a request's path, and only
-//! for a request that has already failed.
-//!
-//! # Contract
-//!
-//! Every implementation passes the conformance suite (`conformance::run`, feature
-//! `test-util`):
-//!
-//! - `append` returns `Ok` only once the record is durable, as the store defines it (the
-//!   embedded store: written and `fsync`ed). An id that is already stored is
-//!   [`StoreErrorKind::Conflict`]; a full store is [`StoreErrorKind::Full`], never a silent drop.
-//! - `list` returns records in id order (oldest first: ids are UUID v7), after the `after`
-//!   cursor, at most `limit`, matching the filter.
-//! - `update` is a compare-and-set: it replaces the stored record with the same id only if
-//!   the stored one's [`revision`](DeadLetter::revision) is still `record.revision`, and
-//!   stores it with `revision + 1`, in one atomic step. A record changed since it was read is
-//!   [`StoreErrorKind::Stale`] (nothing is written); an unknown id is
-//!   [`StoreErrorKind::NotFound`]. This is what lets two redrives (two processes, or the CLI
-//!   beside the application) share a store without sending a record twice or writing over
-//!   each other's outcome: the conformance suite checks it with concurrent writers.
-//! - `delete` says whether the record was there; `purge` says how many it removed.
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::SystemTime};
 
 use crate::record::{DeadLetter, DeadLetterId, FailureKind, State};
 
-/// A boxed, `Send` future: what this trait's methods return (rampart-core's).
-pub use rampart_core::BoxFuture;
+use rampart_core::BoxFuture;
 
-/// Keeps dead letters. See the [module docs](self) for the contract.
+/// Keeps dead letters: where a [`DeadLetterLayer`](crate::DeadLetterLayer) parks them and a
+/// [`Redrive`](crate::Redrive) finds them.
+///
+/// A store is used through `Arc<dyn DeadLetterStore>`, so that the layer, a redrive and the
+/// `rampart` CLI can pick one at run time (`sqlite:PATH`, `redis://…`, `nats://…`). Its
+/// methods return boxed futures for that reason; only `append` is on a request's path, and only
+/// for a request that has already failed.
+///
+/// # Contract
+///
+/// Every implementation passes the conformance suite (`conformance::run`, feature
+/// `test-util`):
+///
+/// - `append` returns `Ok` only once the record is durable, as the store defines it (the
+///   embedded store: written and `fsync`ed). An id that is already stored is
+///   [`StoreErrorKind::Conflict`]; a full store is [`StoreErrorKind::Full`], never a silent drop.
+/// - `list` returns records in id order (oldest first: ids are UUID v7), after the `after`
+///   cursor, at most `limit`, matching the filter.
+/// - `update` is a compare-and-set: it replaces the stored record with the same id only if
+///   the stored one's [`revision`](DeadLetter::revision) is still `record.revision`, and
+///   stores it with `revision + 1`, in one atomic step. A record changed since it was read is
+///   [`StoreErrorKind::Stale`] (nothing is written); an unknown id is
+///   [`StoreErrorKind::NotFound`]. This is what lets two redrives (two processes, or the CLI
+///   beside the application) share a store without sending a record twice or writing over
+///   each other's outcome: the conformance suite checks it with concurrent writers.
+/// - `delete` says whether the record was there; `purge` says how many it removed.
 pub trait DeadLetterStore: Send + Sync + fmt::Debug + 'static {
     /// A short description for logs and errors, e.g. `sqlite:/var/lib/app/dlq.db`. Never
     /// holds a password.
@@ -70,7 +70,7 @@ pub trait DeadLetterStore: Send + Sync + fmt::Debug + 'static {
 
     /// Replaces the stored record with `record.id` if its revision is still
     /// `record.revision`, storing `record` with `revision + 1`; otherwise
-    /// [`StoreErrorKind::Stale`] and nothing is written. See the [module docs](self).
+    /// [`StoreErrorKind::Stale`] and nothing is written. See the [contract](DeadLetterStore#contract).
     fn update<'a>(&'a self, record: &'a DeadLetter) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes the record with `id`; `true` if it was there.

@@ -18,8 +18,8 @@ use std::{
 };
 
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Failure, FailureKind, SqliteStore, State,
-    record::{RecordedBody, Target},
+    DeadLetter, DeadLetterId, DeadLetterStore, Failure, FailureKind, RecordedBody, SqliteStore,
+    State, Target,
 };
 
 const CHILD_ENV: &str = "RAMPART_CRASH_CHILD";

@@ -15,10 +15,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterStore, MemoryStore, Redrive, State, StoreErrorKind,
-    conformance::record,
-    redrive::{Outcome, Skip, Summary},
-    store::BoxFuture,
+    BoxFuture, DeadLetter, DeadLetterStore, MemoryStore, Outcome, Redrive, Skip, State,
+    StoreErrorKind, Summary, conformance::record,
 };
 use tower::service_fn;
 

@@ -20,8 +20,8 @@ use std::{
 use rampart_bulkhead::BulkheadLayer;
 use rampart_circuit_breaker::{CircuitBreakerLayer, State};
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Filter, MemoryStore, Query, Stats, StoreError,
-    StoreErrorKind, conformance, store::BoxFuture as StoreFuture,
+    BoxFuture as StoreFuture, DeadLetter, DeadLetterId, DeadLetterStore, Filter, MemoryStore,
+    Query, Stats, StoreError, StoreErrorKind, conformance,
 };
 use rampart_health::{
     BoxFuture, Component, ComponentHealth, DeadLetterCheck, HealthRegistry, Probe, Status,

@@ -23,7 +23,7 @@
 //!
 //! The records live in a key-value bucket (default `rampart_dlq`), which is the JetStream
 //! stream `KV_<bucket>` with file storage, created on first connect: key = the record id,
-//! value = the record's JSON ([format](rampart_dead_letter::record)), one revision kept per
+//! value = the record's JSON ([format](rampart_dead_letter::DeadLetter#format-version-1)), one revision kept per
 //! key. Read it with the `nats` CLI: `nats kv ls rampart_dlq`, `nats kv get rampart_dlq <id>`.
 //!
 //! - `append` creates the key: it fails if the key exists, which is

@@ -14,8 +14,8 @@ use async_nats::{
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind,
-    store::BoxFuture,
+    BoxFuture, DeadLetter, DeadLetterId, DeadLetterStore, Filter, Query, Stats, StoreError,
+    StoreErrorKind,
 };
 
 use crate::{

@@ -30,7 +30,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:records` | hash | record id → the record's JSON ([format](rampart_dead_letter::record)), its current version |
+//! | `P:records` | hash | record id → the record's JSON ([format](rampart_dead_letter::DeadLetter#format-version-1)), its current version |
 //! | `P:ids` | sorted set | every id, score 0: `ZRANGEBYLEX` pages them in id order (ids are UUID v7, whose text sorts as they do) |
 //! | `P:counts` | hash | `total`, `state:<state>`, `kind:<kind>`: the counts [`stats`](rampart_dead_letter::DeadLetterStore::stats) returns in O(1) |
 //! | `P:pending` | sorted set | ids of pending and redriving records, scored by first failure (Unix ms): the age of the backlog |

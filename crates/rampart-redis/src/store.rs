@@ -3,10 +3,8 @@
 use std::{collections::BTreeMap, fmt, future::Future, time::Duration};
 
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, FailureKind, Filter, Query, State, Stats,
-    StoreError, StoreErrorKind,
-    record::{system_time_from_millis, unix_millis},
-    store::BoxFuture,
+    BoxFuture, DeadLetter, DeadLetterId, DeadLetterStore, FailureKind, Filter, Query, State, Stats,
+    StoreError, StoreErrorKind, system_time_from_millis, unix_millis,
 };
 use redis::{ErrorKind, RedisResult, ServerErrorKind, aio::ConnectionManager};
 

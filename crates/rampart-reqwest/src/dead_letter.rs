@@ -5,8 +5,8 @@ use std::{fmt, time::SystemTime};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Uri};
 use rampart_core::{attempt::AttemptCounter, error::Elapsed, key::IdempotencyKey};
 use rampart_dead_letter::{
-    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, Failure, FailureKind, ParkedAs, Parker,
-    park::{failed_response, park_failed, parked},
+    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, FailedResponse, Failure, FailureKind,
+    ParkFailed, Parked, ParkedAs, Parker,
 };
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
@@ -195,9 +195,9 @@ impl DeadLetterMiddleware {
                 let record = sent.record(&self.parker, Failure::from_status(kind, status), key);
                 match self.parker.park(&record).await {
                     Ok(id) => Ok(mark(res, id)),
-                    Err(stores) => Err(middleware_error(park_failed(
+                    Err(stores) => Err(middleware_error(ParkFailed::new(
                         kind,
-                        Box::new(failed_response(status)),
+                        Box::new(FailedResponse::new(status)),
                         stores,
                     ))),
                 }
@@ -217,8 +217,8 @@ impl DeadLetterMiddleware {
                 let key = extensions.get::<IdempotencyKey>();
                 let record = sent.record(&self.parker, failure, key);
                 Err(match self.parker.park(&record).await {
-                    Ok(id) => middleware_error(parked(id, kind, Box::new(err))),
-                    Err(stores) => middleware_error(park_failed(kind, Box::new(err), stores)),
+                    Ok(id) => middleware_error(Parked::new(id, kind, Box::new(err))),
+                    Err(stores) => middleware_error(ParkFailed::new(kind, Box::new(err), stores)),
                 })
             }
         }

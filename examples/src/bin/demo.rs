@@ -32,7 +32,7 @@ use hyper_util::{
 };
 use rampart::{
     core::{attempt::AttemptCounter, error::BoxError},
-    dead_letter::{DeadLetterStore, Redrive, SqliteStore, State, redrive::Summary},
+    dead_letter::{DeadLetterStore, Redrive, SqliteStore, State, Summary},
 };
 use rampart_examples::{
     stack::{self, Settings},

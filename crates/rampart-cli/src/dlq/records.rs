@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, process::ExitCode, sync::Arc, time::SystemTime};
 
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterStore, Query, StoreError, StoreErrorKind, record::Payload,
+    DeadLetter, DeadLetterStore, Payload, Query, StoreError, StoreErrorKind,
 };
 
 use crate::{
@@ -103,7 +103,7 @@ fn shown(mut r: DeadLetter) -> DeadLetter {
     for h in &mut r.target.headers {
         if !h.redacted && redact::is_credential_header(&h.name) {
             h.value = Payload(bytes::Bytes::from_static(
-                rampart_dead_letter::record::REDACTED.as_bytes(),
+                rampart_core::redact::REDACTED.as_bytes(),
             ));
             h.redacted = true;
         }
@@ -274,7 +274,7 @@ mod tests {
     fn a_binary_body_is_shown_in_hex_with_a_note() {
         let mut r = conformance::record(1);
         r.target.body =
-            rampart_dead_letter::record::RecordedBody::whole(bytes::Bytes::from(vec![0xffu8; 300]));
+            rampart_dead_letter::RecordedBody::whole(bytes::Bytes::from(vec![0xffu8; 300]));
         let text = describe(&r, SystemTime::now());
         assert!(text.contains("300 bytes, sha256 "), "{text}");
         assert!(text.contains("not UTF-8; hex below; --json has it all as base64"));

@@ -16,8 +16,7 @@ use hyper_util::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Redrive, State,
-    redrive::{Outcome, Progress, Skip, Summary},
+    DeadLetter, DeadLetterId, DeadLetterStore, Outcome, Progress, Redrive, Skip, State, Summary,
 };
 use tower::timeout::Timeout;
 

@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, process::ExitCode, sync::Arc, time::SystemTime};
 
-use rampart_dead_letter::{DeadLetterStore, FailureKind, State, Stats, record::unix_millis};
+use rampart_dead_letter::{DeadLetterStore, FailureKind, State, Stats, unix_millis};
 
 use crate::{
     cli::StatsArgs,

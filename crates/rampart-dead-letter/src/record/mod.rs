@@ -1,36 +1,4 @@
 //! The dead-letter record, [`DeadLetter`], and its stored format.
-//!
-//! # Format, version 1
-//!
-//! Every store keeps a record as one JSON object (SQLite in a `TEXT` column, Redis in a stream
-//! entry's `record` field, NATS as a message payload), so any record can be read with standard
-//! tools (`sqlite3`, `redis-cli`, `nats`, `jq`). The fields, modelled on Spring Kafka's
-//! dead-letter headers and RabbitMQ's `x-death`:
-//!
-//! | field | JSON | meaning |
-//! |---|---|---|
-//! | `v` | number | the format version, `1`; a reader refuses a record with a newer one |
-//! | `id` | string | a UUID v7: unique, and sorts by the time it was made |
-//! | `service` | string | the name of the service (the client stack) that parked it |
-//! | `first_failed_at`, `last_failed_at` | number | Unix time in milliseconds of the first failed attempt and of the last failure |
-//! | `updated_at` | number | Unix time in milliseconds of the last change of the record |
-//! | `target.method`, `target.uri` | string | the request line; the URI without user info, its query values masked but the allow-listed keys' (see [Secrets](crate#secrets)) |
-//! | `target.headers` | array of `{name, value}` | the request headers in order; a redacted value (a credential header) is the string `"[redacted]"` with `"redacted": true` |
-//! | `target.query_redacted` | bool, absent if false | query values were masked in `target.uri` (keys kept): the URI is not the one sent |
-//! | `target.body` | object | `data` (`{"utf8": "…"}` or `{"base64": "…"}`), `len` (the whole body's length, when known), `truncated`, `sha256` (hex, of the whole body, when known) |
-//! | `idempotency_key` | string or null | the key every attempt carried, reused on redrive |
-//! | `attempts` | number | attempts made before the request was parked |
-//! | `failure.kind` | string | `transient`, `fatal`, `circuit_open`, `bulkhead_full`, `timeout` |
-//! | `failure.status` | number or null | the last HTTP status, if a response came back |
-//! | `failure.chain` | array of strings | the error and its sources, outermost first, URLs in them redacted |
-//! | `redrive_count` | number | redrives tried so far |
-//! | `state` | string | `pending`, `redriving`, `delivered`, `given_up` |
-//! | `revision` | number | how many times the record was changed since it was parked (0 if absent); every [`update`](crate::DeadLetterStore::update) is a compare-and-set on it |
-//! | `lease` | object or absent | while `redriving`: `owner` (the redrive holding it) and `until` (Unix ms); a lease that has run out makes the record claimable again |
-//!
-//! Header values and bodies that are not UTF-8 are kept as base64, so nothing is lost.
-//! Unknown fields are ignored on reading, so a version-1 reader reads records from a writer
-//! that added optional fields.
 
 use std::{
     collections::BTreeMap,
@@ -45,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 /// The version of the record format this crate writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// A record's id: a UUID v7, so ids are unique across processes and sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -316,9 +284,6 @@ pub struct Header {
     pub redacted: bool,
 }
 
-/// The text that stands for a redacted header value.
-pub use rampart_core::redact::REDACTED;
-
 /// A request body as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RecordedBody {
@@ -429,11 +394,41 @@ impl Failure {
 
 /// A request that finally failed, as parked in a [`DeadLetterStore`](crate::DeadLetterStore).
 ///
-/// See the [module docs](self) for the stored format.
+/// # Format, version 1
+///
+/// Every store keeps a record as one JSON object (SQLite in a `TEXT` column, Redis in a stream
+/// entry's `record` field, NATS as a message payload), so any record can be read with standard
+/// tools (`sqlite3`, `redis-cli`, `nats`, `jq`). The fields, modelled on Spring Kafka's
+/// dead-letter headers and RabbitMQ's `x-death`:
+///
+/// | field | JSON | meaning |
+/// |---|---|---|
+/// | `v` | number | the format version, `1`; a reader refuses a record with a newer one |
+/// | `id` | string | a UUID v7: unique, and sorts by the time it was made |
+/// | `service` | string | the name of the service (the client stack) that parked it |
+/// | `first_failed_at`, `last_failed_at` | number | Unix time in milliseconds of the first failed attempt and of the last failure |
+/// | `updated_at` | number | Unix time in milliseconds of the last change of the record |
+/// | `target.method`, `target.uri` | string | the request line; the URI without user info, its query values masked but the allow-listed keys' (see [Secrets](crate#secrets)) |
+/// | `target.headers` | array of `{name, value}` | the request headers in order; a redacted value (a credential header) is the string `"[redacted]"` with `"redacted": true` |
+/// | `target.query_redacted` | bool, absent if false | query values were masked in `target.uri` (keys kept): the URI is not the one sent |
+/// | `target.body` | object | `data` (`{"utf8": "…"}` or `{"base64": "…"}`), `len` (the whole body's length, when known), `truncated`, `sha256` (hex, of the whole body, when known) |
+/// | `idempotency_key` | string or null | the key every attempt carried, reused on redrive |
+/// | `attempts` | number | attempts made before the request was parked |
+/// | `failure.kind` | string | `transient`, `fatal`, `circuit_open`, `bulkhead_full`, `timeout` |
+/// | `failure.status` | number or null | the last HTTP status, if a response came back |
+/// | `failure.chain` | array of strings | the error and its sources, outermost first, URLs in them redacted |
+/// | `redrive_count` | number | redrives tried so far |
+/// | `state` | string | `pending`, `redriving`, `delivered`, `given_up` |
+/// | `revision` | number | how many times the record was changed since it was parked (0 if absent); every [`update`](crate::DeadLetterStore::update) is a compare-and-set on it |
+/// | `lease` | object or absent | while `redriving`: `owner` (the redrive holding it) and `until` (Unix ms); a lease that has run out makes the record claimable again |
+///
+/// Header values and bodies that are not UTF-8 are kept as base64, so nothing is lost.
+/// Unknown fields are ignored on reading, so a version-1 reader reads records from a writer
+/// that added optional fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DeadLetter {
-    /// The format version; [`FORMAT_VERSION`] for records this crate makes.
+    /// The format version; [`DeadLetter::FORMAT_VERSION`] for records this crate makes.
     #[serde(rename = "v")]
     pub version: u32,
     /// The record's id.
@@ -492,6 +487,9 @@ pub struct Lease {
 }
 
 impl DeadLetter {
+    /// The version of the record format this crate writes, and the newest it reads.
+    pub const FORMAT_VERSION: u32 = FORMAT_VERSION;
+
     /// A pending record with a new id, failed once, now (to the millisecond, as the format
     /// keeps times, so a record reads back from any store equal to itself).
     pub fn new(service: impl Into<String>, target: Target, failure: Failure) -> Self {
@@ -525,7 +523,7 @@ impl DeadLetter {
         }
     }
 
-    /// The record as JSON, in the [format](self) stores keep.
+    /// The record as JSON, in the [format](DeadLetter#format-version-1) stores keep.
     pub fn to_json(&self) -> String {
         // A record has only strings, numbers and maps with string keys: it always serializes.
         serde_json::to_string(self).unwrap_or_default()

@@ -101,7 +101,7 @@ impl<S> RedriveBuilder<S> {
         self
     }
 
-    /// How long a claim on a record lasts ([`DEFAULT_LEASE`] by default; 1 s to 24 h).
+    /// How long a claim on a record lasts ([`DEFAULT_LEASE`](crate::DEFAULT_LEASE) by default; 1 s to 24 h).
     ///
     /// While it lasts no other redrive sends the record; once it has run out (the redrive
     /// crashed, was cancelled, or lost its store) the record can be claimed again. Each send

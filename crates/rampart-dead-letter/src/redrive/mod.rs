@@ -1,48 +1,5 @@
 //! [`Redrive`]: sends parked requests again, through a service you give it (typically the same
 //! client stack), and records each outcome.
-//!
-//! For each record: it is read afresh and claimed (its state becomes `redriving` under a
-//! [lease](RedriveBuilder::lease), in one compare-and-set on its revision, so that of several
-//! redrives sharing a store exactly one sends it); the request is rebuilt (method, URI,
-//! headers less the redacted ones, body, and the original `Idempotency-Key`, so a server-side
-//! idempotency layer runs the work at most once however often it is redriven); it is sent,
-//! within four fifths of the lease; a response that is not a failure marks it `delivered`, a
-//! failure puts it back to `pending` with the new failure and one more redrive counted, and
-//! after [`max_redrives`](RedriveBuilder::max_redrives) it is `given_up` and the alert hook
-//! fires. Each outcome is written with a compare-and-set on the claim's revision too.
-//!
-//! A gRPC response (`content-type: application/grpc…`) whose head carries no `grpc-status` is
-//! read to its trailers, and judged by the `grpc-status` there: a `200` whose trailers say
-//! `UNAVAILABLE` is a failure, not a delivery.
-//!
-//! Pacing: at most [`rate`](RedriveBuilder::rate) sends per second, at most
-//! [`concurrency`](RedriveBuilder::concurrency) at once.
-//!
-//! # Several redrives, crashes and cancellation
-//!
-//! - Two redrives of one store at once (two processes, or the `rampart` CLI beside the
-//!   application) send each record once: the one whose claim lands first sends it, the other
-//!   reports it [skipped](Skip::Contended) (or [leased](Skip::Leased)). Every store proves this
-//!   in the conformance suite.
-//! - A redrive that crashes, is cancelled (its future dropped, Ctrl-C in the CLI) or loses its
-//!   store mid-way leaves the records it had claimed `redriving` under its lease. Once the
-//!   lease has run out they are claimable again, and [`Redrive::all`] takes them, with their
-//!   redrive count kept. A request that was sent but whose outcome was not recorded is sent
-//!   again then, with the same idempotency key.
-//! - A store error on one record does not stop the others: it is reported as
-//!   [`Outcome::Errored`] and counted in [`Summary::errors`]. A service that panics is
-//!   reported the same way. Only a failure to list records ends a run early (after the sends
-//!   in flight have finished and been recorded).
-//!
-//! # Trade-offs
-//!
-//! - Leases are wall-clock times, shared between processes: redrivers whose clocks disagree by
-//!   more than a fifth of the lease may overlap. The idempotency key makes an overlap harmless
-//!   at a server that honours it.
-//! - Claiming costs a read and a compare-and-set per record before each send, and another
-//!   compare-and-set after it: three store round trips per record (one before this design).
-//! - A record whose body was truncated cannot be resent whole: it is given up at once, and the
-//!   alert hook fires.
 
 mod builder;
 mod outcome;
@@ -67,10 +24,54 @@ use crate::{
     store::{Filter, Query, StoreError},
 };
 
-/// Sends parked requests again through a service. See the [module docs](self).
+/// Sends parked requests again, through a service you give it (typically the same client
+/// stack), and records each outcome.
 ///
 /// The service takes `http::Request<B>` for any body `B: From<Bytes>` (axum's `Body`,
 /// reqwest's `Body`, http-body-util's `Full<Bytes>`), and returns `http::Response<_>`.
+///
+/// For each record: it is read afresh and claimed (its state becomes `redriving` under a
+/// [lease](RedriveBuilder::lease), in one compare-and-set on its revision, so that of several
+/// redrives sharing a store exactly one sends it); the request is rebuilt (method, URI,
+/// headers less the redacted ones, body, and the original `Idempotency-Key`, so a server-side
+/// idempotency layer runs the work at most once however often it is redriven); it is sent,
+/// within four fifths of the lease; a response that is not a failure marks it `delivered`, a
+/// failure puts it back to `pending` with the new failure and one more redrive counted, and
+/// after [`max_redrives`](RedriveBuilder::max_redrives) it is `given_up` and the alert hook
+/// fires. Each outcome is written with a compare-and-set on the claim's revision too.
+///
+/// A gRPC response (`content-type: application/grpc…`) whose head carries no `grpc-status` is
+/// read to its trailers, and judged by the `grpc-status` there: a `200` whose trailers say
+/// `UNAVAILABLE` is a failure, not a delivery.
+///
+/// Pacing: at most [`rate`](RedriveBuilder::rate) sends per second, at most
+/// [`concurrency`](RedriveBuilder::concurrency) at once.
+///
+/// # Several redrives, crashes and cancellation
+///
+/// - Two redrives of one store at once (two processes, or the `rampart` CLI beside the
+///   application) send each record once: the one whose claim lands first sends it, the other
+///   reports it [skipped](Skip::Contended) (or [leased](Skip::Leased)). Every store proves this
+///   in the conformance suite.
+/// - A redrive that crashes, is cancelled (its future dropped, Ctrl-C in the CLI) or loses its
+///   store mid-way leaves the records it had claimed `redriving` under its lease. Once the
+///   lease has run out they are claimable again, and [`Redrive::all`] takes them, with their
+///   redrive count kept. A request that was sent but whose outcome was not recorded is sent
+///   again then, with the same idempotency key.
+/// - A store error on one record does not stop the others: it is reported as
+///   [`Outcome::Errored`] and counted in [`Summary::errors`]. A service that panics is
+///   reported the same way. Only a failure to list records ends a run early (after the sends
+///   in flight have finished and been recorded).
+///
+/// # Trade-offs
+///
+/// - Leases are wall-clock times, shared between processes: redrivers whose clocks disagree by
+///   more than a fifth of the lease may overlap. The idempotency key makes an overlap harmless
+///   at a server that honours it.
+/// - Claiming costs a read and a compare-and-set per record before each send, and another
+///   compare-and-set after it: three store round trips per record (one before this design).
+/// - A record whose body was truncated cannot be resent whole: it is given up at once, and the
+///   alert hook fires.
 pub struct Redrive<S> {
     inner: Arc<Inner>,
     service: S,

@@ -7,10 +7,10 @@ use super::{
 };
 
 /// The default [`max_batch`](SqliteStoreBuilder::max_batch).
-pub const DEFAULT_MAX_BATCH: usize = 512;
+pub(crate) const DEFAULT_MAX_BATCH: usize = 512;
 
 /// The default [`busy_timeout`](SqliteStoreBuilder::busy_timeout).
-pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes the WAL file is cut back to once checkpointed (`PRAGMA journal_size_limit`).
 pub(super) const WAL_SIZE_LIMIT: i64 = 64 << 20;
@@ -45,8 +45,14 @@ pub struct SqliteStoreBuilder {
 }
 
 impl SqliteStoreBuilder {
+    /// The default [`max_batch`](Self::max_batch): 512 records.
+    pub const DEFAULT_MAX_BATCH: usize = DEFAULT_MAX_BATCH;
+
+    /// The default [`busy_timeout`](Self::busy_timeout): 5 seconds.
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = DEFAULT_BUSY_TIMEOUT;
+
     /// At most about this many records per transaction (one `fsync`); at least 1, by default
-    /// [`DEFAULT_MAX_BATCH`]. The writer stops taking commands into a transaction once it
+    /// [`Self::DEFAULT_MAX_BATCH`]. The writer stops taking commands into a transaction once it
     /// holds this many records; an `append_batch` larger than this still goes in whole, in a
     /// transaction of its own.
     pub fn max_batch(mut self, records: usize) -> Self {
@@ -57,7 +63,7 @@ impl SqliteStoreBuilder {
     /// Whether a commit is `fsync`ed before it is acknowledged (`PRAGMA synchronous=FULL`),
     /// the default; `false` is `PRAGMA synchronous=NORMAL`, which survives a crash of the
     /// process but may lose the last commits in a crash of the machine. See
-    /// [Durability](super#durability).
+    /// [Durability](SqliteStore#durability).
     pub fn synchronous(mut self, on: bool) -> Self {
         self.synchronous = on;
         self
@@ -65,7 +71,7 @@ impl SqliteStoreBuilder {
 
     /// How long a statement waits for a lock held by another connection to the same file
     /// (another process, or `sqlite3`) before it fails with [`StoreErrorKind::Unavailable`];
-    /// by default [`DEFAULT_BUSY_TIMEOUT`], at most `i32::MAX` milliseconds.
+    /// by default [`Self::DEFAULT_BUSY_TIMEOUT`], at most `i32::MAX` milliseconds.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self

@@ -1,114 +1,5 @@
 //! [`SqliteStore`]: the embedded, durable dead-letter store, and the default one. One SQLite
 //! file, no server; `append` returns `Ok` only once the record is committed and `fsync`ed.
-//!
-//! ```
-//! use rampart_dead_letter::{DeadLetter, DeadLetterStore, Failure, FailureKind, SqliteStore};
-//! use rampart_dead_letter::record::Target;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let dir = tempfile::tempdir()?;
-//! # let path = dir.path().join("dlq.db");
-//! let store = SqliteStore::builder(&path).max_batch(256).open()?;
-//!
-//! let record = DeadLetter::new(
-//!     "billing",
-//!     Target { method: "POST".into(), uri: "http://billing/charge".into(), ..Default::default() },
-//!     Failure::from_status(FailureKind::Transient, http::StatusCode::BAD_GATEWAY),
-//! );
-//! store.append(&record).await?; // committed and fsynced
-//! assert_eq!(store.get(record.id).await?, Some(record));
-//! assert_eq!(store.describe(), format!("sqlite:{}", path.display()));
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # The file
-//!
-//! The file is an ordinary SQLite 3 database, so the standard `sqlite3` tool reads it (and
-//! `jq` reads the records):
-//!
-//! ```text
-//! sqlite3 dlq.db "select id, state, kind from dead_letters"
-//! sqlite3 dlq.db "select record from dead_letters where state = 'pending'" | jq .target.uri
-//! ```
-//!
-//! One table, `dead_letters`, one row per record:
-//!
-//! | column | type | holds |
-//! |---|---|---|
-//! | `id` | `TEXT PRIMARY KEY` | the record's id, a hyphenated lowercase UUID v7 (so text order is id order, oldest first) |
-//! | `state` | `TEXT` | `pending`, `redriving`, `delivered`, `given_up` |
-//! | `kind` | `TEXT` | the failure kind: `transient`, `fatal`, `circuit_open`, `bulkhead_full`, `timeout` |
-//! | `service` | `TEXT` | the service that parked it |
-//! | `first_failed_at`, `last_failed_at`, `updated_at` | `INTEGER` | Unix time in milliseconds |
-//! | `record` | `TEXT` | the whole record as JSON, in the [record format](crate::record) |
-//! | `revision` | `INTEGER` | the record's [`revision`](DeadLetter::revision): an `update` is `UPDATE … WHERE id = ? AND revision = ?` (schema version 2; a version-1 file gains the column, at 0, when it is opened) |
-//!
-//! The columns besides `record` are copies of the record's fields, kept for filtering and
-//! counting; `record` is what is read back. Indexes: `(state, id)`, `(kind, id)` and
-//! `(service, id)` for filtered pages in id order, and `(state, first_failed_at)` for the age
-//! of the backlog. `PRAGMA user_version` holds the schema version, [`SCHEMA_VERSION`]; a file
-//! with a newer one is refused rather than misread. `PRAGMA application_id` is
-//! [`APPLICATION_ID`] (`0x52444c51`, "RDLQ"), so a database that belongs to something else is
-//! refused too. Changing rows by hand with `sqlite3` is possible, but keep the columns and the
-//! JSON in step.
-//!
-//! # Durability
-//!
-//! The file is in [WAL mode](https://www.sqlite.org/wal.html): while a store is open, two
-//! files sit beside it, `dlq.db-wal` and `dlq.db-shm`. They are part of the database: copy or
-//! move the three together, or only while no store has the file open (on the last close
-//! SQLite folds the WAL back into the file and removes them). The WAL grows with the writes
-//! between two checkpoints (SQLite checkpoints every 1000 pages, about 4 MiB) and is cut back
-//! to 64 MiB after a burst. Keep the file on a local disk: WAL needs shared memory, which
-//! network file systems do not give.
-//!
-//! With [`synchronous(true)`](SqliteStoreBuilder::synchronous), the default
-//! (`PRAGMA synchronous=FULL`), every transaction's commit is `fsync`ed before any `append` in
-//! it returns `Ok`: an acknowledged record survives a crash of the process, of the machine, or
-//! a power cut. With `synchronous(false)` (`PRAGMA synchronous=NORMAL`) a commit is written but
-//! not synced: an acknowledged record survives a crash of the process, but not of the machine.
-//!
-//! # Group commit
-//!
-//! An `fsync` costs from tens of microseconds to several milliseconds, depending on the disk, so
-//! one transaction per record would cap the store at a few hundred to a few thousand records a
-//! second. Instead, one writer thread owns the write connection. Every write (`append`,
-//! `append_batch`, `update`, `delete`, `purge`) is a command sent to it; it takes the first
-//! command in its queue and every other one already waiting (up to
-//! [`max_batch`](SqliteStoreBuilder::max_batch) records), runs them in one transaction, commits
-//! (one `fsync`), and only then answers each one. N appends that arrive while a commit is
-//! under way share the next commit.
-//!
-//! The trade-off is latency against throughput, and it is made without a timer: a lone append
-//! is committed at once (one `fsync` of latency, as without grouping); under load an append
-//! waits for the commit in progress and then for its own, at most about two commits. Nothing
-//! waits to fill a batch. Commands in one transaction are independent: an append whose id is
-//! already stored fails with [`StoreErrorKind::Conflict`] and the others still commit. Only a
-//! failure of the transaction itself fails every command in it: a full disk
-//! ([`StoreErrorKind::Full`]), a disk error, or a lock another process held longer than the
-//! [`busy_timeout`](SqliteStoreBuilder::busy_timeout) ([`StoreErrorKind::Unavailable`]).
-//! [`append_batch`](DeadLetterStore::append_batch) is all or nothing: its records go into one
-//! transaction, and one conflicting id keeps every one of them out.
-//!
-//! Measured (`cargo bench -p rampart-benches --bench dead_letter`, records of about 1.2 KB of
-//! JSON, durability on, a 2-core VM with a virtio disk): about 1,000 to 2,600 appends a second
-//! one after another, about 17,000 a second from 64 concurrent tasks, about 19,000 a second in
-//! batches of 100. Batched, the disk's write bandwidth is the limit: SQLite writes each page
-//! twice, to the WAL and at the checkpoint.
-//!
-//! Reads (`get`, `list`, `stats`) run on a second thread with its own connection; in WAL mode
-//! they never wait for the writer, and they see only committed records.
-//!
-//! # Threads, blocking and dropping
-//!
-//! The store's futures only wait for an answer from its threads, so they never block the
-//! executor (and need no tokio runtime). [`SqliteStore::open`] does block: it opens the file
-//! and creates the schema, so call it at start-up (or in `spawn_blocking`). A write whose
-//! future is dropped after its first poll may still be committed. Dropping the store lets the
-//! writer finish every command already queued, then waits for both threads to exit, so the
-//! file is closed when `drop` returns; that wait is at most about one commit.
 
 use std::{
     fmt,
@@ -117,13 +8,13 @@ use std::{
     time::Duration,
 };
 
-use rampart_core::error::ConfigError;
+use rampart_core::{BoxFuture, error::ConfigError};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, types::Value};
 use tokio::sync::oneshot;
 
 use crate::{
     record::{DeadLetter, DeadLetterId, FailureKind, State, system_time_from_millis, unix_millis},
-    store::{BoxFuture, DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind},
+    store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind},
 };
 
 mod builder;
@@ -131,8 +22,9 @@ mod query;
 mod schema;
 mod writer;
 
-pub use self::{
-    builder::{DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_BATCH, SqliteStoreBuilder},
+pub use self::builder::SqliteStoreBuilder;
+use self::{
+    builder::{DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_BATCH},
     schema::{APPLICATION_ID, SCHEMA_VERSION},
 };
 use self::{
@@ -144,7 +36,113 @@ const COMPONENT: &str = "sqlite dead-letter store";
 
 /// Dead letters in a SQLite file: durable, embedded, readable with `sqlite3`.
 ///
-/// See the [module docs](self) for the file's schema, durability and group commit.
+/// ```
+/// use rampart_dead_letter::{DeadLetter, DeadLetterStore, Failure, FailureKind, SqliteStore, Target};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("dlq.db");
+/// let store = SqliteStore::builder(&path).max_batch(256).open()?;
+///
+/// let record = DeadLetter::new(
+///     "billing",
+///     Target { method: "POST".into(), uri: "http://billing/charge".into(), ..Default::default() },
+///     Failure::from_status(FailureKind::Transient, http::StatusCode::BAD_GATEWAY),
+/// );
+/// store.append(&record).await?; // committed and fsynced
+/// assert_eq!(store.get(record.id).await?, Some(record));
+/// assert_eq!(store.describe(), format!("sqlite:{}", path.display()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # The file
+///
+/// The file is an ordinary SQLite 3 database, so the standard `sqlite3` tool reads it (and
+/// `jq` reads the records):
+///
+/// ```text
+/// sqlite3 dlq.db "select id, state, kind from dead_letters"
+/// sqlite3 dlq.db "select record from dead_letters where state = 'pending'" | jq .target.uri
+/// ```
+///
+/// One table, `dead_letters`, one row per record:
+///
+/// | column | type | holds |
+/// |---|---|---|
+/// | `id` | `TEXT PRIMARY KEY` | the record's id, a hyphenated lowercase UUID v7 (so text order is id order, oldest first) |
+/// | `state` | `TEXT` | `pending`, `redriving`, `delivered`, `given_up` |
+/// | `kind` | `TEXT` | the failure kind: `transient`, `fatal`, `circuit_open`, `bulkhead_full`, `timeout` |
+/// | `service` | `TEXT` | the service that parked it |
+/// | `first_failed_at`, `last_failed_at`, `updated_at` | `INTEGER` | Unix time in milliseconds |
+/// | `record` | `TEXT` | the whole record as JSON, in the [record format](crate::DeadLetter#format-version-1) |
+/// | `revision` | `INTEGER` | the record's [`revision`](DeadLetter::revision): an `update` is `UPDATE … WHERE id = ? AND revision = ?` (schema version 2; a version-1 file gains the column, at 0, when it is opened) |
+///
+/// The columns besides `record` are copies of the record's fields, kept for filtering and
+/// counting; `record` is what is read back. Indexes: `(state, id)`, `(kind, id)` and
+/// `(service, id)` for filtered pages in id order, and `(state, first_failed_at)` for the age
+/// of the backlog. `PRAGMA user_version` holds the schema version, [`SqliteStore::SCHEMA_VERSION`]; a file
+/// with a newer one is refused rather than misread. `PRAGMA application_id` is
+/// [`SqliteStore::APPLICATION_ID`] (`0x52444c51`, "RDLQ"), so a database that belongs to something else is
+/// refused too. Changing rows by hand with `sqlite3` is possible, but keep the columns and the
+/// JSON in step.
+///
+/// # Durability
+///
+/// The file is in [WAL mode](https://www.sqlite.org/wal.html): while a store is open, two
+/// files sit beside it, `dlq.db-wal` and `dlq.db-shm`. They are part of the database: copy or
+/// move the three together, or only while no store has the file open (on the last close
+/// SQLite folds the WAL back into the file and removes them). The WAL grows with the writes
+/// between two checkpoints (SQLite checkpoints every 1000 pages, about 4 MiB) and is cut back
+/// to 64 MiB after a burst. Keep the file on a local disk: WAL needs shared memory, which
+/// network file systems do not give.
+///
+/// With [`synchronous(true)`](SqliteStoreBuilder::synchronous), the default
+/// (`PRAGMA synchronous=FULL`), every transaction's commit is `fsync`ed before any `append` in
+/// it returns `Ok`: an acknowledged record survives a crash of the process, of the machine, or
+/// a power cut. With `synchronous(false)` (`PRAGMA synchronous=NORMAL`) a commit is written but
+/// not synced: an acknowledged record survives a crash of the process, but not of the machine.
+///
+/// # Group commit
+///
+/// An `fsync` costs from tens of microseconds to several milliseconds, depending on the disk, so
+/// one transaction per record would cap the store at a few hundred to a few thousand records a
+/// second. Instead, one writer thread owns the write connection. Every write (`append`,
+/// `append_batch`, `update`, `delete`, `purge`) is a command sent to it; it takes the first
+/// command in its queue and every other one already waiting (up to
+/// [`max_batch`](SqliteStoreBuilder::max_batch) records), runs them in one transaction, commits
+/// (one `fsync`), and only then answers each one. N appends that arrive while a commit is
+/// under way share the next commit.
+///
+/// The trade-off is latency against throughput, and it is made without a timer: a lone append
+/// is committed at once (one `fsync` of latency, as without grouping); under load an append
+/// waits for the commit in progress and then for its own, at most about two commits. Nothing
+/// waits to fill a batch. Commands in one transaction are independent: an append whose id is
+/// already stored fails with [`StoreErrorKind::Conflict`] and the others still commit. Only a
+/// failure of the transaction itself fails every command in it: a full disk
+/// ([`StoreErrorKind::Full`]), a disk error, or a lock another process held longer than the
+/// [`busy_timeout`](SqliteStoreBuilder::busy_timeout) ([`StoreErrorKind::Unavailable`]).
+/// [`append_batch`](DeadLetterStore::append_batch) is all or nothing: its records go into one
+/// transaction, and one conflicting id keeps every one of them out.
+///
+/// Measured (`cargo bench -p rampart-benches --bench dead_letter`, records of about 1.2 KB of
+/// JSON, durability on, a 2-core VM with a virtio disk): about 1,000 to 2,600 appends a second
+/// one after another, about 17,000 a second from 64 concurrent tasks, about 19,000 a second in
+/// batches of 100. Batched, the disk's write bandwidth is the limit: SQLite writes each page
+/// twice, to the WAL and at the checkpoint.
+///
+/// Reads (`get`, `list`, `stats`) run on a second thread with its own connection; in WAL mode
+/// they never wait for the writer, and they see only committed records.
+///
+/// # Threads, blocking and dropping
+///
+/// The store's futures only wait for an answer from its threads, so they never block the
+/// executor (and need no tokio runtime). [`SqliteStore::open`] does block: it opens the file
+/// and creates the schema, so call it at start-up (or in `spawn_blocking`). A write whose
+/// future is dropped after its first poll may still be committed. Dropping the store lets the
+/// writer finish every command already queued, then waits for both threads to exit, so the
+/// file is closed when `drop` returns; that wait is at most about one commit.
 pub struct SqliteStore {
     name: Arc<str>,
     path: PathBuf,
@@ -156,8 +154,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this crate writes and reads, kept in `PRAGMA user_version`.
+    pub const SCHEMA_VERSION: i64 = SCHEMA_VERSION;
+
+    /// `PRAGMA application_id` of a dead-letter database: `0x52444c51`, "RDLQ" in ASCII.
+    pub const APPLICATION_ID: i64 = APPLICATION_ID;
+
     /// Opens (creating it if needed) the store in the file at `path`, with the default
-    /// settings: durable commits, batches of up to [`DEFAULT_MAX_BATCH`] records.
+    /// settings: durable commits, batches of up to [`SqliteStoreBuilder::DEFAULT_MAX_BATCH`] records.
     ///
     /// Blocks while it opens the file. A directory that does not exist, a file that is not a
     /// SQLite database (or is another program's), or one with a newer schema is a

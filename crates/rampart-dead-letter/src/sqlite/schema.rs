@@ -4,10 +4,10 @@
 use super::*;
 
 /// The schema version this crate writes and reads, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a dead-letter database: `0x52444c51`, "RDLQ" in ASCII.
-pub const APPLICATION_ID: i64 = 0x5244_4c51;
+pub(crate) const APPLICATION_ID: i64 = 0x5244_4c51;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE dead_letters (
