@@ -21,8 +21,16 @@ fn unique_bucket() -> String {
     )
 }
 
-async fn store(url: &str) -> NatsDeadLetterStore {
+/// A builder with timeouts generous enough for a loaded CI machine (two cores, every test
+/// binary at once): the defaults (3 s) are for production, where a slow server is an outage.
+fn builder(url: &str) -> rampart_nats::NatsDeadLetterStoreBuilder {
     NatsDeadLetterStore::builder(url)
+        .connect_timeout(Duration::from_secs(20))
+        .response_timeout(Duration::from_secs(20))
+}
+
+async fn store(url: &str) -> NatsDeadLetterStore {
+    builder(url)
         .bucket(unique_bucket())
         .connect()
         .await
@@ -67,18 +75,10 @@ async fn records_outlive_the_connection() {
     let bucket = unique_bucket();
     let records: Vec<_> = (0..3).map(conformance::record).collect();
     {
-        let store = NatsDeadLetterStore::builder(&url)
-            .bucket(&bucket)
-            .connect()
-            .await
-            .unwrap();
+        let store = builder(&url).bucket(&bucket).connect().await.unwrap();
         store.append_batch(&records).await.unwrap();
     }
-    let store = NatsDeadLetterStore::builder(&url)
-        .bucket(&bucket)
-        .connect()
-        .await
-        .unwrap();
+    let store = builder(&url).bucket(&bucket).connect().await.unwrap();
     for r in &records {
         assert_eq!(store.get(r.id).await.unwrap().as_ref(), Some(r));
     }
@@ -118,7 +118,7 @@ async fn a_full_bucket_refuses_and_keeps_what_it_has() {
     let Some(url) = rampart_tests::nats_url() else {
         return;
     };
-    let store = NatsDeadLetterStore::builder(&url)
+    let store = builder(&url)
         .bucket(unique_bucket())
         .max_bytes(Some(4096))
         .connect()

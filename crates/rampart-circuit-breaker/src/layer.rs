@@ -77,10 +77,15 @@ impl<C: Clone> CircuitBreakerLayer<C> {
         }
     }
 
-    /// Counts rampart rejections from inner layers (a full bulkhead, say) as neither success nor
-    /// failure, judging everything else with the current classifier: see
-    /// [`IgnoreRejections`]. Needed when this breaker sits outside a bulkhead, as recommended,
-    /// and the inner error is the bulkhead's `BulkheadError`.
+    /// Judges the inner layer's rampart rejections by rampart-core's one rule,
+    /// [`outcome_of_rejection`](rampart_core::classify::outcome_of_rejection): a full bulkhead
+    /// or an open breaker further in counts as neither success nor failure (the caller's own
+    /// overload says nothing about the dependency), a timeout further in counts as a failure;
+    /// everything else is judged by the current classifier. See [`IgnoreRejections`], also for
+    /// why a tower breaker needs telling and rampart-reqwest's does not. Needed when this
+    /// breaker sits outside a bulkhead, as recommended, and the inner error is the bulkhead's
+    /// `BulkheadError`; a stack whose inner error is not a rampart `PolicyError` does not
+    /// compile with it.
     pub fn ignore_rejections(self) -> CircuitBreakerLayer<IgnoreRejections<C>> {
         let classifier = IgnoreRejections(self.classifier.clone());
         self.classifier(classifier)

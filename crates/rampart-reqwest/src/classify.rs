@@ -1,6 +1,9 @@
 //! [`ReqwestClassifier`]: rampart-core's outcome classification for reqwest's results.
 
-use rampart_core::classify::{Classify, HttpClassifier, Outcome, Record};
+use rampart_core::{
+    classify::{Classify, HttpClassifier, Outcome, Record, outcome_of_rejection},
+    rejection::RejectionKind,
+};
 use reqwest::Response;
 use reqwest_middleware::Error;
 
@@ -12,12 +15,15 @@ use crate::error::{find, find_rejection};
 /// | result | outcome |
 /// |---|---|
 /// | a response | the [`HttpClassifier`]'s verdict on its status |
-/// | a rampart rejection from a middleware further in ([`Rejected::of`](rampart_core::rejection::Rejected::of): an open circuit, a full bulkhead, a timeout) | [`rejections`](Self::rejections): ignored by default |
+/// | a local rampart rejection from a middleware further in (an open circuit, a full bulkhead: [`Rejected::of`](rampart_core::rejection::Rejected::of)) | [`rejections`](Self::rejections): by default rampart-core's [`outcome_of_rejection`], ignored |
+/// | a deadline that passed further in (an [`Elapsed`](rampart_core::error::Elapsed) in the chain) | transient: the host was too slow |
 /// | a request that could not be built (`reqwest::Error::is_builder`) or a redirect loop (`is_redirect`) | fatal: a programmer error, never retried |
 /// | any other error (connect, reset, timeout, …) | transient |
 ///
 /// [`new`](Self::new) is for the circuit breaker (rampart-core's default statuses; a
-/// rejection by the bulkhead inside it is the caller's own overload, not the host's failure);
+/// rejection by the bulkhead inside it is the caller's own overload, not the host's failure:
+/// the same rule as the tower breaker's
+/// [`IgnoreRejections`](rampart_core::classify::IgnoreRejections));
 /// [`for_retry`](Self::for_retry) is for the retry (also `409` transient, as rampart-retry's
 /// tower layer has it, and a rejection is worth another attempt). Any
 /// [`Classify`] implementation over `reqwest::Response` and `reqwest_middleware::Error` works
@@ -46,8 +52,9 @@ impl Default for ReqwestClassifier {
 
 impl ReqwestClassifier {
     /// rampart-core's default [`HttpClassifier`] (408, 429, 502–504 transient; 500, 501,
-    /// 505–599 fatal; other 4xx ignored), and rampart rejections ignored: for the circuit
-    /// breaker.
+    /// 505–599 fatal; other 4xx ignored), and rampart-core's rule for rampart rejections
+    /// (a full bulkhead or an open circuit further in ignored, a deadline further in
+    /// transient): for the circuit breaker.
     pub const fn new() -> Self {
         Self {
             statuses: HttpClassifier::new(),
@@ -70,7 +77,9 @@ impl ReqwestClassifier {
         self
     }
 
-    /// The outcome of a rampart rejection from a middleware further in.
+    /// The outcome of a local rampart rejection (an open circuit, a full bulkhead) from a
+    /// middleware further in. A deadline that passed further in is not one: it is always a
+    /// transient failure.
     pub const fn rejections(mut self, outcome: Outcome) -> Self {
         self.rejections = outcome;
         self
@@ -90,8 +99,10 @@ impl ReqwestClassifier {
     }
 
     fn outcome_of_error(&self, err: &Error) -> Outcome {
-        if find_rejection(err).is_some() {
-            return self.rejections;
+        match find_rejection(err).map(|r| r.kind()) {
+            Some(RejectionKind::Timeout) => return outcome_of_rejection(RejectionKind::Timeout),
+            Some(_) => return self.rejections,
+            None => {}
         }
         match find::<reqwest::Error>(err) {
             Some(e) if e.is_builder() || e.is_redirect() => Outcome::FATAL,
@@ -130,7 +141,10 @@ impl Classify<Response, Error> for ReqwestClassifier {
 mod tests {
     use super::*;
     use crate::error::middleware_error;
-    use rampart_core::rejection::{CircuitOpen, RejectedBy};
+    use rampart_core::{
+        error::Elapsed,
+        rejection::{BulkheadFull, CircuitOpen, FullReason, RejectedBy},
+    };
 
     #[test]
     fn rejections_are_ignored_for_the_breaker_and_transient_for_the_retry() {
@@ -148,6 +162,24 @@ mod tests {
             ReqwestClassifier::new().outcome(Err(&other)),
             Outcome::TRANSIENT
         );
+    }
+
+    #[test]
+    fn the_breaker_ignores_a_full_bulkhead_but_counts_a_deadline_as_the_tower_breaker_does() {
+        let full = middleware_error(BulkheadFull::new(
+            FullReason::QueueFull,
+            "default".into(),
+            std::time::Duration::ZERO,
+        ));
+        let late = middleware_error(Elapsed::new());
+        let breaker = ReqwestClassifier::new();
+        assert_eq!(breaker.outcome(Err(&full)), Outcome::Ignored);
+        assert_eq!(breaker.outcome(Err(&late)), Outcome::TRANSIENT);
+        // Told to count local rejections, a deadline stays a failure whatever it is told.
+        let ignoring = breaker.rejections(Outcome::Ignored);
+        assert_eq!(ignoring.outcome(Err(&late)), Outcome::TRANSIENT);
+        let counting = breaker.rejections(Outcome::TRANSIENT);
+        assert_eq!(counting.outcome(Err(&full)), Outcome::TRANSIENT);
     }
 
     #[test]

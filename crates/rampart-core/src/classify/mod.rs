@@ -34,11 +34,13 @@ use std::{fmt, marker::PhantomData};
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
+mod rejections;
 
 #[cfg(feature = "grpc")]
 pub use self::grpc::{GrpcBody, GrpcClassifier, GrpcClassifierBuilder, GrpcCode, is_grpc};
 #[cfg(feature = "http")]
 pub use self::http::{HttpClassifier, HttpClassifierBuilder};
+pub use self::rejections::{IgnoreRejections, outcome_of_rejection};
 
 /// What one call says about the health of the thing it called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -283,98 +285,6 @@ where
         result: Result<Res, E>,
     ) -> Result<(Outcome, Result<Res, E>), Result<Res, E>> {
         Ok(((self.f)(result.as_ref()), result))
-    }
-}
-
-/// Adapts a classifier to a service whose error is a [`PolicyError`](crate::error::PolicyError):
-/// a rampart rejection from an inner layer (a full bulkhead, an open breaker further in) is
-/// [`Outcome::Ignored`], since it says nothing about the dependency, and every other result is
-/// judged by `C`.
-///
-/// A breaker *outside* a bulkhead (the recommended order) needs it: otherwise the bulkhead's
-/// rejections, the caller's own overload, count as the dependency's failures and trip the
-/// breaker. `CircuitBreakerLayer::ignore_rejections` wraps the layer's classifier in it.
-///
-/// ```
-/// use rampart_core::classify::{Classify, HttpClassifier, IgnoreRejections, Outcome};
-/// use rampart_core::error::{ConfigError, PolicyError};
-///
-/// let c = IgnoreRejections(HttpClassifier::default());
-/// type E = PolicyError<ConfigError, std::io::Error>; // any rejection type
-/// let rejected: E = PolicyError::Rejected(ConfigError::new("demo", "field", "full"));
-/// let failed: E = PolicyError::Inner(std::io::Error::other("reset"));
-/// assert_eq!(Classify::<http::Response<()>, E>::outcome_of(&c, Err(&rejected)), Some(Outcome::Ignored));
-/// assert_eq!(Classify::<http::Response<()>, E>::outcome_of(&c, Err(&failed)), Some(Outcome::TRANSIENT));
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IgnoreRejections<C>(pub C);
-
-impl<Res, R, E, C> Classify<Res, crate::error::PolicyError<R, E>> for IgnoreRejections<C>
-where
-    C: Classify<Res, E>,
-    R: 'static,
-    E: 'static,
-{
-    type Response<Rec: Record> = C::Response<Rec>;
-
-    #[inline]
-    fn outcome_of(
-        &self,
-        result: Result<&Res, &crate::error::PolicyError<R, E>>,
-    ) -> Option<Outcome> {
-        use crate::error::PolicyError;
-        match result {
-            Ok(res) => self.0.outcome_of(Ok(res)),
-            Err(PolicyError::Inner(e)) => self.0.outcome_of(Err(e)),
-            Err(PolicyError::Rejected(_)) => Some(Outcome::Ignored),
-        }
-    }
-
-    fn classify<Rec: Record>(
-        &self,
-        result: Result<Res, crate::error::PolicyError<R, E>>,
-        recorder: Rec,
-    ) -> Result<Self::Response<Rec>, crate::error::PolicyError<R, E>> {
-        use crate::error::PolicyError;
-        match result {
-            Ok(res) => self
-                .0
-                .classify(Ok(res), recorder)
-                .map_err(PolicyError::Inner),
-            Err(PolicyError::Inner(e)) => self
-                .0
-                .classify(Err(e), recorder)
-                .map_err(PolicyError::Inner),
-            Err(PolicyError::Rejected(r)) => {
-                recorder.record(Outcome::Ignored);
-                Err(PolicyError::Rejected(r))
-            }
-        }
-    }
-
-    #[inline]
-    fn classify_now<Rec: Record>(
-        &self,
-        result: Result<Res, crate::error::PolicyError<R, E>>,
-    ) -> Result<
-        (
-            Outcome,
-            Result<Self::Response<Rec>, crate::error::PolicyError<R, E>>,
-        ),
-        Result<Res, crate::error::PolicyError<R, E>>,
-    > {
-        use crate::error::PolicyError;
-        match result {
-            Ok(res) => match self.0.classify_now::<Rec>(Ok(res)) {
-                Ok((o, r)) => Ok((o, r.map_err(PolicyError::Inner))),
-                Err(back) => Err(back.map_err(PolicyError::Inner)),
-            },
-            Err(PolicyError::Inner(e)) => match self.0.classify_now::<Rec>(Err(e)) {
-                Ok((o, r)) => Ok((o, r.map_err(PolicyError::Inner))),
-                Err(back) => Err(back.map_err(PolicyError::Inner)),
-            },
-            Err(PolicyError::Rejected(r)) => Ok((Outcome::Ignored, Err(PolicyError::Rejected(r)))),
-        }
     }
 }
 
