@@ -151,6 +151,7 @@ mod future;
 mod handle;
 mod layer;
 mod policy;
+mod readiness;
 mod registry;
 mod service;
 

@@ -42,6 +42,7 @@ pub mod error;
 pub mod header;
 pub mod key;
 pub mod problem;
+pub mod readiness;
 pub mod redact;
 pub mod registry;
 pub mod rejection;

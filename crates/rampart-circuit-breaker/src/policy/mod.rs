@@ -108,6 +108,8 @@ pub(crate) struct Core {
     ring: Option<Mutex<CountRing>>,
     machine: Mutex<Machine>,
     events: broadcast::Sender<Transition>,
+    /// Woken by every mode change (which has no [`Transition`]).
+    mode_changed: Arc<tokio::sync::Notify>,
     metrics: Metrics,
     labels: MetricLabels,
 }
@@ -202,6 +204,7 @@ impl Core {
                 probe_ignored: 0,
             }),
             events,
+            mode_changed: Arc::default(),
             metrics,
             labels,
             cfg,

@@ -130,6 +130,22 @@ impl Core {
         self.events.subscribe()
     }
 
+    /// A future that completes at the next mode change (watching from now, unpolled).
+    pub(crate) fn mode_changed(&self) -> tokio::sync::futures::OwnedNotified {
+        self.mode_changed.clone().notified_owned()
+    }
+
+    /// What is left of the open time at `now` (zero once it is over: the next call probes).
+    fn open_left(&self, now: Instant) -> Duration {
+        let until = self.open_until.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(self.nanos(now)))
+    }
+
+    /// What is left of the open time now, if the breaker is open.
+    pub(crate) fn open_remaining(&self) -> Option<Duration> {
+        (self.state() == State::Open).then(|| self.open_left(self.clock.now()))
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let now = self.clock.now();
         let (state, mode, entered, probes_in_flight) = {
@@ -168,10 +184,7 @@ impl Core {
                 n as f64 * 100.0 / w.total as f64
             }
         };
-        let open_remaining = (state == State::Open).then(|| {
-            let until = self.open_until.load(Ordering::Acquire);
-            Duration::from_nanos(until.saturating_sub(self.nanos(now)))
-        });
+        let open_remaining = (state == State::Open).then(|| self.open_left(now));
         Stats {
             state,
             mode,

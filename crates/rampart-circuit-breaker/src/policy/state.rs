@@ -161,6 +161,7 @@ impl Core {
             .store(pack(m.state, mode, m.generation), Ordering::Release);
         drop(m);
         if old != mode {
+            self.mode_changed.notify_waiters();
             tracing::info!(target: "rampart::circuit_breaker", breaker = %self.name, from = old.as_str(), to = mode.as_str(), "circuit breaker mode changed");
         }
     }
