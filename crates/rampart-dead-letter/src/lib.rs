@@ -114,10 +114,11 @@
 //! | `rampart_dead_letter_parked_total` | `name` (the layer's service), `kind` | records stored |
 //! | `rampart_dead_letter_fallbacks_total` | `name`, `kind` | records the secondary store took |
 //! | `rampart_dead_letter_park_failures_total` | `name`, `kind` | failures no store kept |
-//! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up`, `error` (the store failed for the record, or the service panicked) |
+//! | `rampart_dead_letter_redriven_total` | `outcome` | redrives: `delivered`, `failed`, `given_up`, `rejected` (refused by a layer of the redrive's own service, released untouched), `error` (the store failed for the record, or the service panicked) |
 
 mod answer;
 mod body;
+mod drain;
 mod error;
 mod kind;
 mod layer;
@@ -137,6 +138,7 @@ pub mod conformance;
 
 pub use answer::{AcceptForLater, DEAD_LETTER_ID, OnParked, ParkedAs, ReturnFailure};
 pub use body::DeadLetterBody;
+pub use drain::{DEFAULT_POLL_INTERVAL, Drain, DrainBuilder, DrainHandle, DrainState, DrainStats};
 pub use error::{FailedResponse, ParkFailed, Parked};
 pub use kind::{DeadLetterClassifier, ParkOn, error_kind};
 pub use layer::{DeadLetterBuilder, DeadLetterLayer, MAX_BODY_LIMIT};

@@ -261,6 +261,10 @@ fn skip_reason(state: State, why: &Skip) -> String {
         ),
         Skip::Contended => "another redrive claimed it first".into(),
         Skip::Duplicate => "a fallback copy the primary store also kept; removed".into(),
+        Skip::Rejected { kind } => format!(
+            "refused before it was sent ({kind}: the upstream's breaker is open, or the client \
+             is busy); left pending, no redrive counted"
+        ),
         Skip::Unkeyed => "a non-idempotent request without an idempotency key may have run \
                           already; check, then redrive it with --allow-keyless"
             .into(),

@@ -136,12 +136,31 @@ impl<S> Redrive<S> {
         ResB: Body + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
+        self.all_while(progress, || true).await
+    }
+
+    /// [`all`](Self::all), taking no new record once `keep_going` says `false` (the sends in
+    /// flight finish and are reported; the records not reached stay as they are).
+    pub(crate) async fn all_while<B, ResB>(
+        &self,
+        progress: impl FnMut(Progress<'_>),
+        keep_going: impl Fn() -> bool,
+    ) -> Result<Summary, StoreError>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        B: From<Bytes> + Send + 'static,
+        ResB: Body + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
         self.run(
             &[
                 Filter::all().state(State::Pending),
                 Filter::all().state(State::Redriving),
             ],
             progress,
+            keep_going,
         )
         .await
     }
@@ -167,13 +186,14 @@ impl<S> Redrive<S> {
         ResB: Body + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
-        self.run(&[filter], progress).await
+        self.run(&[filter], progress, || true).await
     }
 
     async fn run<B, ResB>(
         &self,
         filters: &[Filter],
         mut progress: impl FnMut(Progress<'_>),
+        keep_going: impl Fn() -> bool,
     ) -> Result<Summary, StoreError>
     where
         S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -217,6 +237,9 @@ impl<S> Redrive<S> {
                             tokio::time::Instant::now().max(next_send),
                             every,
                         );
+                    }
+                    if !keep_going() {
+                        break 'filters;
                     }
                     let id = record.id;
                     let fut = send::redrive_record(self.inner.clone(), self.service.clone(), id);

@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use rampart_core::rejection::RejectionKind;
+
 use crate::record::{DeadLetterId, Failure, State};
 
 /// What happened to one record.
@@ -25,7 +27,8 @@ pub enum Outcome {
         /// Why.
         failure: Failure,
     },
-    /// Not sent, and not changed.
+    /// Not sent, and left as it was (a [rejected](Skip::Rejected) one was claimed, then
+    /// released unchanged).
     Skipped {
         /// Its state when it was looked at.
         state: State,
@@ -65,6 +68,14 @@ pub enum Skip {
     /// the server could tell a resend from new work. Redrive it by hand after checking, or
     /// opt in with [`allow_keyless_replays`](crate::RedriveBuilder::allow_keyless_replays).
     Unkeyed,
+    /// A layer of the redrive's own service refused it before it went out: an open circuit
+    /// or a full bulkhead (the dependency is failing again, or the caller is busy). The
+    /// record was released as it was, `pending`, with no redrive counted, so a local refusal
+    /// never uses up [`max_redrives`](crate::RedriveBuilder::max_redrives).
+    Rejected {
+        /// The refusal: [`RejectionKind::CircuitOpen`] or [`RejectionKind::BulkheadFull`].
+        kind: RejectionKind,
+    },
     /// A copy the secondary store took while the primary was failing, though the primary
     /// kept the record too (its append timed out after it landed): the primary's record is
     /// the one sent, and this copy was removed. See

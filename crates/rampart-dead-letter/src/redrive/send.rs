@@ -7,7 +7,11 @@ use std::{future::poll_fn, pin::pin, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use rampart_core::{classify::ClassifyResponse, error::BoxError};
+use rampart_core::{
+    classify::ClassifyResponse,
+    error::BoxError,
+    rejection::{Rejected, RejectionKind},
+};
 use tower::ServiceExt as _;
 use tower_service::Service;
 
@@ -171,7 +175,12 @@ where
             return deliver(&inner, record, status).await.map_err(|e| (e, true));
         }
         Ok(Ok((_, Some(failure)))) => failure,
-        Ok(Err(e)) => Failure::from_error(error_kind(&*e), &*e),
+        Ok(Err(e)) => {
+            if let Some(kind) = local_rejection(&*e) {
+                return release(&inner, record, kind).await.map_err(|e| (e, false));
+            }
+            Failure::from_error(error_kind(&*e), &*e)
+        }
         Err(_) => Failure {
             kind: FailureKind::Timeout,
             status: None,
@@ -202,6 +211,36 @@ where
     );
     metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "failed").increment(1);
     Ok(Outcome::Failed { failure })
+}
+
+/// The kind of `err` if a layer of the redrive's own service refused the request before it
+/// went out (an open circuit, a full bulkhead); a deadline is not one, it may have been sent.
+fn local_rejection(err: &(dyn std::error::Error + 'static)) -> Option<RejectionKind> {
+    Rejected::find(err)
+        .map(|r| r.kind())
+        .filter(|k| matches!(k, RejectionKind::CircuitOpen | RejectionKind::BulkheadFull))
+}
+
+/// Gives a claimed `record` back as it was (`pending`, no redrive counted): it was refused
+/// locally, never sent.
+async fn release(
+    inner: &Inner,
+    mut record: DeadLetter,
+    kind: RejectionKind,
+) -> Result<Outcome, StoreError> {
+    record.state = State::Pending;
+    record.lease = None;
+    record.updated_at = inner.now();
+    write_outcome(inner, &record).await?;
+    tracing::debug!(
+        target: "rampart::dead_letter", id = %record.id, %kind,
+        "redrive refused by a layer of its own service; dead letter released"
+    );
+    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "rejected").increment(1);
+    Ok(Outcome::Skipped {
+        state: State::Pending,
+        why: Skip::Rejected { kind },
+    })
 }
 
 /// Sends `request` and judges the answer: its status, and `Some` failure if it is one.
