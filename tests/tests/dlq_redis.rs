@@ -60,6 +60,16 @@ async fn concurrent_updates_and_redrives_send_each_record_once() {
     Arc::into_inner(store).unwrap().destroy().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_drain_workers_send_each_record_once() {
+    let Some(url) = rampart_tests::redis_url() else {
+        return;
+    };
+    let store = Arc::new(store(&url).await);
+    conformance::concurrent_drains(store.clone()).await;
+    Arc::into_inner(store).unwrap().destroy().await.unwrap();
+}
+
 #[tokio::test]
 async fn records_outlive_the_connection() {
     let Some(url) = rampart_tests::redis_url() else {

@@ -165,6 +165,12 @@ mod tests {
         crate::conformance::concurrent_redrives(store).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_drain_workers_send_each_record_once() {
+        let store = std::sync::Arc::new(MemoryStore::bounded(100).unwrap());
+        crate::conformance::concurrent_drains(store).await;
+    }
+
     #[tokio::test]
     async fn a_full_store_refuses_with_an_error_and_keeps_what_it_has() {
         let store = MemoryStore::bounded(2).unwrap();

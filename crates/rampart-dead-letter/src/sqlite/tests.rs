@@ -221,6 +221,12 @@ async fn concurrent_updates_and_redrives_send_each_record_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_drain_workers_send_each_record_once() {
+    let (_dir, store) = temp_store();
+    crate::conformance::concurrent_drains(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_in_a_group_fails_only_its_own_append() {
     let (_dir, store) = temp_store();
     let store = Arc::new(store);

@@ -12,7 +12,11 @@
 //! The store must start empty (give each run its own file, key prefix or stream).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test helper: panics are its reports
 
+mod drain;
+
 use std::time::{Duration, SystemTime};
+
+pub use drain::concurrent_drains;
 
 use bytes::Bytes;
 
