@@ -6,5 +6,6 @@
 //! - [`stack`]: the recommended client stack, and why it is in that order.
 
 pub mod grpc;
+pub mod queue_for_later;
 pub mod stack;
 pub mod upstream;
