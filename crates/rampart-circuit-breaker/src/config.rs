@@ -8,7 +8,7 @@ use rampart_core::{
     registry::RegistryLimits,
 };
 
-use crate::events::Transition;
+use crate::events::{State, Transition};
 
 const COMPONENT: &str = "circuit breaker";
 
@@ -376,6 +376,38 @@ impl CircuitBreakerConfigBuilder {
     pub fn on_transition(mut self, f: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
         self.on_transition.push(Arc::new(f));
         self
+    }
+
+    /// The alert for a breaker opening: calls `f` on every move to [`State::Open`] (a trip
+    /// from closed, a failed probe, or a manual transition), with the reason and how long it
+    /// will stay open ([`Transition::open_for`]). A shorthand for an
+    /// [`on_transition`](Self::on_transition) that filters; runs where it runs (after the
+    /// move, outside any lock, on the task whose call made it): keep it quick, and send a
+    /// page or webhook from another task.
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+    /// use rampart_circuit_breaker::CircuitBreakerLayer;
+    /// use rampart_core::classify::{Outcome, Record};
+    ///
+    /// let opened = Arc::new(AtomicU32::new(0));
+    /// let o = opened.clone();
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .consecutive_failures(1)
+    ///     .on_open(move |t| { assert!(t.open_for.is_some()); o.fetch_add(1, Ordering::Relaxed); })
+    ///     .layer()
+    ///     .unwrap();
+    /// breaker.try_acquire().unwrap().record(Outcome::TRANSIENT);
+    /// assert_eq!(opened.load(Ordering::Relaxed), 1);
+    /// breaker.handle().reset(); // a move to closed: no alert
+    /// assert_eq!(opened.load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn on_open(self, f: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+        self.on_transition(move |t| {
+            if t.to == State::Open {
+                f(t);
+            }
+        })
     }
 
     /// Validates every field and builds the configuration.

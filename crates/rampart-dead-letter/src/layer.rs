@@ -10,9 +10,10 @@ use tower_layer::Layer;
 use crate::{
     answer::{AcceptForLater, ReturnFailure},
     kind::{DeadLetterClassifier, ParkOn},
+    record::DeadLetter,
     service::DeadLetterService,
     shared::Shared,
-    store::DeadLetterStore,
+    store::{DeadLetterStore, StoreError},
 };
 
 /// Parks every request that finally fails in a [`DeadLetterStore`].
@@ -64,6 +65,8 @@ impl DeadLetterLayer {
             key_header: HeaderName::from_static(rampart_core::header::IDEMPOTENCY_KEY),
             classifier: Arc::new(DeadLetterClassifier::new()),
             base_uri: None,
+            on_park: None,
+            on_park_failed: None,
         }
     }
 
@@ -122,6 +125,8 @@ pub struct DeadLetterBuilder {
     key_header: HeaderName,
     classifier: Arc<dyn ClassifyResponse>,
     base_uri: Option<http::Uri>,
+    on_park: Option<crate::shared::ParkHook>,
+    on_park_failed: Option<crate::shared::ParkFailedHook>,
 }
 
 impl fmt::Debug for DeadLetterBuilder {
@@ -248,6 +253,29 @@ impl DeadLetterBuilder {
         self
     }
 
+    /// An alert for every request parked: `f` gets the record as stored and whether the store
+    /// that kept it is durable (`false`: a memory store, or the secondary after the primary
+    /// failed, may lose it with the process). It runs on the request's task after the store
+    /// has acknowledged the record, before the caller is answered: keep it quick (count, log,
+    /// or hand the record to a channel; send a webhook from another task).
+    pub fn on_park(mut self, f: impl Fn(&DeadLetter, bool) + Send + Sync + 'static) -> Self {
+        self.on_park = Some(Arc::new(f));
+        self
+    }
+
+    /// An alert for a request that failed and that no store could keep: `f` gets the record
+    /// that was refused and every store's error (the primary's first). The caller still gets
+    /// [`ParkFailed`](crate::ParkFailed) and holds the failure; this is for the operator, who
+    /// should hear of a store that has stopped keeping records before its backlog is missed.
+    /// Runs where [`on_park`](Self::on_park) runs; keep it as quick.
+    pub fn on_park_failed(
+        mut self,
+        f: impl Fn(&DeadLetter, &[StoreError]) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_park_failed = Some(Arc::new(f));
+        self
+    }
+
     /// Checks the configuration: `service` must not be empty, `max_body` must be at most
     /// [`MAX_BODY_LIMIT`].
     pub fn build(self) -> Result<DeadLetterLayer, ConfigError> {
@@ -291,6 +319,8 @@ impl DeadLetterBuilder {
                 key_header: self.key_header,
                 classifier: self.classifier,
                 base_uri: self.base_uri,
+                on_park: self.on_park,
+                on_park_failed: self.on_park_failed,
             }),
             mode: ReturnFailure,
         })

@@ -48,7 +48,14 @@ pub(crate) struct Shared {
     pub(crate) key_header: HeaderName,
     pub(crate) classifier: Arc<dyn ClassifyResponse>,
     pub(crate) base_uri: Option<http::Uri>,
+    pub(crate) on_park: Option<ParkHook>,
+    pub(crate) on_park_failed: Option<ParkFailedHook>,
 }
+
+/// The alert for a record kept: the record, and whether the store that kept it is durable.
+pub(crate) type ParkHook = Arc<dyn Fn(&DeadLetter, bool) + Send + Sync>;
+/// The alert for a record no store kept: the record, and every store's error.
+pub(crate) type ParkFailedHook = Arc<dyn Fn(&DeadLetter, &[StoreError]) + Send + Sync>;
 
 /// What is kept of a request while it is in flight, to record it if it fails.
 pub(crate) struct Snapshot {
@@ -243,9 +250,13 @@ impl Shared {
                     attempts = record.attempts, "request dead-lettered"
                 );
                 metrics::counter!("rampart_dead_letter_parked_total", &labels).increment(1);
+                let durable = self.primary.is_durable();
+                if let Some(hook) = &self.on_park {
+                    hook(record, durable);
+                }
                 return Ok(Kept {
                     id: record.id,
-                    durable: self.primary.is_durable(),
+                    durable,
                 });
             }
             Err(e) => e,
@@ -265,7 +276,11 @@ impl Shared {
                 id = %record.id, error = %primary, "dead letter could not be stored"
             );
             metrics::counter!("rampart_dead_letter_park_failures_total", &labels).increment(1);
-            return Err(vec![primary]);
+            let errors = vec![primary];
+            if let Some(hook) = &self.on_park_failed {
+                hook(record, &errors);
+            }
+            return Err(errors);
         };
         // The primary may have stored it after all (an append that timed out on its way
         // back): the copy says where it came from, for a redrive to find the twin.
@@ -282,9 +297,13 @@ impl Shared {
                 );
                 metrics::counter!("rampart_dead_letter_fallbacks_total", &labels).increment(1);
                 metrics::counter!("rampart_dead_letter_parked_total", &labels).increment(1);
+                let durable = secondary.is_durable();
+                if let Some(hook) = &self.on_park {
+                    hook(&copy, durable);
+                }
                 Ok(Kept {
                     id: record.id,
-                    durable: secondary.is_durable(),
+                    durable,
                 })
             }
             Err(second) => {
@@ -296,7 +315,11 @@ impl Shared {
                     "dead letter could not be stored in either store"
                 );
                 metrics::counter!("rampart_dead_letter_park_failures_total", &labels).increment(1);
-                Err(vec![primary, second])
+                let errors = vec![primary, second];
+                if let Some(hook) = &self.on_park_failed {
+                    hook(record, &errors);
+                }
+                Err(errors)
             }
         }
     }

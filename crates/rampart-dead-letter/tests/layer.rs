@@ -247,6 +247,64 @@ async fn when_every_store_fails_the_caller_gets_both_errors_and_the_original() {
 }
 
 #[tokio::test]
+async fn the_park_alerts_fire_once_per_request_with_the_record_and_the_errors() {
+    use std::sync::Mutex;
+    // Kept: by the primary, then (the primary failing) by the secondary, marked as a copy.
+    let kept: Arc<Mutex<Vec<(String, bool, bool)>>> = Arc::default();
+    let k = kept.clone();
+    let alert = move |r: &rampart_dead_letter::DeadLetter, durable: bool| {
+        let copy = r.labels.contains_key(rampart_dead_letter::FALLBACK_FROM);
+        k.lock()
+            .unwrap()
+            .push((r.target.method.clone(), durable, copy));
+    };
+    let primary = store();
+    let svc = DeadLetterLayer::builder("billing", primary.clone())
+        .on_park(alert.clone())
+        .build()
+        .unwrap()
+        .layer(answering(503, Arc::default()));
+    svc.oneshot(post("x")).await.unwrap();
+    let svc = DeadLetterLayer::builder("billing", Arc::new(FailingStore::new()))
+        .secondary(store())
+        .on_park(alert)
+        .build()
+        .unwrap()
+        .layer(answering(503, Arc::default()));
+    svc.oneshot(post("x")).await.unwrap();
+    assert_eq!(
+        *kept.lock().unwrap(),
+        vec![("POST".into(), false, false), ("POST".into(), false, true)],
+        "one alert per park; a memory store is not durable"
+    );
+
+    // Not kept anywhere: the failure alert gets both stores' errors; a success alerts nothing.
+    let failed: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let f = failed.clone();
+    let layer = DeadLetterLayer::builder("billing", Arc::new(FailingStore::new()))
+        .secondary(Arc::new(FailingStore::new()))
+        .on_park(|_, _| panic!("nothing was kept"))
+        .on_park_failed(move |r, errors| {
+            assert_eq!(r.failure.status, Some(503));
+            f.lock().unwrap().push(errors.len());
+        })
+        .build()
+        .unwrap();
+    let err = layer
+        .layer(answering(503, Arc::default()))
+        .oneshot(post("x"))
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<ParkFailed>().is_some());
+    layer
+        .layer(answering(200, Arc::default()))
+        .oneshot(post("x"))
+        .await
+        .unwrap();
+    assert_eq!(*failed.lock().unwrap(), vec![2]);
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_streams_through_and_is_recorded_truncated() {
     let store = store();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
