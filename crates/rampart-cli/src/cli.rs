@@ -235,6 +235,11 @@ pub(crate) struct RedriveArgs {
     /// The summary as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// POST every record given up to this plain-HTTP URL, as the record's JSON (redacted as
+    /// stored), with `x-rampart-event: dead_letter.given_up`: the alert hook, from the CLI.
+    /// A webhook that fails is reported on stderr and makes the exit code 3.
+    #[arg(long, value_name = "URL")]
+    pub(crate) alert_webhook: Option<http::Uri>,
 }
 
 #[derive(Debug, Args)]

@@ -429,7 +429,8 @@ fn server(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     };
     let app = axum::Router::new()
         .route("/orders/{n}", post(handler.clone()))
-        .route("/fail/{n}", post(handler));
+        .route("/fail/{n}", post(handler.clone()))
+        .route("/alerts", post(handler));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -583,6 +584,75 @@ fn redrive_failures_exit_3_and_are_given_up_after_max_redrives() {
         ],
     );
     assert_one_line_error(&o, 1, &["no dead letter with id"]);
+}
+
+#[test]
+fn a_given_up_record_is_posted_to_the_alert_webhook() {
+    let rt = multi_thread_runtime();
+    let (addr, seen) = server(&rt);
+    let records = aimed_at(addr, "fail", 0..2);
+    let db = Db::with(&records);
+    let webhook = format!("http://{addr}/alerts");
+    let o = rampart(
+        &db.url(),
+        &[
+            "dlq",
+            "redrive",
+            "--all",
+            "--max-redrives",
+            "1",
+            "--alert-webhook",
+            &webhook,
+            "-q",
+        ],
+    );
+    assert_code(&o, 3);
+    assert!(stdout(&o).contains("2 given up"), "{}", stdout(&o));
+    let alerts: Vec<Seen> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/alerts")
+        .cloned()
+        .collect();
+    assert_eq!(alerts.len(), 2, "one alert per record given up");
+    let mut ids: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            let r = DeadLetter::from_json(a.body.as_bytes()).unwrap();
+            assert_eq!(r.state, State::GivenUp);
+            r.id.to_string()
+        })
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+
+    // A webhook that fails is reported, and the run is not a success.
+    let more = aimed_at(addr, "fail", 2..3);
+    let db = Db::with(&more);
+    let broken = format!("http://{addr}/fail/alerts");
+    let o = rampart(
+        &db.url(),
+        &[
+            "dlq",
+            "redrive",
+            "--all",
+            "--max-redrives",
+            "1",
+            "--alert-webhook",
+            &broken,
+            "-q",
+        ],
+    );
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains(&format!("alert for given-up {} not delivered", more[0].id)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("503"), "{}", stderr(&o));
 }
 
 #[test]

@@ -38,11 +38,21 @@ pub(super) async fn redrive(
     store: Arc<dyn DeadLetterStore>,
     args: RedriveArgs,
 ) -> Result<ExitCode, CliError> {
+    if let Some(url) = &args.alert_webhook
+        && url.scheme_str() != Some("http")
+    {
+        return Err(CliError::usage(format!(
+            "--alert-webhook must be a plain http:// URL, got `{url}`"
+        )));
+    }
     let client = Client::builder(TokioExecutor::new()).build_http();
+    let given_up: Arc<std::sync::Mutex<Vec<DeadLetter>>> = Arc::default();
+    let g = given_up.clone();
     let mut builder = Redrive::builder(store.clone(), Timeout::new(client, args.timeout))
         .concurrency(args.concurrency)
         .max_redrives(args.max_redrives)
-        .allow_keyless_replays(args.allow_keyless);
+        .allow_keyless_replays(args.allow_keyless)
+        .on_give_up(move |r| rampart_core::sync::lock(&g).push(r.clone()));
     if let Some(rate) = args.rate {
         builder = builder.rate(rate);
     }
@@ -53,6 +63,11 @@ pub(super) async fn redrive(
     let summary = match args.id {
         Some(id) => one(&store, &redrive, id, args.quiet).await?,
         None => many(&store, &redrive, &args).await?,
+    };
+    let given_up = std::mem::take(&mut *rampart_core::sync::lock(&given_up));
+    let alerts_failed = match &args.alert_webhook {
+        Some(url) => alert(url, &given_up, args.timeout).await,
+        None => 0,
     };
 
     let text = if args.json {
@@ -82,11 +97,51 @@ pub(super) async fn redrive(
         )
     };
     out(&text)?;
-    Ok(if summary.failed + summary.given_up + summary.errors > 0 {
-        ExitCode::from(EXIT_REDRIVE_INCOMPLETE)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if summary.failed + summary.given_up + summary.errors + alerts_failed > 0 {
+            ExitCode::from(EXIT_REDRIVE_INCOMPLETE)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// POSTs each of `records` to `url`; returns how many could not be delivered (each reported on
+/// stderr). One at a time: alerts are few, and their order is the order they were given up.
+async fn alert(url: &http::Uri, records: &[DeadLetter], timeout: Duration) -> u64 {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut failed = 0;
+    for record in records {
+        let request = http::Request::post(url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-rampart-event", "dead_letter.given_up")
+            .body(Full::new(Bytes::from(record.to_json())));
+        let sent = match request {
+            Ok(request) => tokio::time::timeout(timeout, client.request(request))
+                .await
+                .map_err(|_| format!("no answer within {timeout:?}"))
+                .and_then(|r| r.map_err(|e| rampart_core::error::chain_line(&e)))
+                .and_then(|res| {
+                    if res.status().is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("answered {}", res.status()))
+                    }
+                }),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = sent {
+            failed += 1;
+            eprintln!(
+                "alert for given-up {} not delivered to {}: {}",
+                record.id,
+                rampart_core::redact::text(&url.to_string()),
+                one_line(&why)
+            );
+        }
+    }
+    failed
 }
 
 /// Redrives the record `id`.
