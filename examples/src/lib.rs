@@ -5,6 +5,7 @@
 //!   server-side idempotency layer and a count of effects per key.
 //! - [`stack`]: the recommended client stack, and why it is in that order.
 
+pub mod alert;
 pub mod grpc;
 pub mod queue_for_later;
 pub mod stack;

@@ -19,19 +19,21 @@ use hyper_util::{
 };
 use rampart::{
     ServiceBuilderExt,
-    circuit_breaker::{CircuitBreakerLayer, OpenDuration},
-    core::{body::ReplayBody, error::BoxError},
+    circuit_breaker::{CircuitBreakerLayer, OpenDuration, Transition},
+    core::{body::ReplayBody, classify::HttpClassifier, error::BoxError},
     dead_letter::{DeadLetter, DeadLetterLayer, DeadLetterStore, Drain, DrainHandle, Redrive},
     idempotency::IdempotencyKeyLayer,
 };
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
-use crate::upstream::Upstream;
+use crate::{alert::Webhook, upstream::Upstream};
 
 /// The breaker both the callers' stack and the drain go through: it opens after three
 /// failures in a row, stays open 200 ms (doubling if it reopens, up to 2 s), and lets one probe
-/// through when half-open.
-pub fn breaker() -> Result<CircuitBreakerLayer, BoxError> {
+/// through when half-open. `on_open` is its alert.
+pub fn breaker(
+    on_open: impl Fn(&Transition) + Send + Sync + 'static,
+) -> Result<CircuitBreakerLayer<HttpClassifier>, BoxError> {
     Ok(CircuitBreakerLayer::builder()
         .name("orders")
         .consecutive_failures(3)
@@ -42,14 +44,17 @@ pub fn breaker() -> Result<CircuitBreakerLayer, BoxError> {
             jitter: 0.1,
         })
         .half_open_max_probes(1)
-        .layer()?)
+        .on_open(on_open)
+        .layer()?
+        // Judge answers by their status: a 503 is a failure (the default judges by `Result`).
+        .classifier(HttpClassifier::default()))
 }
 
 /// The callers' stack: an idempotency key per order, then the dead-letter layer answering
 /// `202 Accepted` for what it parks, then the breaker, then hyper's client.
 pub fn client(
     store: Arc<dyn DeadLetterStore>,
-    breaker: CircuitBreakerLayer,
+    breaker: CircuitBreakerLayer<HttpClassifier>,
 ) -> Result<
     impl tower::Service<
         Request<Full<Bytes>>,
@@ -78,10 +83,11 @@ pub fn client(
 
 /// The drain worker: redrives through the same breaker (not through the dead-letter layer: a
 /// redrive that fails again stays where it is, it is not parked twice), 200 sends a second at
-/// most, 8 at once, given up after 5 redrives (`on_give_up` fires).
+/// most, 8 at once, given up after `max_redrives` (`on_give_up` fires).
 pub fn drain(
     store: Arc<dyn DeadLetterStore>,
-    breaker: &CircuitBreakerLayer,
+    breaker: &CircuitBreakerLayer<HttpClassifier>,
+    max_redrives: u32,
     on_give_up: impl Fn(&DeadLetter) + Send + Sync + 'static,
 ) -> Result<DrainHandle, BoxError> {
     let transport: Client<HttpConnector, Full<Bytes>> =
@@ -89,7 +95,7 @@ pub fn drain(
     let redrive = Redrive::builder(store, breaker.layer(transport))
         .rate(200.0)
         .concurrency(8)
-        .max_redrives(5)
+        .max_redrives(max_redrives)
         .on_give_up(on_give_up)
         .build()?;
     Ok(Drain::builder(redrive, breaker.handle())
@@ -112,6 +118,9 @@ pub struct Report {
     pub lost: u64,
     /// Orders the worker delivered.
     pub drained: u64,
+    /// Redrives that failed: while the breaker was open only its probes went out, so this is
+    /// about the number of times it probed, not the number of orders.
+    pub redrives_failed: u64,
     /// Orders placed more than once at the upstream.
     pub duplicated: u64,
     /// Orders never placed at all.
@@ -119,19 +128,19 @@ pub struct Report {
 }
 
 /// Sends `orders` orders while the upstream is down, brings it back after `outage`, and waits
-/// (up to `deadline`) until the worker has delivered every parked order. `on_give_up` is the
-/// alert for an order the worker gives up.
+/// (up to `deadline`) until the worker has delivered every parked order. The breaker opening
+/// and an order given up (after 5 redrives) are posted to `alerts`.
 pub async fn run(
     store: Arc<dyn DeadLetterStore>,
     upstream: &Upstream,
     orders: u64,
     outage: Duration,
     deadline: Duration,
-    on_give_up: impl Fn(&DeadLetter) + Send + Sync + 'static,
+    alerts: &Webhook,
 ) -> Result<Report, BoxError> {
-    let breaker = breaker()?;
+    let breaker = breaker(alerts.breaker_opened())?;
     let client = client(store.clone(), breaker.clone())?;
-    let drain = drain(store.clone(), &breaker, on_give_up)?;
+    let drain = drain(store.clone(), &breaker, 5, alerts.given_up())?;
 
     upstream.set_outage(true);
     let url = format!("http://{}/orders", upstream.addr());
@@ -141,6 +150,7 @@ pub async fn run(
         created: 0,
         lost: 0,
         drained: 0,
+        redrives_failed: 0,
         duplicated: 0,
         missing: 0,
     };
@@ -172,7 +182,9 @@ pub async fn run(
     drain.stopped().await;
     waited.map_err(|_| format!("orders still parked after {deadline:?}"))??;
 
-    report.drained = drain.stats().delivered;
+    let stats = drain.stats();
+    report.drained = stats.delivered;
+    report.redrives_failed = stats.failed;
     let effects = upstream.effects();
     report.duplicated = effects.values().filter(|&&n| n > 1).count() as u64;
     report.missing = (report.accepted + report.created).saturating_sub(effects.len() as u64);

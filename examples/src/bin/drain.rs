@@ -2,6 +2,9 @@
 //! `202 Accepted` and parked in SQLite; a drain worker delivers them, each exactly once, when
 //! the upstream's circuit breaker lets calls through again.
 //!
+//! The breaker opening and any order given up are posted to a loopback "pager" endpoint,
+//! which prints them.
+//!
 //! ```text
 //! cargo run -p rampart-examples --bin drain
 //! ```
@@ -14,6 +17,7 @@ use rampart::{
     dead_letter::{DeadLetterStore, SqliteStore},
 };
 use rampart_examples::{
+    alert::Webhook,
     queue_for_later,
     upstream::{Faults, Upstream},
 };
@@ -29,6 +33,23 @@ async fn main() -> Result<(), BoxError> {
         path.display()
     );
 
+    // A pager on loopback: where the alerts go (the breaker opening, an order given up).
+    let pager = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let alerts = Webhook::new(format!("http://{}/alerts", pager.local_addr()?).parse()?);
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(|headers: axum::http::HeaderMap, body: String| async move {
+            let event = headers
+                .get("x-rampart-event")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_owned();
+            let head: String = body.chars().take(100).collect();
+            println!("  pager <- {event}: {head}");
+        }),
+    );
+    tokio::spawn(async move { axum::serve(pager, app).await });
+
     let started = std::time::Instant::now();
     let report = queue_for_later::run(
         store.clone(),
@@ -36,12 +57,7 @@ async fn main() -> Result<(), BoxError> {
         200,
         Duration::from_secs(2),
         Duration::from_secs(30),
-        |r| {
-            println!(
-                "ALERT: order {} given up after {} redrives",
-                r.id, r.redrive_count
-            )
-        },
+        &alerts,
     )
     .await?;
     println!(
@@ -49,8 +65,9 @@ async fn main() -> Result<(), BoxError> {
         report.sent, report.accepted, report.created, report.lost
     );
     println!(
-        "the drain delivered {} once the breaker let calls through; {:.1} s in all",
+        "the drain delivered {} once the breaker let calls through ({} probes failed before); {:.1} s in all",
         report.drained,
+        report.redrives_failed,
         started.elapsed().as_secs_f64()
     );
     println!(
