@@ -192,6 +192,11 @@ pub(crate) struct StatsArgs {
     /// As one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also the N most common failures of the pending records, by normalised message (ids,
+    /// addresses and long numbers replaced), with a count and the oldest record of each. It
+    /// reads every pending record.
+    #[arg(long, value_name = "N")]
+    pub(crate) errors: Option<usize>,
 }
 
 #[derive(Debug, Args)]

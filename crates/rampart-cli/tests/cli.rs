@@ -296,6 +296,46 @@ fn stats_count_by_state_and_kind() {
 }
 
 #[test]
+fn stats_errors_groups_the_pending_backlog_by_normalised_message() {
+    let mut records = sample(7);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.failure.chain = if i < 5 {
+            vec![
+                format!("connect to 10.0.0.{i}:443"),
+                "connection refused".into(),
+            ]
+        } else {
+            vec!["response status 503".into()]
+        };
+    }
+    // Records 0 and 1 are delivered and given up: not in the backlog.
+    let db = Db::with(&records);
+    let o = rampart(&db.url(), &["dlq", "stats", "--errors", "5", "--json"]);
+    assert_code(&o, 0);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let top = s["top_errors"].as_array().unwrap();
+    assert_eq!(top.len(), 2, "{top:?}");
+    assert_eq!(top[0]["message"], "connect to <addr>: connection refused");
+    assert_eq!(top[0]["count"], 3);
+    assert_eq!(top[0]["example"], records[2].id.to_string());
+    assert_eq!(top[1]["message"], "response status 503");
+    assert_eq!(top[1]["count"], 2);
+
+    let o = rampart(&db.url(), &["dlq", "stats", "--errors", "1"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("top errors (pending)\n"), "{out}");
+    assert!(
+        out.contains("connect to <addr>: connection refused"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("response status 503"),
+        "only the top one: {out}"
+    );
+}
+
+#[test]
 fn purge_refuses_without_yes_and_removes_exactly_the_matches_with_it() {
     let mut records = sample(6);
     records[4].state = State::Delivered;

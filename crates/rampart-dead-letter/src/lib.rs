@@ -120,6 +120,7 @@ mod answer;
 mod body;
 mod drain;
 mod error;
+mod errors;
 mod kind;
 mod layer;
 mod memory;
@@ -140,6 +141,7 @@ pub use answer::{AcceptForLater, DEAD_LETTER_ID, OnParked, ParkedAs, ReturnFailu
 pub use body::DeadLetterBody;
 pub use drain::{DEFAULT_POLL_INTERVAL, Drain, DrainBuilder, DrainHandle, DrainState, DrainStats};
 pub use error::{FailedResponse, ParkFailed, Parked};
+pub use errors::{ErrorCount, normalise_error, top_errors};
 pub use kind::{DeadLetterClassifier, ParkOn, error_kind};
 pub use layer::{DeadLetterBuilder, DeadLetterLayer, MAX_BODY_LIMIT};
 pub use memory::MemoryStore;

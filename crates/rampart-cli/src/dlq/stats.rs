@@ -2,12 +2,14 @@
 
 use std::{fmt::Write as _, process::ExitCode, sync::Arc, time::SystemTime};
 
-use rampart_dead_letter::{DeadLetterStore, FailureKind, State, Stats, unix_millis};
+use rampart_dead_letter::{
+    DeadLetterStore, FailureKind, Filter, State, Stats, top_errors, unix_millis,
+};
 
 use crate::{
     cli::StatsArgs,
     error::CliError,
-    format::{age_at, rfc3339},
+    format::{age_at, one_line, rfc3339},
     output::out,
 };
 
@@ -17,10 +19,45 @@ pub(super) async fn stats(
 ) -> Result<ExitCode, CliError> {
     let stats = store.stats().await?;
     let now = SystemTime::now();
+    let top = match args.errors {
+        Some(n) => Some(top_errors(store.as_ref(), Filter::all(), n).await?),
+        None => None,
+    };
     let text = if args.json {
-        json(&store.describe(), &stats, now).to_string() + "\n"
+        let mut value = json(&store.describe(), &stats, now);
+        if let Some(top) = &top {
+            value["top_errors"] = top
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "message": g.message,
+                        "count": g.count,
+                        "kind": g.kind.as_str(),
+                        "example": g.example.to_string(),
+                    })
+                })
+                .collect();
+        }
+        value.to_string() + "\n"
     } else {
-        human(&store.describe(), &stats, now)
+        let mut text = human(&store.describe(), &stats, now);
+        if let Some(top) = &top {
+            let _ = writeln!(text, "\ntop errors (pending)");
+            if top.is_empty() {
+                let _ = writeln!(text, "  none");
+            }
+            for g in top {
+                let _ = writeln!(
+                    text,
+                    "  {:>6}  {:<13} {}  (e.g. {})",
+                    g.count,
+                    g.kind.as_str(),
+                    one_line(&g.message),
+                    g.example
+                );
+            }
+        }
+        text
     };
     out(&text)?;
     Ok(ExitCode::SUCCESS)
