@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod grpc;
+pub mod per_user;
 pub mod queue_for_later;
 pub mod stack;
 pub mod upstream;
