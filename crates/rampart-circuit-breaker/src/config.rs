@@ -378,13 +378,10 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// The alert for a breaker opening: calls `f` on every move to [`State::Open`] (a trip
-    /// from closed, a failed probe, or a manual transition), with the reason and how long it
-    /// will stay open ([`Transition::open_for`]). A shorthand for an
-    /// [`on_transition`](Self::on_transition) that filters; runs where it runs (after the
-    /// move, outside any lock, on the task whose call made it): keep it quick, and send a
-    /// page or webhook from another task.
-    ///
+    /// The alert for a breaker opening: `f` gets every move to [`State::Open`] (a trip, a
+    /// failed probe, a manual move), with its reason and [`open_for`](Transition::open_for).
+    /// An [`on_transition`](Self::on_transition) that filters, run where it runs: keep it
+    /// quick, and send a page or webhook from another task. For example:
     /// ```
     /// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
     /// use rampart_circuit_breaker::CircuitBreakerLayer;

@@ -119,6 +119,7 @@ mod future;
 mod grpc;
 mod layer;
 mod probe;
+mod readiness;
 mod registry;
 mod service;
 mod status;
@@ -135,6 +136,7 @@ pub use crate::{
     future::{Recorder, ResponseFuture},
     layer::{ServerErrors, SuccessRateLayer},
     probe::Probe,
+    readiness::HealthReadiness,
     registry::{HealthRegistry, HealthRegistryBuilder},
     service::SuccessRateService,
     status::{ComponentHealth, ComponentReport, HealthReport, Status},

@@ -126,8 +126,9 @@ impl<S> std::fmt::Debug for Drain<S> {
 
 impl Drain<()> {
     /// A builder: a worker that runs `redrive` whenever `readiness` says the dependency takes
-    /// calls (a [`CircuitBreakerHandle`](https://docs.rs/rampart-circuit-breaker), a
-    /// `tokio::sync::watch::Receiver<bool>`, [`AlwaysReady`](rampart_core::readiness::AlwaysReady), …).
+    /// calls: the upstream breaker's `CircuitBreakerHandle` (rampart-circuit-breaker), a
+    /// health probe passing (rampart-health's `HealthRegistry::readiness`), a
+    /// `tokio::sync::watch::Receiver<bool>`, [`AlwaysReady`](rampart_core::readiness::AlwaysReady), …
     pub fn builder<S>(redrive: Redrive<S>, readiness: impl Readiness) -> DrainBuilder<S> {
         DrainBuilder::new(redrive, Arc::new(readiness))
     }
