@@ -247,6 +247,42 @@ async fn stopping_lets_a_send_in_flight_finish_and_record() {
     assert_eq!(states(&store, &ids).await[0].0, State::Delivered);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_restarted_worker_carries_on_where_the_last_one_stopped() {
+    let (store, ids) = parked(5).await;
+    let (svc, sends) = upstream(|_| Ok(StatusCode::OK));
+    let worker = |svc| {
+        let redrive = Redrive::builder(store.clone(), svc)
+            .rate(1.0)
+            .concurrency(1)
+            .build()
+            .unwrap();
+        Drain::builder(redrive, AlwaysReady)
+            .build()
+            .unwrap()
+            .spawn()
+    };
+    let first = worker(svc.clone());
+    eventually("two delivered", || first.stats().delivered >= 2).await;
+    first.stop();
+    first.stopped().await;
+    let done_before = first.stats().delivered;
+    assert!(done_before < 5, "stopped mid-way: {:?}", first.stats());
+
+    // A new process: nothing but the store carries over.
+    let second = worker(svc);
+    eventually("the rest delivered", || {
+        second.stats().delivered == 5 - done_before
+    })
+    .await;
+    second.stop();
+    assert!(sends.lock().unwrap().values().all(|&n| n == 1));
+    assert_eq!(sends.lock().unwrap().len(), 5);
+    for (state, redrives) in states(&store, &ids).await {
+        assert_eq!((state, redrives), (State::Delivered, 1));
+    }
+}
+
 #[test]
 fn a_poll_interval_out_of_range_is_an_error_naming_it() {
     let store = Arc::new(MemoryStore::bounded(1).unwrap());
