@@ -153,6 +153,7 @@ pub use record::{
     DeadLetter, DeadLetterId, Failure, FailureKind, Header, Lease, ParseIdError, Payload,
     RecordError, RecordedBody, State, Target, UnknownName, system_time_from_millis, unix_millis,
 };
+pub use redrive::{AnswerBody, RedriveService};
 pub use redrive::{
     DEFAULT_LEASE, Outcome, Progress, Redrive, RedriveBuilder, Skip, Summary, rebuild,
 };

@@ -18,16 +18,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
-use rampart_core::{BoxFuture, error::BoxError, readiness::Readiness, sync::lock};
-use tower_service::Service;
+use rampart_core::{BoxFuture, readiness::Readiness, sync::lock};
 
 pub use builder::{DEFAULT_POLL_INTERVAL, DrainBuilder};
 pub use handle::{DrainHandle, DrainState, DrainStats};
 
 use self::handle::Shared;
-use crate::{Outcome, Redrive, Skip};
+use crate::{AnswerBody, Outcome, Redrive, RedriveService, Skip};
 
 /// Redrives parked requests by itself once their dependency takes calls again: the "drain on
 /// recovery" half of queue-for-later.
@@ -145,12 +142,9 @@ impl<S> Drain<S> {
     /// Runs the worker on a tokio task; returns its handle.
     pub fn spawn<B, ResB>(self) -> DrainHandle
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB> + Sync,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         let handle = self.handle();
         tokio::spawn(self.run());
@@ -160,12 +154,9 @@ impl<S> Drain<S> {
     /// Runs the worker until it is [stopped](DrainHandle::stop); returns its counts.
     pub async fn run<B, ResB>(self) -> DrainStats
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         let name = self.name.to_string();
         let passes =

@@ -6,12 +6,14 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Request, Response, StatusCode};
+use rampart_core::error::BoxError;
 use rampart_core::{
     readiness::AlwaysReady,
     rejection::{CircuitOpen, RejectedBy},
 };
 use tokio::sync::watch;
+use tower_service::Service;
 
 use super::*;
 use crate::{DeadLetterStore, MemoryStore, State, conformance::record};

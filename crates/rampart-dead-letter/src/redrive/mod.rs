@@ -24,6 +24,32 @@ use crate::{
     store::{Filter, Query, StoreError},
 };
 
+/// What a [`Redrive`] (and a [`Drain`](crate::Drain)) sends records through: a cloneable
+/// `Service<http::Request<B>>` answering `http::Response<ResB>`, whose error becomes a
+/// [`BoxError`] and whose future is `Send`. Implemented for every such service; it names the
+/// bounds once.
+pub trait RedriveService<B, ResB>:
+    Service<Request<B>, Response = Response<ResB>, Error: Into<BoxError>, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B, ResB> RedriveService<B, ResB> for S where
+    S: Service<Request<B>, Response = Response<ResB>, Error: Into<BoxError>, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The body of an answer a redrive reads: `Send`, with an error that becomes a [`BoxError`].
+/// Implemented for every such body.
+pub trait AnswerBody: Body<Error: Into<BoxError>> + Send + 'static {}
+
+impl<T> AnswerBody for T where T: Body<Error: Into<BoxError>> + Send + 'static {}
+
 /// Sends parked requests again, through a service you give it (typically the same client
 /// stack), and records each outcome.
 ///
@@ -109,12 +135,9 @@ impl<S> Redrive<S> {
     /// `Err` if the record is not in the store, or the store failed for it.
     pub async fn one<B, ResB>(&self, id: DeadLetterId) -> Result<Outcome, StoreError>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         send::redrive_record(self.inner.clone(), self.service.clone(), id)
             .await
@@ -129,12 +152,9 @@ impl<S> Redrive<S> {
         progress: impl FnMut(Progress<'_>),
     ) -> Result<Summary, StoreError>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         self.all_while(progress, || true).await
     }
@@ -147,12 +167,9 @@ impl<S> Redrive<S> {
         keep_going: impl Fn() -> bool,
     ) -> Result<Summary, StoreError>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         self.run(
             &[
@@ -179,12 +196,9 @@ impl<S> Redrive<S> {
         progress: impl FnMut(Progress<'_>),
     ) -> Result<Summary, StoreError>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         self.run(&[filter], progress, || true).await
     }
@@ -196,12 +210,9 @@ impl<S> Redrive<S> {
         keep_going: impl Fn() -> bool,
     ) -> Result<Summary, StoreError>
     where
-        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
+        S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        ResB: AnswerBody,
     {
         let mut run = Run {
             summary: Summary::default(),
