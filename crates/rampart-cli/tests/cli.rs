@@ -693,6 +693,20 @@ fn a_given_up_record_is_posted_to_the_alert_webhook() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("503"), "{}", stderr(&o));
+
+    // A webhook the plain-HTTP client cannot reach is refused before anything is sent.
+    let o = rampart(
+        &db.url(),
+        &[
+            "dlq",
+            "redrive",
+            "--all",
+            "--alert-webhook",
+            "https://pager.example/hook",
+        ],
+    );
+    assert_one_line_error(&o, 2, &["--alert-webhook must be a plain http:// URL"]);
+    assert_eq!(db.records()[0].redrive_count, 1, "nothing sent again");
 }
 
 #[test]
