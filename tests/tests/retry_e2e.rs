@@ -1,7 +1,8 @@
 //! Retries over loopback with a real hyper-util client: a `POST` whose body is buffered and
 //! whose idempotency key is set once is replayed against an axum server that answers `503` with
 //! `Retry-After: 1`, honoring the wait; a `GET` is retried after `502`s and after connections
-//! that were closed or reset, with no key at all; a `POST` with no key is sent once.
+//! that were closed or reset, with no key at all; a `POST` with no key is sent once; a request
+//! the client refuses to send (no scheme, a scheme its connector does not speak) is tried once.
 //!
 //! Real time: the server's `Retry-After` is whole seconds, so the first test takes about 2 s.
 
@@ -335,4 +336,35 @@ async fn a_post_without_a_key_is_not_resent_after_a_transport_error() {
         1,
         "the server may have charged once"
     );
+}
+
+/// The client's own refusals are programmer errors: retrying cannot help, so the retry gives up
+/// after the first attempt (rampart-core's `failure_kind_of`, through `HttpClassifier`).
+#[tokio::test]
+async fn a_request_the_client_refuses_is_tried_once() {
+    let (addr, _) = server().await;
+    for (uri, what) in [
+        ("/balance".to_owned(), "no scheme or authority"),
+        (format!("https://{addr}/balance"), "https through an http-only connector"),
+    ] {
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(BufferBodyLayer::default())
+            .layer(retry())
+            .map_request({
+                let attempts = attempts.clone();
+                move |req| {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    req
+                }
+            })
+            .service(client());
+        let req = http::Request::get(&uri)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(err.reason(), GiveUp::Fatal, "{what}: {err}");
+        assert_eq!(err.attempts(), 1, "{what}");
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "{what}");
+    }
 }

@@ -1,13 +1,16 @@
 //! [`ReqwestClassifier`]: rampart-core's outcome classification for reqwest's results.
 
 use rampart_core::{
-    classify::{Classify, HttpClassifier, Outcome, Record, outcome_of_rejection},
+    classify::{
+        Classify, FailureKind, HttpClassifier, Outcome, Record, failure_kind_of_error,
+        outcome_of_rejection,
+    },
     rejection::RejectionKind,
 };
 use reqwest::Response;
 use reqwest_middleware::Error;
 
-use crate::error::{find, find_rejection};
+use crate::error::{find, find_map, find_rejection};
 
 /// Judges a reqwest call's result: a response by its status, with a rampart-core
 /// [`HttpClassifier`], and an error by what it is.
@@ -17,7 +20,8 @@ use crate::error::{find, find_rejection};
 /// | a response | the [`HttpClassifier`]'s verdict on its status |
 /// | a local rampart rejection from a middleware further in (an open circuit, a full bulkhead: [`Rejected::of`](rampart_core::rejection::Rejected::of)) | [`rejections`](Self::rejections): by default rampart-core's [`outcome_of_rejection`], ignored |
 /// | a deadline that passed further in (an [`Elapsed`](rampart_core::error::Elapsed) in the chain) | transient: the host was too slow |
-/// | a request that could not be built (`reqwest::Error::is_builder`) or a redirect loop (`is_redirect`) | fatal: a programmer error, never retried |
+/// | a request that could not be built (`reqwest::Error::is_builder`: an invalid URL, a scheme reqwest does not speak) or a redirect loop (`is_redirect`) | fatal: a programmer error, never retried |
+/// | an error in the chain that rampart-core judges fatal ([`failure_kind_of_error`]: an invalid URI, a request the connection refuses) | fatal |
 /// | any other error (connect, reset, timeout, …) | transient |
 ///
 /// [`new`](Self::new) is for the circuit breaker (rampart-core's default statuses; a
@@ -106,6 +110,15 @@ impl ReqwestClassifier {
         }
         match find::<reqwest::Error>(err) {
             Some(e) if e.is_builder() || e.is_redirect() => Outcome::FATAL,
+            // What rampart-core says of the errors under it (an invalid URI, a refused
+            // request deeper in the chain), as the tower classifiers judge errors.
+            _ if find_map(err, |e| {
+                (failure_kind_of_error(e) == FailureKind::Fatal).then_some(())
+            })
+            .is_some() =>
+            {
+                Outcome::FATAL
+            }
             _ => Outcome::TRANSIENT,
         }
     }
@@ -180,6 +193,30 @@ mod tests {
         assert_eq!(ignoring.outcome(Err(&late)), Outcome::TRANSIENT);
         let counting = breaker.rejections(Outcome::TRANSIENT);
         assert_eq!(counting.outcome(Err(&full)), Outcome::TRANSIENT);
+    }
+
+    #[test]
+    fn a_request_that_could_not_be_sent_as_it_is_is_fatal() {
+        let c = ReqwestClassifier::for_retry();
+        // reqwest refuses to build it.
+        let builder = reqwest::Client::new()
+            .get("http://exa mple/")
+            .build()
+            .unwrap_err();
+        assert!(builder.is_builder());
+        assert_eq!(c.outcome(Err(&Error::Reqwest(builder))), Outcome::FATAL);
+        // A middleware further in found the request invalid.
+        let invalid = middleware_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no host",
+        ));
+        assert_eq!(c.outcome(Err(&invalid)), Outcome::FATAL);
+        let uri = Error::middleware("exa mple".parse::<http::Uri>().unwrap_err());
+        assert_eq!(c.outcome(Err(&uri)), Outcome::FATAL);
+        let refused = Error::middleware(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        ));
+        assert_eq!(c.outcome(Err(&refused)), Outcome::TRANSIENT);
     }
 
     #[test]

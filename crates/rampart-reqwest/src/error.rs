@@ -57,9 +57,9 @@ pub(crate) fn find_rejection(err: &MiddlewareError) -> Option<Rejected> {
     find_map(err, Rejected::of)
 }
 
-/// The first `Some` that `f` gives for an error in `err`: the walk [`find`] and
-/// [`find_rejection`] share.
-fn find_map<'a, T>(
+/// The first `Some` that `f` gives for an error in `err`: the walk [`find`],
+/// [`find_rejection`] and the classifier share.
+pub(crate) fn find_map<'a, T>(
     err: &'a MiddlewareError,
     f: impl Fn(&'a (dyn Error + 'static)) -> Option<T> + Copy,
 ) -> Option<T> {

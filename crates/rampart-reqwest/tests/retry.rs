@@ -1,6 +1,7 @@
 //! The retry middleware against real axum servers: Retry-After and pushback honoured, one
 //! idempotency key per logical request, non-idempotent requests only with a key, streaming
-//! bodies once.
+//! bodies once; a request that could not be sent as it is (a scheme reqwest does not speak, a
+//! redirect loop) once.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -280,4 +281,46 @@ async fn an_attempt_timeout_cuts_a_slow_attempt_and_retries() {
     let res = with(retry).get(&base).send().await.unwrap();
     assert_eq!(res.text().await.unwrap(), "ok");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_request_reqwest_refuses_is_tried_once() {
+    let err = with(RetryMiddleware::new(policy(3)))
+        .get("ftp://127.0.0.1:1/file")
+        .send()
+        .await
+        .unwrap_err();
+    let retry = find::<RetryError<reqwest_middleware::Error>>(&err).expect("a RetryError");
+    assert_eq!((retry.attempts(), retry.reason()), (1, GiveUp::Fatal), "{err}");
+    assert!(find::<reqwest::Error>(&err).expect("reqwest's error").is_builder());
+}
+
+#[tokio::test]
+async fn a_redirect_loop_is_followed_once_not_once_per_attempt() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let hits = Arc::new(AtomicUsize::new(0));
+    let router = axum::Router::new().route(
+        "/loop",
+        axum::routing::get({
+            let hits = hits.clone();
+            move || async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                axum::response::Redirect::temporary("/loop")
+            }
+        }),
+    );
+    let addr = common::serve(router).await;
+    let err = with(RetryMiddleware::new(policy(3)))
+        .get(format!("http://{addr}/loop"))
+        .send()
+        .await
+        .unwrap_err();
+    let retry = find::<RetryError<reqwest_middleware::Error>>(&err).expect("a RetryError");
+    assert_eq!((retry.attempts(), retry.reason()), (1, GiveUp::Fatal), "{err}");
+    assert!(find::<reqwest::Error>(&err).expect("reqwest's error").is_redirect());
+    // reqwest's default policy follows 10 redirects, then gives up: one attempt's worth.
+    assert_eq!(hits.load(Ordering::SeqCst), 11);
 }

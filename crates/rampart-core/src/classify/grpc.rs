@@ -10,7 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{Classify, Outcome, Record};
+use super::{Classify, Outcome, Record, failure_kind_of};
 use crate::error::ConfigError;
 
 /// The gRPC status codes.
@@ -132,7 +132,8 @@ const DEFAULT_TRANSIENT: u32 = mask(&[GrpcCode::Unavailable, GrpcCode::ResourceE
 /// | `UNAVAILABLE`, `RESOURCE_EXHAUSTED` | transient failure |
 /// | `UNKNOWN`, `DEADLINE_EXCEEDED`, `INTERNAL`, `DATA_LOSS` | fatal failure |
 /// | any other code (client errors, `CANCELLED`) | ignored |
-/// | transport error, a body error | transient failure |
+/// | an error for a request that could not be sent as it is ([`failure_kind_of`]) | fatal failure |
+/// | any other transport error, a body error | transient failure |
 /// | a body that ends without `grpc-status` | `UNKNOWN`: fatal failure |
 /// | a non-200 HTTP status | the code gRPC maps it to (503 → `UNAVAILABLE`, …) |
 #[derive(Debug, Clone, Copy)]
@@ -232,7 +233,7 @@ where
     fn outcome_of(&self, result: Result<&Response<B>, &E>) -> Option<Outcome> {
         match result {
             Ok(res) => self.head_outcome(res),
-            Err(_) => Some(Outcome::TRANSIENT),
+            Err(e) => Some(Outcome::Failure(failure_kind_of(e))),
         }
     }
 
@@ -258,7 +259,7 @@ where
                 }))
             }
             Err(e) => {
-                recorder.record(Outcome::TRANSIENT);
+                recorder.record(Outcome::Failure(failure_kind_of(&e)));
                 Err(e)
             }
         }
@@ -284,7 +285,7 @@ where
                 }
                 None => Err(Ok(res)),
             },
-            Err(e) => Ok((Outcome::TRANSIENT, Err(e))),
+            Err(e) => Ok((Outcome::Failure(failure_kind_of(&e)), Err(e))),
         }
     }
 }

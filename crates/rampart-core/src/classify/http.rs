@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 
 use http::{Response, StatusCode};
 
-use super::{Classify, Outcome, Record};
+use super::{Classify, Outcome, Record, failure_kind_of};
 use crate::error::ConfigError;
 
 /// A set of HTTP status codes (100..=999) as a fixed bitmap: lookups are one load and one mask,
@@ -52,7 +52,8 @@ const DEFAULT_IGNORED: StatusSet = StatusSet::EMPTY.with_range(400, 499);
 ///
 /// | result | outcome |
 /// |---|---|
-/// | transport error (`Err`) | transient failure |
+/// | an error (`Err`) for a request that could not be sent as it is: an invalid URI, a builder error, a misuse of the protocol ([`failure_kind_of`]) | fatal failure |
+/// | any other error (`Err`): refused, reset, timed out, … | transient failure |
 /// | 408, 429, 502, 503, 504 | transient failure |
 /// | 500, 501, 505–599 | fatal failure |
 /// | other 4xx | ignored: the client's fault, not the server's health |
@@ -150,7 +151,7 @@ where
     fn outcome_of(&self, result: Result<&Response<B>, &E>) -> Option<Outcome> {
         Some(match result {
             Ok(res) => self.outcome_of_status(res.status()),
-            Err(_) => Outcome::TRANSIENT,
+            Err(e) => Outcome::Failure(failure_kind_of(e)),
         })
     }
 
@@ -162,7 +163,7 @@ where
     ) -> Result<Response<B>, E> {
         recorder.record(match &result {
             Ok(res) => self.outcome_of_status(res.status()),
-            Err(_) => Outcome::TRANSIENT,
+            Err(e) => Outcome::Failure(failure_kind_of(e)),
         });
         result
     }
@@ -174,7 +175,7 @@ where
     ) -> Result<(Outcome, Result<Response<B>, E>), Result<Response<B>, E>> {
         let outcome = match &result {
             Ok(res) => self.outcome_of_status(res.status()),
-            Err(_) => Outcome::TRANSIENT,
+            Err(e) => Outcome::Failure(failure_kind_of(e)),
         };
         Ok((outcome, result))
     }

@@ -5,8 +5,8 @@
 //!
 //! | classifier | for | failures by default |
 //! |---|---|---|
-//! | [`ResultClassifier`] | any `Result<T, E>` | every `Err` (transient) |
-//! | [`HttpClassifier`] | `http::Response<B>` | 5xx, 408, 429 and transport errors; other 4xx are ignored |
+//! | [`ResultClassifier`] | any `Result<T, E>` | every `Err`: fatal if the request could not be sent as it is ([`failure_kind_of`]), else transient |
+//! | [`HttpClassifier`] | `http::Response<B>` | 5xx, 408, 429 and errors (as [`ResultClassifier`] judges them); other 4xx are ignored |
 //! | [`GrpcClassifier`] | gRPC over `http::Response<B>` | `UNKNOWN`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS` |
 //!
 //! and [`classify_fn`] turns a closure into one. [`IgnoreRejections`] adapts any of them to a
@@ -34,12 +34,14 @@ use std::{fmt, marker::PhantomData};
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
+mod errors;
 mod rejections;
 
 #[cfg(feature = "grpc")]
 pub use self::grpc::{GrpcBody, GrpcClassifier, GrpcClassifierBuilder, GrpcCode, is_grpc};
 #[cfg(feature = "http")]
 pub use self::http::{HttpClassifier, HttpClassifierBuilder};
+pub use self::errors::{failure_kind_of, failure_kind_of_error};
 pub use self::rejections::{IgnoreRejections, outcome_of_rejection};
 
 /// What one call says about the health of the thing it called.
@@ -179,18 +181,20 @@ pub trait ClassifyResponse: fmt::Debug + Send + Sync + 'static {
     ) -> Outcome;
 }
 
-/// Classifies `Ok` as success and every `Err` as a transient failure.
+/// Classifies `Ok` as success and an `Err` as a failure of the kind [`failure_kind_of`] says:
+/// fatal for a request that could not be sent as it is (an invalid URI, a builder error, a
+/// misuse of the protocol), transient otherwise.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResultClassifier;
 
-impl<Res, E> Classify<Res, E> for ResultClassifier {
+impl<Res, E: 'static> Classify<Res, E> for ResultClassifier {
     type Response<R: Record> = Res;
 
     #[inline]
     fn outcome_of(&self, result: Result<&Res, &E>) -> Option<Outcome> {
         Some(match result {
             Ok(_) => Outcome::Success,
-            Err(_) => Outcome::TRANSIENT,
+            Err(e) => Outcome::Failure(failure_kind_of(e)),
         })
     }
 
@@ -198,7 +202,7 @@ impl<Res, E> Classify<Res, E> for ResultClassifier {
     fn classify<R: Record>(&self, result: Result<Res, E>, recorder: R) -> Result<Res, E> {
         recorder.record(match &result {
             Ok(_) => Outcome::Success,
-            Err(_) => Outcome::TRANSIENT,
+            Err(e) => Outcome::Failure(failure_kind_of(e)),
         });
         result
     }
@@ -210,7 +214,7 @@ impl<Res, E> Classify<Res, E> for ResultClassifier {
     ) -> Result<(Outcome, Result<Res, E>), Result<Res, E>> {
         let outcome = match &result {
             Ok(_) => Outcome::Success,
-            Err(_) => Outcome::TRANSIENT,
+            Err(e) => Outcome::Failure(failure_kind_of(e)),
         };
         Ok((outcome, result))
     }
