@@ -98,7 +98,10 @@ where
     );
 }
 
-#[allow(clippy::print_stdout, reason = "a harness-less test reports to the terminal itself")]
+#[allow(
+    clippy::print_stdout,
+    reason = "a harness-less test reports to the terminal itself"
+)]
 fn main() {
     hot_paths_allocate_nothing();
     println!("zero_alloc: every hot path allocated nothing");

@@ -345,7 +345,10 @@ async fn a_request_the_client_refuses_is_tried_once() {
     let (addr, _) = server().await;
     for (uri, what) in [
         ("/balance".to_owned(), "no scheme or authority"),
-        (format!("https://{addr}/balance"), "https through an http-only connector"),
+        (
+            format!("https://{addr}/balance"),
+            "https through an http-only connector",
+        ),
     ] {
         let attempts = Arc::new(AtomicUsize::new(0));
         let svc = ServiceBuilder::new()

@@ -1,12 +1,10 @@
 //! What a fallback answers with and tells: the [`FALLBACK`] header, the answer's [`Source`]
 //! ([`FallbackAnswer`]), what failed ([`Failed`]), and a [`StaticResponse`].
 
-use std::time::Duration;
+use std::{error::Error, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
-
-use rampart_core::error::BoxError;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 
 use crate::cache::Staleness;
 
@@ -24,9 +22,9 @@ pub enum Source {
         /// How old it is.
         age: Duration,
     },
-    /// The configured static response.
+    /// A static response of the chain.
     Static,
-    /// The fallback function or service.
+    /// A fallback function or service of the chain.
     Function,
 }
 
@@ -39,6 +37,10 @@ pub struct FallbackAnswer {
     /// The failure response it replaces, if the inner service answered (else it failed with
     /// an error).
     pub replaced_status: Option<StatusCode>,
+    /// Which alternative of the chain answered, counted from 0 in the order they were added
+    /// (static responses, functions and services; the cache is always tried first and is
+    /// `0`).
+    pub alternative: usize,
 }
 
 impl FallbackAnswer {
@@ -54,17 +56,27 @@ impl FallbackAnswer {
     }
 }
 
-/// What a fallback function gets: the request's head and how it failed.
-#[derive(Debug)]
+/// What a fallback function gets: the request's head (and body, when a layer further out
+/// holds it in memory) and how it failed. Every alternative of the chain gets its own copy.
+#[derive(Debug, Clone)]
 pub struct Failed {
     /// The request's method.
     pub method: Method,
     /// The request's URI.
     pub uri: Uri,
+    /// The request's version.
+    pub version: Version,
+    /// The request's headers.
+    pub headers: HeaderMap,
+    /// The request's whole body, if a layer further out read it into memory (a
+    /// [`BufferedBody`](rampart_core::body::BufferedBody) in its extensions: rampart-retry's
+    /// `BufferBodyLayer`, the dead-letter layer); else `None`, since this layer does not hold
+    /// back the body the inner service streams.
+    pub body: Option<Bytes>,
     /// The failure response's status, if the inner service answered.
     pub status: Option<StatusCode>,
-    /// The error, if the inner service failed with one.
-    pub error: Option<BoxError>,
+    /// The error, if the inner service failed with one (the same for every alternative).
+    pub error: Option<Arc<dyn Error + Send + Sync>>,
 }
 
 /// A response held in memory: what fallbacks answer with.

@@ -16,7 +16,8 @@ use crate::{
 };
 
 /// Answers for a failing service: from the last good response for the same request (with its
-/// staleness), else from a static response or a fallback function, else the failure as it was.
+/// staleness), else from a chain of alternatives (static responses, functions, services) tried
+/// in order, each when the one before had nothing, else the failure as it was.
 ///
 /// See the [crate docs](crate). Every clone and every `layer()` call shares one cache.
 pub struct FallbackLayer<K = ByRoute> {
@@ -43,13 +44,13 @@ impl<K: fmt::Debug> fmt::Debug for FallbackLayer<K> {
 }
 
 impl FallbackLayer {
-    /// A builder with nothing to fall back on yet: add a cache, a static response or a
-    /// function.
+    /// A builder with nothing to fall back on yet: add a cache, then alternatives (static
+    /// responses, functions, services) in the order they are to be tried.
     pub fn builder() -> FallbackBuilder {
         FallbackBuilder {
             name: Arc::from("default"),
             cache: None,
-            alternative: None,
+            alternatives: Vec::new(),
             is_failure: default_is_failure,
             on_error: |_| true,
             cache_methods: vec![Method::GET, Method::HEAD],
@@ -88,7 +89,7 @@ pub fn default_is_failure(status: StatusCode) -> bool {
 pub struct FallbackBuilder {
     name: Arc<str>,
     cache: Option<LastGood>,
-    alternative: Option<Alternative>,
+    alternatives: Vec<Alternative>,
     is_failure: fn(StatusCode) -> bool,
     on_error: fn(&(dyn Error + 'static)) -> bool,
     cache_methods: Vec<Method>,
@@ -135,27 +136,33 @@ impl FallbackBuilder {
         self
     }
 
-    /// Answers a failure (with no cached answer) with `response`.
+    /// Adds `response` to the chain: it always answers, so the alternatives after it are
+    /// never reached.
     pub fn static_response(mut self, response: impl Into<StaticResponse>) -> Self {
-        self.alternative = Some(Alternative::Static(response.into()));
+        self.alternatives.push(Alternative::Static(response.into()));
         self
     }
 
-    /// Answers a failure (with no cached answer) with what `f` returns; if `f` fails too, the
-    /// caller gets `f`'s error.
+    /// Adds `f` to the chain: a failure that nothing before it answered is answered with what
+    /// `f` returns. An `Err` passes on to the next alternative (traced at `debug`); if `f` is
+    /// the last, the caller gets its error.
+    ///
+    /// `f` sees the request's head, and its body when a layer further out holds it in memory
+    /// ([`Failed::body`]).
     pub fn function<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(Failed) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<StaticResponse, BoxError>> + Send + 'static,
     {
-        self.alternative = Some(Alternative::Function(Arc::new(move |failed| {
-            Box::pin(f(failed))
-        })));
+        self.alternatives
+            .push(Alternative::Function(Arc::new(move |failed| {
+                Box::pin(f(failed))
+            })));
         self
     }
 
-    /// Answers a failure (with no cached answer) by calling `service`: a fallback service
-    /// (another region, a degraded mode).
+    /// Adds `service` to the chain, as [`function`](Self::function) adds a function: a
+    /// fallback service (another region, a degraded mode).
     pub fn service<S>(self, service: S) -> Self
     where
         S: Service<Failed, Response = StaticResponse> + Clone + Send + Sync + 'static,
@@ -187,7 +194,7 @@ impl FallbackBuilder {
             shared: Arc::new(Shared {
                 name: self.name,
                 cache: self.cache,
-                alternative: self.alternative,
+                alternatives: self.alternatives,
                 is_failure: self.is_failure,
                 on_error: self.on_error,
                 cache_methods: self.cache_methods,

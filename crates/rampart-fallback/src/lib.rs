@@ -3,8 +3,16 @@
 //!
 //! 1. the **last good response** for the same request, cached per key (bounded, with a time
 //!    to live), marked fresh, stale or very stale;
-//! 2. else a **static response** or a **fallback function or service**;
+//! 2. else a **chain of alternatives**, tried in the order they were added, each when the one
+//!    before had nothing: **static responses** (they always answer), **functions** and
+//!    **services** (an `Err` passes on to the next; the last one's error reaches the caller),
+//!    e.g. *cache → queue for later → local answer*;
 //! 3. else the failure as it was.
+//!
+//! A function sees the request's method, URI, headers and, when a layer further out holds it
+//! in memory (rampart-retry's `BufferBodyLayer`, the dead-letter layer: a
+//! [`BufferedBody`](rampart_core::body::BufferedBody) in the extensions), its body; and the
+//! failure (status or error).
 //!
 //! ```
 //! use std::time::Duration;
@@ -62,6 +70,10 @@
 //!
 //! # Trade-offs
 //!
+//! - The layer never holds back the request body itself: the inner service streams it, and a
+//!   function only sees it when a buffering layer outside already held it, so that a layer
+//!   with no function costs no copy. Keeping the head for functions costs a clone of the
+//!   headers per request, only when a function is configured.
 //! - Only `2xx` answers to `GET` and `HEAD` are cached by default: a cached answer to a `POST`
 //!   would claim work was done that was not.
 //! - A good response's body is copied as it streams (up to the cache's `max_body`) and stored

@@ -9,10 +9,10 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use rampart_core::{error::BoxError, key::KeyExtractor};
+use rampart_core::{body::BufferedBody, error::BoxError, key::KeyExtractor};
 use tower_service::Service;
 
 use crate::{
@@ -84,8 +84,18 @@ where
             }
             _ => None,
         };
-        let head = matches!(shared.alternative, Some(Alternative::Function(_)))
-            .then(|| (req.method().clone(), req.uri().clone()));
+        // What a function will see, kept only if one may be called.
+        let head = shared
+            .alternatives
+            .iter()
+            .any(|a| matches!(a, Alternative::Function(_)))
+            .then(|| Head {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
+                body: req.extensions().get::<BufferedBody>().map(|b| b.0.clone()),
+            });
         ResponseFuture {
             state: State::Calling {
                 fut: self.inner.call(req),
@@ -94,6 +104,7 @@ where
                 shared: shared.clone(),
                 key,
                 head,
+                failed: None,
             },
         }
     }
@@ -102,7 +113,18 @@ where
 struct Ctx {
     shared: Arc<Shared>,
     key: Option<String>,
-    head: Option<(Method, Uri)>,
+    head: Option<Head>,
+    /// What the functions of the chain are told, once the inner service failed.
+    failed: Option<Failed>,
+}
+
+/// The request as a fallback function sees it.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: Option<Bytes>,
 }
 
 pin_project! {
@@ -115,6 +137,8 @@ pin_project! {
         Function {
             fut: BoxFuture<Result<StaticResponse, BoxError>>,
             replaced_status: Option<StatusCode>,
+            // Its place in the chain.
+            at: usize,
         },
     }
 }
@@ -193,6 +217,7 @@ where
                         let info = FallbackAnswer {
                             source: Source::Cache { staleness, age },
                             replaced_status: status,
+                            alternative: 0,
                         };
                         return Poll::Ready(Ok(answer(
                             &ctx.shared.name,
@@ -200,48 +225,103 @@ where
                             info,
                         )));
                     }
-                    match &ctx.shared.alternative {
-                        Some(Alternative::Static(r)) => {
-                            let info = FallbackAnswer {
-                                source: Source::Static,
-                                replaced_status: status,
-                            };
-                            return Poll::Ready(Ok(answer(&ctx.shared.name, r.parts(), info)));
-                        }
-                        Some(Alternative::Function(f)) => {
-                            let (method, uri) = ctx.head.take().unwrap_or_default();
-                            let fut = f(Failed {
-                                method,
-                                uri,
-                                status,
-                                error: error.ok(),
-                            });
-                            this.state.set(State::Function {
-                                fut,
-                                replaced_status: status,
-                            });
-                        }
+                    if ctx.shared.alternatives.is_empty() {
                         // Nothing to fall back on: the failure as it was.
-                        None => {
-                            return Poll::Ready(match error {
-                                Err(res) => Ok(res.map(|b| FallbackBody::inner(b, None))),
-                                Ok(e) => Err(e),
-                            });
-                        }
+                        return Poll::Ready(match error {
+                            Err(res) => Ok(res.map(|b| FallbackBody::inner(b, None))),
+                            Ok(e) => Err(e),
+                        });
+                    }
+                    let head = ctx.head.take();
+                    ctx.failed = Some(failed(head, status, error.ok()));
+                    if let Some(done) = next(ctx, &mut this.state, 0, status) {
+                        return Poll::Ready(done);
                     }
                 }
                 StateProj::Function {
                     fut,
                     replaced_status,
+                    at,
                 } => {
-                    let r = ready!(fut.as_mut().poll(cx))?;
-                    let info = FallbackAnswer {
-                        source: Source::Function,
-                        replaced_status: *replaced_status,
-                    };
-                    return Poll::Ready(Ok(answer(&this.ctx.shared.name, r.parts(), info)));
+                    let (status, at) = (*replaced_status, *at);
+                    match ready!(fut.as_mut().poll(cx)) {
+                        Ok(r) => {
+                            let info = FallbackAnswer {
+                                source: Source::Function,
+                                replaced_status: status,
+                                alternative: at,
+                            };
+                            return Poll::Ready(Ok(answer(&this.ctx.shared.name, r.parts(), info)));
+                        }
+                        Err(e) if at + 1 == this.ctx.shared.alternatives.len() => {
+                            return Poll::Ready(Err(e));
+                        }
+                        Err(e) => {
+                            tracing::debug!(
+                                target: "rampart::fallback",
+                                alternative = at,
+                                error = %e,
+                                "fallback function had nothing; trying the next alternative"
+                            );
+                            if let Some(done) = next(this.ctx, &mut this.state, at + 1, status) {
+                                return Poll::Ready(done);
+                            }
+                        }
+                    }
                 }
             }
+        }
+    }
+}
+
+/// What the chain's functions are told of the failure.
+fn failed(head: Option<Head>, status: Option<StatusCode>, error: Option<BoxError>) -> Failed {
+    let head = head.unwrap_or(Head {
+        method: Method::default(),
+        uri: Uri::default(),
+        version: Version::default(),
+        headers: HeaderMap::new(),
+        body: None,
+    });
+    Failed {
+        method: head.method,
+        uri: head.uri,
+        version: head.version,
+        headers: head.headers,
+        body: head.body,
+        status,
+        error: error.map(Arc::from),
+    }
+}
+
+/// Tries the alternative at `at`: a static response answers at once (`Some`); a function is
+/// set running in `state` (`None`: poll on).
+fn next<F, ResB>(
+    ctx: &mut Ctx,
+    state: &mut Pin<&mut State<F>>,
+    at: usize,
+    status: Option<StatusCode>,
+) -> Option<Result<Response<FallbackBody<ResB>>, BoxError>> {
+    match &ctx.shared.alternatives[at] {
+        Alternative::Static(r) => {
+            let info = FallbackAnswer {
+                source: Source::Static,
+                replaced_status: status,
+                alternative: at,
+            };
+            Some(Ok(answer(&ctx.shared.name, r.parts(), info)))
+        }
+        Alternative::Function(f) => {
+            let failed = ctx
+                .failed
+                .clone()
+                .unwrap_or_else(|| failed(None, status, None));
+            state.set(State::Function {
+                fut: f(failed),
+                replaced_status: status,
+                at,
+            });
+            None
         }
     }
 }

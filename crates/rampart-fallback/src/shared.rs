@@ -22,7 +22,8 @@ pub(crate) struct Shared {
     /// The `name` label of the layer's metrics.
     pub(crate) name: Arc<str>,
     pub(crate) cache: Option<LastGood>,
-    pub(crate) alternative: Option<Alternative>,
+    /// Tried in order after the cache, each when the one before had nothing.
+    pub(crate) alternatives: Vec<Alternative>,
     pub(crate) is_failure: fn(StatusCode) -> bool,
     pub(crate) on_error: fn(&(dyn Error + 'static)) -> bool,
     pub(crate) cache_methods: Vec<Method>,

@@ -213,9 +213,8 @@ mod tests {
         assert_eq!(c.outcome(Err(&invalid)), Outcome::FATAL);
         let uri = Error::middleware("exa mple".parse::<http::Uri>().unwrap_err());
         assert_eq!(c.outcome(Err(&uri)), Outcome::FATAL);
-        let refused = Error::middleware(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        ));
+        let refused =
+            Error::middleware(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(c.outcome(Err(&refused)), Outcome::TRANSIENT);
     }
 

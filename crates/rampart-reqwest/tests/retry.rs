@@ -291,8 +291,16 @@ async fn a_request_reqwest_refuses_is_tried_once() {
         .await
         .unwrap_err();
     let retry = find::<RetryError<reqwest_middleware::Error>>(&err).expect("a RetryError");
-    assert_eq!((retry.attempts(), retry.reason()), (1, GiveUp::Fatal), "{err}");
-    assert!(find::<reqwest::Error>(&err).expect("reqwest's error").is_builder());
+    assert_eq!(
+        (retry.attempts(), retry.reason()),
+        (1, GiveUp::Fatal),
+        "{err}"
+    );
+    assert!(
+        find::<reqwest::Error>(&err)
+            .expect("reqwest's error")
+            .is_builder()
+    );
 }
 
 #[tokio::test]
@@ -319,8 +327,16 @@ async fn a_redirect_loop_is_followed_once_not_once_per_attempt() {
         .await
         .unwrap_err();
     let retry = find::<RetryError<reqwest_middleware::Error>>(&err).expect("a RetryError");
-    assert_eq!((retry.attempts(), retry.reason()), (1, GiveUp::Fatal), "{err}");
-    assert!(find::<reqwest::Error>(&err).expect("reqwest's error").is_redirect());
+    assert_eq!(
+        (retry.attempts(), retry.reason()),
+        (1, GiveUp::Fatal),
+        "{err}"
+    );
+    assert!(
+        find::<reqwest::Error>(&err)
+            .expect("reqwest's error")
+            .is_redirect()
+    );
     // reqwest's default policy follows 10 redirects, then gives up: one attempt's worth.
     assert_eq!(hits.load(Ordering::SeqCst), 11);
 }

@@ -230,6 +230,14 @@ where
     }
 }
 
+/// In a request's extensions: its whole body, as a rampart layer further out read it into
+/// memory ([`ReadRequest`]: rampart-retry's `BufferBodyLayer`, the dead-letter layer). A layer
+/// further in that must see the body without taking it (a fallback function deciding what to
+/// answer, a queue parking the request) reads it here. The copy shares the bytes the body
+/// sends; it is not a second buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BufferedBody(pub Bytes);
+
 /// A request being read into memory ([`ReadBody`]) before it goes to `S`, the service it was
 /// called on: the first state of every future that holds a body before calling on
 /// (rampart-retry's `BufferFuture`, the dead-letter layer's response future).
@@ -263,7 +271,8 @@ where
     }
 
     /// Reads on; ready with the service, the request's head and its body to send (see
-    /// [`ReadBody::poll_read`]).
+    /// [`ReadBody::poll_read`]). A body read whole is also left in the head's extensions as a
+    /// [`BufferedBody`], for the layers further in.
     ///
     /// # Panics
     ///
@@ -274,8 +283,48 @@ where
     ) -> Poll<(S, http::request::Parts, ReplayBody<B>)> {
         let body = ready!(self.read.poll_read(cx));
         match (self.svc.take(), self.parts.take()) {
-            (Some(svc), Some(parts)) => Poll::Ready((svc, parts, body)),
+            (Some(svc), Some(mut parts)) => {
+                if let ReplayBody::Buffered { data, .. } = &body {
+                    parts
+                        .extensions
+                        .insert(BufferedBody(data.clone().unwrap_or_default()));
+                }
+                Poll::Ready((svc, parts, body))
+            }
             _ => panic!("ReadRequest polled after completion"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+
+    fn request<B>(body: B) -> http::Request<B> {
+        http::Request::post("http://svc/").body(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_read_whole_is_left_in_the_extensions_for_the_layers_further_in() {
+        let mut read = ReadRequest::new((), request(Full::new(Bytes::from_static(b"abc"))), 16);
+        let ((), parts, body) = poll_fn(|cx| read.poll_read(cx)).await;
+        assert_eq!(
+            parts.extensions.get::<BufferedBody>(),
+            Some(&BufferedBody(Bytes::from_static(b"abc")))
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_leaves_nothing_behind() {
+        let mut read = ReadRequest::new((), request(Full::new(Bytes::from_static(b"abcdefgh"))), 5);
+        let ((), parts, body) = poll_fn(|cx| read.poll_read(cx)).await;
+        assert!(parts.extensions.get::<BufferedBody>().is_none());
+        assert!(!body.is_buffered());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcdefgh");
     }
 }

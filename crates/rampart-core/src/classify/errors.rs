@@ -273,7 +273,10 @@ mod tests {
             }
         }
         assert!(display_starts_with(&Pieces, "invalid URL, "));
-        assert!(!display_starts_with(&Pieces, "invalid URL, host is missing!"));
+        assert!(!display_starts_with(
+            &Pieces,
+            "invalid URL, host is missing!"
+        ));
         assert!(!display_starts_with(&Pieces, "valid"));
         assert!(display_starts_with(&Pieces, ""));
     }

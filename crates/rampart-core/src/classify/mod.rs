@@ -30,18 +30,18 @@
 
 use std::{fmt, marker::PhantomData};
 
+mod errors;
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
-mod errors;
 mod rejections;
 
+pub use self::errors::{failure_kind_of, failure_kind_of_error};
 #[cfg(feature = "grpc")]
 pub use self::grpc::{GrpcBody, GrpcClassifier, GrpcClassifierBuilder, GrpcCode, is_grpc};
 #[cfg(feature = "http")]
 pub use self::http::{HttpClassifier, HttpClassifierBuilder};
-pub use self::errors::{failure_kind_of, failure_kind_of_error};
 pub use self::rejections::{IgnoreRejections, outcome_of_rejection};
 
 /// What one call says about the health of the thing it called.
