@@ -2,16 +2,21 @@
 
 use std::{error::Error, fmt, time::Duration};
 
+use rampart_core::error::BoxError;
+
 use crate::policy::GiveUp;
 
 /// How the last attempt failed: with the inner service's error, or by running out of its
-/// per-attempt time.
+/// per-attempt time; or how preparing the next one failed.
 #[derive(Debug)]
 pub enum LastError<E> {
     /// The inner service's error.
     Inner(E),
     /// The attempt took longer than the per-attempt timeout and was cancelled.
     TimedOut(Duration),
+    /// The asynchronous hook preparing the next attempt failed
+    /// ([`GiveUp::HookFailed`]).
+    Hook(BoxError),
 }
 
 impl<E: fmt::Display> fmt::Display for LastError<E> {
@@ -19,6 +24,7 @@ impl<E: fmt::Display> fmt::Display for LastError<E> {
         match self {
             LastError::Inner(e) => e.fmt(f),
             LastError::TimedOut(d) => write!(f, "the attempt timed out after {d:?}"),
+            LastError::Hook(e) => write!(f, "preparing the next attempt failed: {e}"),
         }
     }
 }
@@ -63,11 +69,11 @@ impl<E> RetryError<E> {
         &self.last
     }
 
-    /// The inner service's last error, unless the last attempt timed out.
+    /// The inner service's last error, unless the last attempt timed out or its hook failed.
     pub fn into_inner(self) -> Option<E> {
         match self.last {
             LastError::Inner(e) => Some(e),
-            LastError::TimedOut(_) => None,
+            LastError::TimedOut(_) | LastError::Hook(_) => None,
         }
     }
 }
@@ -90,6 +96,7 @@ impl<E: Error + 'static> Error for RetryError<E> {
         match &self.last {
             LastError::Inner(e) => Some(e),
             LastError::TimedOut(_) => Some(&TIMED_OUT),
+            LastError::Hook(e) => Some(&**e),
         }
     }
 }

@@ -6,8 +6,9 @@ use rampart_core::{classify::ResultClassifier, error::ConfigError};
 use tower_layer::Layer;
 
 use crate::{
+    hook::NoHook,
     policy::{RetryPolicy, RetryPolicyBuilder},
-    protocol::{NoHook, PlainProtocol},
+    protocol::PlainProtocol,
     replay::ByClone,
     service::Retry,
 };
@@ -101,7 +102,7 @@ impl<C, H, R, A> RetryLayer<C, H, R, A> {
 
     /// Calls `hook` on each attempt's request just before it is sent (see [`OnAttempt`]).
     ///
-    /// [`OnAttempt`]: crate::protocol::OnAttempt
+    /// [`OnAttempt`]: crate::hook::OnAttempt
     pub fn on_attempt<A2>(self, hook: A2) -> RetryLayer<C, H, R, A2> {
         RetryLayer {
             policy: self.policy,

@@ -37,6 +37,8 @@
 //! - [`budget`]: a retry budget shared by every clone, so that retries can't grow into a storm.
 //! - [`policy`]: the decision after a failed attempt: retry after how long, or give up and why.
 //! - [`replay`]: how a request is sent again: by `Clone`, or from a buffered HTTP body.
+//! - [`hook`]: change the request before each attempt, or do asynchronous work before a retry
+//!   (refresh a token after a `401`).
 //!
 //! One idempotency key per logical request is rampart-idempotency's `IdempotencyKeyLayer`
 //! (feature `client`), beside the server half that dedupes by it: put it outside this layer.
@@ -51,6 +53,7 @@
 pub mod backoff;
 pub mod budget;
 mod error;
+pub mod hook;
 mod layer;
 pub mod policy;
 pub mod protocol;

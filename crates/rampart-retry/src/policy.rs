@@ -103,6 +103,9 @@ pub enum GiveUp {
     DeadlineWouldPass,
     /// The retry budget is spent.
     BudgetExhausted,
+    /// The asynchronous hook that prepares a retry ([`on_retry`](crate::hook::on_retry))
+    /// failed: its error is the last error.
+    HookFailed,
 }
 
 impl GiveUp {
@@ -117,6 +120,7 @@ impl GiveUp {
             GiveUp::ServerDelayTooLong { .. } => "server_delay_too_long",
             GiveUp::DeadlineWouldPass => "deadline_would_pass",
             GiveUp::BudgetExhausted => "budget_exhausted",
+            GiveUp::HookFailed => "hook_failed",
         }
     }
 }
@@ -137,6 +141,7 @@ impl fmt::Display for GiveUp {
             ),
             GiveUp::DeadlineWouldPass => f.write_str("the retry would pass the deadline"),
             GiveUp::BudgetExhausted => f.write_str("the retry budget is spent"),
+            GiveUp::HookFailed => f.write_str("preparing the retry failed"),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! `http` feature, [`HttpProtocol`] reads methods, the `Idempotency-Key` header, `Retry-After` and
 //! `grpc-retry-pushback-ms`.
 //!
-//! [`OnAttempt`] hooks change the request before each attempt.
+//! The hooks that change the request before each attempt are in [`hook`](crate::hook).
 
 use std::time::Duration;
 
@@ -395,62 +395,5 @@ impl<B, Res, E> RetryProtocol<http::Request<B>, http::Response<Res>, E> for Grpc
 
     fn annotate(&self, res: &mut http::Response<Res>, info: RetryInfo) {
         res.extensions_mut().insert(info);
-    }
-}
-
-/// Changes the request before each attempt: refresh a token, set an attempt-count header.
-///
-/// It gets the attempt's own copy of the request (attempts are rebuilt from the original, so
-/// changes don't pile up) and the attempt's number, from 1.
-pub trait OnAttempt<Req>: Clone + Send + Sync + 'static {
-    /// Called just before attempt `number` is sent.
-    fn before(&self, req: &mut Req, number: u32);
-}
-
-/// Changes nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoHook;
-
-impl<Req> OnAttempt<Req> for NoHook {
-    #[inline]
-    fn before(&self, _: &mut Req, _: u32) {}
-}
-
-/// A hook made from a closure; see [`on_attempt`].
-#[derive(Clone)]
-pub struct OnAttemptFn<F>(F);
-
-impl<F> std::fmt::Debug for OnAttemptFn<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("OnAttemptFn").finish_non_exhaustive()
-    }
-}
-
-/// Makes a hook from a closure called with the attempt's request and number (from 1).
-///
-/// ```
-/// use rampart_retry::protocol::{on_attempt, OnAttempt};
-///
-/// let hook = on_attempt(|req: &mut http::Request<()>, n: u32| {
-///     req.headers_mut().insert("x-attempt", n.into());
-/// });
-/// let mut req = http::Request::new(());
-/// hook.before(&mut req, 2);
-/// assert_eq!(req.headers()["x-attempt"], "2");
-/// ```
-pub fn on_attempt<F, Req>(f: F) -> OnAttemptFn<F>
-where
-    F: Fn(&mut Req, u32) + Clone + Send + Sync + 'static,
-{
-    OnAttemptFn(f)
-}
-
-impl<F, Req> OnAttempt<Req> for OnAttemptFn<F>
-where
-    F: Fn(&mut Req, u32) + Clone + Send + Sync + 'static,
-{
-    #[inline]
-    fn before(&self, req: &mut Req, number: u32) {
-        (self.0)(req, number)
     }
 }

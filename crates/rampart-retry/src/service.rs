@@ -10,15 +10,20 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use rampart_core::classify::{Classify, FailureKind, Outcome};
+use rampart_core::{
+    BoxFuture,
+    classify::{Classify, FailureKind, Outcome},
+    error::BoxError,
+};
 use tokio::time::{Instant, Sleep};
 use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::{
     error::{LastError, RetryError},
+    hook::{NoHook, OnAttempt, Prepared, Previous},
     policy::{Attempt, Decision, GiveUp, RetryPolicy},
-    protocol::{NoHook, OnAttempt, RetryInfo, RetryProtocol, ServerHint},
+    protocol::{RetryInfo, RetryProtocol, ServerHint},
     replay::{ByClone, Replay},
 };
 
@@ -86,7 +91,7 @@ where
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: RetryProtocol<Req, S::Response, S::Error>,
-    A: OnAttempt<Req>,
+    A: OnAttempt<Req, S::Response, S::Error>,
 {
     type Response = S::Response;
     type Error = RetryError<S::Error>;
@@ -153,10 +158,10 @@ struct Ctx<S, Req, C, H, R: Replay<Req>, A> {
     previous_nanos: u64,
 }
 
-/// After an attempt: the final result, or a wait before the next attempt.
-enum Next<T> {
+/// After an attempt: the final result, or a wait before the next attempt and its request.
+enum Next<T, Req> {
     Done(T),
-    Wait(Duration),
+    Wait(Duration, Prepared<Req>),
 }
 
 impl<S, Req, C, H, R, A> Ctx<S, Req, C, H, R, A>
@@ -165,11 +170,12 @@ where
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: RetryProtocol<Req, S::Response, S::Error>,
+    A: OnAttempt<Req, S::Response, S::Error>,
 {
     fn after_attempt(
         &mut self,
         result: Result<Result<S::Response, S::Error>, Duration>,
-    ) -> Next<Result<S::Response, RetryError<S::Error>>> {
+    ) -> Next<Result<S::Response, RetryError<S::Error>>, Req> {
         self.attempts += 1;
         let judged = match &result {
             // A timed-out attempt: transient, and the server said nothing.
@@ -195,7 +201,7 @@ where
         result: Result<Result<S::Response, S::Error>, Duration>,
         kind: FailureKind,
         hint: ServerHint,
-    ) -> Next<Result<S::Response, RetryError<S::Error>>> {
+    ) -> Next<Result<S::Response, RetryError<S::Error>>, Req> {
         let (server_delay, server_forbids) = match hint {
             ServerHint::None => (None, false),
             ServerHint::After(d) => (Some(d), false),
@@ -228,7 +234,18 @@ where
                 )
                 .increment(1);
                 self.previous_nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
-                Next::Wait(after)
+                let Some(stored) = self.stored.as_ref() else {
+                    // The policy retries only a replayable request.
+                    return Next::Done(self.finish(result, GiveUp::NotReplayable));
+                };
+                let req = self.replay.again(stored);
+                let previous = match &result {
+                    Ok(Ok(res)) => Previous::Response(res),
+                    Ok(Err(e)) => Previous::Error(e),
+                    Err(took) => Previous::TimedOut(*took),
+                };
+                let next = self.hook.before_retry(req, previous, self.attempts + 1);
+                Next::Wait(after, next)
             }
             Decision::GiveUp(reason) => {
                 tracing::debug!(
@@ -244,6 +261,22 @@ where
                 Next::Done(self.finish(result, reason))
             }
         }
+    }
+
+    /// The error of a retry whose hook failed to prepare it.
+    #[cold]
+    fn hook_failed(&self, e: BoxError) -> RetryError<S::Error> {
+        tracing::debug!(
+            target: "rampart::retry",
+            attempts = self.attempts, error = %e, "giving up: the hook preparing the retry failed"
+        );
+        metrics::counter!(
+            "rampart_retry_give_ups_total",
+            rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone(),
+            "reason" => GiveUp::HookFailed.as_str()
+        )
+        .increment(1);
+        RetryError::new(self.attempts, GiveUp::HookFailed, LastError::Hook(e))
     }
 
     /// The final result: a response as it came, or the error with the attempts and `reason`.
@@ -292,6 +325,12 @@ pin_project! {
         Waiting {
             // Boxed: only a retry waits, and it allocates nothing else.
             sleep: Pin<Box<Sleep>>,
+            // The request to send after the wait (taken when it ends).
+            next: Option<Prepared<Req>>,
+        },
+        Preparing {
+            // The hook's work before the retry.
+            fut: BoxFuture<'static, Result<Req, BoxError>>,
         },
         TimedOut,
     }
@@ -330,7 +369,7 @@ where
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: RetryProtocol<Req, S::Response, S::Error>,
-    A: OnAttempt<Req>,
+    A: OnAttempt<Req, S::Response, S::Error>,
 {
     type Output = Result<S::Response, RetryError<S::Error>>;
 
@@ -344,8 +383,9 @@ where
         {
             match this.ctx.after_attempt(Ok(result)) {
                 Next::Done(out) => return Poll::Ready(out),
-                Next::Wait(after) => this.state.set(State::Waiting {
+                Next::Wait(after, next) => this.state.set(State::Waiting {
                     sleep: Box::pin(tokio::time::sleep(after)),
+                    next: Some(next),
                 }),
             }
         }
@@ -366,26 +406,26 @@ where
     R: Replay<Req>,
     C: Classify<S::Response, S::Error>,
     H: RetryProtocol<Req, S::Response, S::Error>,
-    A: OnAttempt<Req>,
+    A: OnAttempt<Req, S::Response, S::Error>,
 {
     loop {
         let attempt = match state.as_mut().project() {
             StateProj::First { fut } => fut.poll(cx),
             StateProj::Again { fut } => fut.poll(cx),
             StateProj::TimedOut => unreachable!("a timed-out attempt is decided at once"),
-            StateProj::Waiting { sleep } => {
+            StateProj::Waiting { sleep, next } => {
                 ready!(sleep.as_mut().poll(cx));
-                let Some(stored) = ctx.stored.as_ref() else {
-                    unreachable!("a request that cannot be replayed is never retried")
-                };
-                let mut req = ctx.replay.again(stored);
-                ctx.hook.before(&mut req, ctx.attempts + 1);
-                ctx.hints.note_attempt(&req, ctx.attempts + 1);
-                let fut = Oneshot::new(ctx.svc.clone(), req);
-                state.set(State::Again { fut });
-                if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.policy.attempt_timeout()) {
-                    t.as_mut()
-                        .reset(rampart_core::clock::saturating_add(Instant::now(), d));
+                match next.take() {
+                    Some(Prepared::Ready(req)) => send(&mut state, timeout, ctx, req),
+                    Some(Prepared::Later(fut)) => state.set(State::Preparing { fut }),
+                    None => unreachable!("a wait always has its next request"),
+                }
+                continue;
+            }
+            StateProj::Preparing { fut } => {
+                match ready!(fut.as_mut().poll(cx)) {
+                    Ok(req) => send(&mut state, timeout, ctx, req),
+                    Err(e) => return Poll::Ready(Err(ctx.hook_failed(e))),
                 }
                 continue;
             }
@@ -406,9 +446,30 @@ where
         };
         match ctx.after_attempt(result) {
             Next::Done(out) => return Poll::Ready(out),
-            Next::Wait(after) => state.set(State::Waiting {
+            Next::Wait(after, next) => state.set(State::Waiting {
                 sleep: Box::pin(tokio::time::sleep(after)),
+                next: Some(next),
             }),
         }
+    }
+}
+
+/// Sends the next attempt's request, restarting the per-attempt timeout.
+fn send<S, Req, C, H, R, A>(
+    state: &mut Pin<&mut State<S, Req>>,
+    timeout: &mut Option<Pin<Box<Sleep>>>,
+    ctx: &mut Ctx<S, Req, C, H, R, A>,
+    req: Req,
+) where
+    S: Service<Req> + Clone,
+    R: Replay<Req>,
+    H: RetryProtocol<Req, S::Response, S::Error>,
+{
+    ctx.hints.note_attempt(&req, ctx.attempts + 1);
+    let fut = Oneshot::new(ctx.svc.clone(), req);
+    state.set(State::Again { fut });
+    if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.policy.attempt_timeout()) {
+        t.as_mut()
+            .reset(rampart_core::clock::saturating_add(Instant::now(), d));
     }
 }

@@ -165,11 +165,9 @@ async fn the_hook_changes_each_attempt_from_the_original_request() {
         .backoff(no_jitter())
         .layer()
         .unwrap()
-        .on_attempt(rampart_retry::protocol::on_attempt(
-            |req: &mut u32, n: u32| {
-                *req += 1000 * n;
-            },
-        ));
+        .on_attempt(rampart_retry::hook::on_attempt(|req: &mut u32, n: u32| {
+            *req += 1000 * n;
+        }));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let svc = layer.layer(service_fn({
         let seen = seen.clone();
