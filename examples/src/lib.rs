@@ -4,8 +4,11 @@
 //!   answers, connections dropped after the work was done, outage windows), with a
 //!   server-side idempotency layer and a count of effects per key.
 //! - [`stack`]: the recommended client stack, and why it is in that order.
+//! - [`gateway`]: one request fanned out to several guarded downstreams, answered within one
+//!   deadline with the failed parts marked.
 
 pub mod alert;
+pub mod gateway;
 pub mod grpc;
 pub mod per_user;
 pub mod queue_for_later;
