@@ -4,6 +4,8 @@
 //!   answers, connections dropped after the work was done, outage windows), with a
 //!   server-side idempotency layer and a count of effects per key.
 //! - [`stack`]: the recommended client stack, and why it is in that order.
+//! - [`workflow`]: a multi-step job with deterministic idempotency keys, safe to rerun after
+//!   a crash.
 //! - [`gateway`]: one request fanned out to several guarded downstreams, answered within one
 //!   deadline with the failed parts marked.
 
@@ -14,3 +16,4 @@ pub mod per_user;
 pub mod queue_for_later;
 pub mod stack;
 pub mod upstream;
+pub mod workflow;
