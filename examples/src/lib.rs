@@ -13,6 +13,7 @@ pub mod alert;
 pub mod gateway;
 pub mod grpc;
 pub mod per_user;
+pub mod pipeline;
 pub mod queue_for_later;
 pub mod stack;
 pub mod upstream;
