@@ -3,7 +3,7 @@
 //!
 //! Each pattern rejects calls with its own small typed error — the circuit breaker with
 //! [`CircuitOpen`], the bulkhead with [`BulkheadFull`], a deadline with
-//! [`Elapsed`] — all implementing [`Rejection`], and returns it as
+//! [`Elapsed`], a rate limit or a budget with [`RateLimited`] — all implementing [`Rejection`], and returns it as
 //! [`PolicyError::Rejected`](crate::error::PolicyError::Rejected). The types live here, not
 //! in the pattern crates (which re-export them), so that a layer that must recognise another
 //! pattern's rejection — a dead-letter layer recording *why* a call failed, a reqwest
@@ -18,6 +18,8 @@
 //! | [`CircuitOpen`](RejectionKind::CircuitOpen) | circuit breaker | the rest of the open time (`None` when forced open or half-open) | `503` + `Retry-After` | `UNAVAILABLE` + `grpc-retry-pushback-ms` |
 //! | [`BulkheadFull`](RejectionKind::BulkheadFull) | bulkhead | always `None`: nobody knows when a permit frees | `503` | `RESOURCE_EXHAUSTED` |
 //! | [`Timeout`](RejectionKind::Timeout) | a deadline (`rampart-timeout`, a retry's attempt timeout) | `None` | `504` | `DEADLINE_EXCEEDED` |
+//! | [`RateLimited`](RejectionKind::RateLimited) | rate limit ([`RateLimited`]) | until the call's cost fits (`None` if it never can) | `429` + `Retry-After` + `RateLimit-Policy`/`RateLimit` | `RESOURCE_EXHAUSTED` + `grpc-retry-pushback-ms` |
+//! | [`BudgetExhausted`](RejectionKind::BudgetExhausted) | cost budget ([`RateLimited`]) | until the period resets | as above | as above |
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,6 +45,10 @@ use crate::{
     clock::Instant,
     error::{Elapsed, Rejection, chain},
 };
+
+mod limited;
+
+pub use self::limited::{LimitInfo, LimitReason, LimitedBy, RateLimited};
 
 /// Why a circuit breaker rejected a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -272,16 +278,22 @@ pub enum RejectionKind {
     /// A deadline or timeout passed (any error with [`Elapsed`] in its chain: a
     /// `rampart-timeout` deadline, a retry whose last attempt timed out).
     Timeout,
+    /// A rate limit had no room for the call ([`RateLimited`] by [`LimitedBy::Rate`]).
+    RateLimited,
+    /// A cost budget could not cover the call ([`RateLimited`] by [`LimitedBy::Budget`]).
+    BudgetExhausted,
 }
 
 impl RejectionKind {
     /// A lowercase, stable name, for logs and metric labels: `circuit_open`, `bulkhead_full`,
-    /// `timeout`.
+    /// `timeout`, `rate_limited`, `budget_exhausted`.
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectionKind::CircuitOpen => "circuit_open",
             RejectionKind::BulkheadFull => "bulkhead_full",
             RejectionKind::Timeout => "timeout",
+            RejectionKind::RateLimited => "rate_limited",
+            RejectionKind::BudgetExhausted => "budget_exhausted",
         }
     }
 }
@@ -302,6 +314,7 @@ pub struct Rejected {
     kind: RejectionKind,
     retry_after: Option<Duration>,
     message: &'static str,
+    limit: Option<LimitInfo>,
 }
 
 impl Rejected {
@@ -340,6 +353,15 @@ impl Rejected {
                 full.reason().message(),
             ));
         }
+        if let Some(limited) = err.downcast_ref::<RateLimited>() {
+            let kind = match limited.limited_by() {
+                LimitedBy::Rate => RejectionKind::RateLimited,
+                LimitedBy::Budget => RejectionKind::BudgetExhausted,
+            };
+            let mut r = Rejected::new(kind, limited.retry_after(), limited.message());
+            r.limit = Some(limited.info());
+            return Some(r);
+        }
         None
     }
 
@@ -352,7 +374,14 @@ impl Rejected {
             kind,
             retry_after,
             message,
+            limit: None,
         }
+    }
+
+    /// What the limit allows, for a [`RateLimited`] rejection (the `RateLimit-Policy` and
+    /// `RateLimit` headers).
+    pub const fn limit(&self) -> Option<LimitInfo> {
+        self.limit
     }
 
     /// Which policy rejected the call.

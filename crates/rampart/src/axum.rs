@@ -142,6 +142,10 @@ const fn status_of(kind: RejectionKind) -> StatusCode {
         // The server is saturated, not the client over a quota (see the module docs for `429`).
         RejectionKind::BulkheadFull => StatusCode::SERVICE_UNAVAILABLE,
         RejectionKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // The caller is over its quota.
+        RejectionKind::RateLimited | RejectionKind::BudgetExhausted => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         // A kind added to rampart-core after this mapping: the call was refused, not failed.
         _ => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -153,6 +157,8 @@ const fn problem_of(kind: RejectionKind) -> (&'static str, &'static str) {
         RejectionKind::CircuitOpen => ("urn:rampart:circuit-open", "Circuit open"),
         RejectionKind::BulkheadFull => ("urn:rampart:bulkhead-full", "Bulkhead full"),
         RejectionKind::Timeout => ("urn:rampart:timeout", "Deadline exceeded"),
+        RejectionKind::RateLimited => ("urn:rampart:rate-limited", "Rate limited"),
+        RejectionKind::BudgetExhausted => ("urn:rampart:budget-exhausted", "Budget exhausted"),
         _ => ("urn:rampart:rejected", "Rejected"),
     }
 }
@@ -190,8 +196,31 @@ impl IntoResponse for RejectionResponse {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(limit) = rejected.limit() {
+            let (policy, state) = rate_limit_headers(&limit);
+            res.headers_mut().insert(RATE_LIMIT_POLICY, policy);
+            res.headers_mut().insert(RATE_LIMIT, state);
+        }
         res
     }
+}
+
+/// The IETF draft's `RateLimit-Policy` header (`"limit";q=<quota>;w=<window secs>`).
+pub const RATE_LIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+/// The IETF draft's `RateLimit` header (`"limit";r=<remaining>;t=<secs until reset>`).
+pub const RATE_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
+/// The `RateLimit-Policy` and `RateLimit` values of a limit (draft-ietf-httpapi-ratelimit-headers:
+/// one policy, named `limit`; seconds rounded up).
+fn rate_limit_headers(limit: &rampart_core::rejection::LimitInfo) -> (HeaderValue, HeaderValue) {
+    let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let policy = format!("\"limit\";q={};w={}", limit.quota, secs(limit.window).max(1));
+    let state = format!("\"limit\";r={};t={}", limit.remaining, secs(limit.reset));
+    // Digits, quotes and separators only: always a valid header value.
+    (
+        HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"limit\"")),
+        HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static("\"limit\"")),
+    )
 }
 
 /// The response for a rampart rejection found anywhere in `err`'s source chain, or `None` if
@@ -259,6 +288,35 @@ mod tests {
         assert_eq!(
             &body[..],
             br#"{"type":"urn:rampart:circuit-open","title":"Circuit open","status":503,"detail":"circuit breaker is open","retry_after":1}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_is_429_with_retry_after_and_the_ratelimit_headers() {
+        use rampart_core::rejection::{LimitInfo, LimitReason, LimitedBy, RateLimited};
+        let err = PolicyError::<_, std::io::Error>::Rejected(RateLimited::new(
+            LimitedBy::Rate,
+            LimitReason::OverLimit,
+            1,
+            Some(Duration::from_millis(1500)),
+            LimitInfo {
+                quota: 100,
+                window: Duration::from_secs(60),
+                remaining: 0,
+                reset: Duration::from_millis(1500),
+            },
+        ));
+        let res = handle_error(err).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[RETRY_AFTER], "2");
+        assert_eq!(res.headers()[RATE_LIMIT_POLICY], r#""limit";q=100;w=60"#);
+        assert_eq!(res.headers()[RATE_LIMIT], r#""limit";r=0;t=2"#);
+        let body = ::axum::body::to_bytes(res.into_body(), 1024)
+            .await
+            .expect("body");
+        assert!(
+            body.starts_with(br#"{"type":"urn:rampart:rate-limited","title":"Rate limited","status":429"#),
+            "{body:?}"
         );
     }
 

@@ -87,6 +87,7 @@ const fn code_of(kind: RejectionKind) -> Code {
         RejectionKind::CircuitOpen => Code::Unavailable,
         RejectionKind::BulkheadFull => Code::ResourceExhausted,
         RejectionKind::Timeout => Code::DeadlineExceeded,
+        RejectionKind::RateLimited | RejectionKind::BudgetExhausted => Code::ResourceExhausted,
         // A kind added to rampart-core after this mapping: the call was refused.
         _ => Code::Unavailable,
     }

@@ -18,6 +18,7 @@ use crate::{
 /// | [`BulkheadFull`](RejectionKind::BulkheadFull) | [`Outcome::Ignored`] | the caller's own overload: the call never reached the dependency |
 /// | [`CircuitOpen`](RejectionKind::CircuitOpen) (a breaker further in: per host, say) | [`Outcome::Ignored`] | the inner breaker has counted the failures already; counting them again would trip this one on a single bad host |
 /// | [`Timeout`](RejectionKind::Timeout) (a per-attempt timeout further in) | [`Outcome::TRANSIENT`] | the dependency was too slow: the failure a breaker is for |
+/// | [`RateLimited`](RejectionKind::RateLimited), [`BudgetExhausted`](RejectionKind::BudgetExhausted) (a client-side limit further in) | [`Outcome::Ignored`] | the caller's own throttling: the call never reached the dependency |
 ///
 /// A rejection of a kind this crate does not know (a type of your own that implements
 /// [`Rejection`](crate::error::Rejection)) is a local decision too: ignored.
@@ -33,6 +34,7 @@ pub const fn outcome_of_rejection(kind: RejectionKind) -> Outcome {
     match kind {
         RejectionKind::BulkheadFull | RejectionKind::CircuitOpen => Outcome::Ignored,
         RejectionKind::Timeout => Outcome::TRANSIENT,
+        RejectionKind::RateLimited | RejectionKind::BudgetExhausted => Outcome::Ignored,
     }
 }
 

@@ -151,3 +151,38 @@ fn a_deadline_is_a_timeout_rejection() {
     assert_eq!(r.kind().as_str(), "timeout");
     assert_eq!(r.retry_after(), None);
 }
+
+#[test]
+fn a_rate_limit_or_budget_refusal_is_found_with_its_limit() {
+    let info = LimitInfo {
+        quota: 100,
+        window: Duration::from_secs(60),
+        remaining: 0,
+        reset: Duration::from_secs(30),
+    };
+    let limited = RateLimited::new(
+        LimitedBy::Rate,
+        LimitReason::OverLimit,
+        3,
+        Some(Duration::from_millis(1800)),
+        info,
+    );
+    let err: BoxError = Box::new(Wrapper(Box::new(PolicyError::<_, std::io::Error>::Rejected(
+        limited,
+    ))));
+    let r = Rejected::find(&*err).expect("found");
+    assert_eq!(r.kind(), RejectionKind::RateLimited);
+    assert_eq!(r.retry_after_secs(), Some(2));
+    assert_eq!(r.limit(), Some(info));
+    assert_eq!(r.message(), "rate limit exceeded");
+    assert_eq!(
+        limited.to_string(),
+        "rate limit exceeded (cost 3, limit 100 per 60s); retry after 1.8s"
+    );
+
+    let never = RateLimited::new(LimitedBy::Budget, LimitReason::CostTooHigh, 900, None, info);
+    let r = Rejected::of(&never).unwrap();
+    assert_eq!(r.kind(), RejectionKind::BudgetExhausted);
+    assert_eq!(r.retry_after(), None, "it never fits: no retry-after");
+    assert_eq!(never.message(), "request costs more than the whole budget");
+}

@@ -73,7 +73,8 @@ pub enum Skip {
     /// record was released as it was, `pending`, with no redrive counted, so a local refusal
     /// never uses up [`max_redrives`](crate::RedriveBuilder::max_redrives).
     Rejected {
-        /// The refusal: [`RejectionKind::CircuitOpen`] or [`RejectionKind::BulkheadFull`].
+        /// The refusal: [`RejectionKind::CircuitOpen`], [`RejectionKind::BulkheadFull`],
+        /// [`RejectionKind::RateLimited`] or [`RejectionKind::BudgetExhausted`].
         kind: RejectionKind,
     },
     /// A copy the secondary store took while the primary was failing, though the primary

@@ -214,11 +214,18 @@ where
 }
 
 /// The kind of `err` if a layer of the redrive's own service refused the request before it
-/// went out (an open circuit, a full bulkhead); a deadline is not one, it may have been sent.
+/// went out (an open circuit, a full bulkhead, a rate limit or budget); a deadline is not one,
+/// it may have been sent.
 fn local_rejection(err: &(dyn std::error::Error + 'static)) -> Option<RejectionKind> {
-    Rejected::find(err)
-        .map(|r| r.kind())
-        .filter(|k| matches!(k, RejectionKind::CircuitOpen | RejectionKind::BulkheadFull))
+    Rejected::find(err).map(|r| r.kind()).filter(|k| {
+        matches!(
+            k,
+            RejectionKind::CircuitOpen
+                | RejectionKind::BulkheadFull
+                | RejectionKind::RateLimited
+                | RejectionKind::BudgetExhausted
+        )
+    })
 }
 
 /// Gives a claimed `record` back as it was (`pending`, no redrive counted): it was refused
