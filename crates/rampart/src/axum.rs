@@ -214,7 +214,11 @@ pub const RATE_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimi
 /// one policy, named `limit`; seconds rounded up).
 fn rate_limit_headers(limit: &rampart_core::rejection::LimitInfo) -> (HeaderValue, HeaderValue) {
     let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    let policy = format!("\"limit\";q={};w={}", limit.quota, secs(limit.window).max(1));
+    let policy = format!(
+        "\"limit\";q={};w={}",
+        limit.quota,
+        secs(limit.window).max(1)
+    );
     let state = format!("\"limit\";r={};t={}", limit.remaining, secs(limit.reset));
     // Digits, quotes and separators only: always a valid header value.
     (
@@ -315,7 +319,9 @@ mod tests {
             .await
             .expect("body");
         assert!(
-            body.starts_with(br#"{"type":"urn:rampart:rate-limited","title":"Rate limited","status":429"#),
+            body.starts_with(
+                br#"{"type":"urn:rampart:rate-limited","title":"Rate limited","status":429"#
+            ),
             "{body:?}"
         );
     }

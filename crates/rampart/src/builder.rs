@@ -122,6 +122,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: KeyedBulkheadLayer<X, K, P, H>,
     ) -> ServiceBuilder<Stack<KeyedBulkheadLayer<X, K, P, H>, L>>;
 
+    /// Limits the rate of calls ([`RateLimitLayer`](rampart_rate_limit::RateLimitLayer)): every
+    /// service built from this builder shares the layer's limit. (Named `rate_limits`, not
+    /// `rate_limit`: tower's `ServiceBuilder::rate_limit` builds tower's own, per-service one.)
+    #[cfg(feature = "rate-limit")]
+    fn rate_limits<RL, RC>(
+        self,
+        layer: rampart_rate_limit::RateLimitLayer<RL, RC>,
+    ) -> ServiceBuilder<Stack<rampart_rate_limit::RateLimitLayer<RL, RC>, L>>;
+
     /// Retries failed calls ([`RetryLayer`]): put it outside the circuit breaker, so that each
     /// attempt is judged and an open breaker fails attempts fast. (Named `retries`, not
     /// `retry`: tower's `ServiceBuilder::retry` takes a tower retry policy.)
@@ -199,6 +208,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "rate-limit")]
+    fn rate_limits<RL, RC>(
+        self,
+        layer: rampart_rate_limit::RateLimitLayer<RL, RC>,
+    ) -> ServiceBuilder<Stack<rampart_rate_limit::RateLimitLayer<RL, RC>, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "circuit-breaker")]
     fn circuit_breaker<C>(
         self,

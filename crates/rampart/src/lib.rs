@@ -40,6 +40,7 @@
 //! | `circuit-breaker` | yes | `rampart::circuit_breaker`: `CircuitBreakerLayer`, per-key breakers, handles |
 //! | `bulkhead` | yes | `rampart::bulkhead`: `BulkheadLayer`, priority classes, bounded wait, per-key partitions, handles |
 //! | `retry` | yes | `rampart::retry`: `RetryLayer`, backoff and jitter, retry budgets, `Retry-After` and pushback, idempotency keys, HTTP body replay |
+//! | `rate-limit` | no | `rampart::rate_limit`: `RateLimitLayer`: GCRA with a burst, a cost per call, per-key limits in a bounded registry, shadow mode, a bounded wait, quotas changed at run time |
 //! | `dead-letter` | no | `rampart::dead_letter`: `DeadLetterLayer`, the record format, stores (memory), redrive |
 //! | `dead-letter-sqlite` | no | the embedded durable store, `rampart::dead_letter::SqliteStore` (implies `dead-letter`) |
 //! | `timeout` | no | `rampart::timeout`: `TimeoutLayer`, timeouts by operation class, deadlines carried to inner layers and as `grpc-timeout` |
@@ -66,6 +67,7 @@
 //! | open circuit | `503 Service Unavailable`, `Retry-After: <seconds, rounded up>` | `UNAVAILABLE`, `grpc-retry-pushback-ms: <ms>` |
 //! | full bulkhead | `503 Service Unavailable`, no `Retry-After` (`429` for per-tenant partitions: see `rampart::axum`) | `RESOURCE_EXHAUSTED`, no pushback |
 //! | elapsed deadline | `504 Gateway Timeout` | `DEADLINE_EXCEEDED` |
+//! | rate limit, cost budget | `429 Too Many Requests`, `Retry-After`, `RateLimit-Policy` and `RateLimit` (IETF draft) | `RESOURCE_EXHAUSTED`, `grpc-retry-pushback-ms: <ms>` |
 //!
 //! A bulkhead cannot know when a permit frees up, so its rejection carries no retry delay:
 //! clients fall back on their own backoff instead of retrying in lockstep at a made-up time.
@@ -127,6 +129,10 @@ pub use rampart_circuit_breaker as circuit_breaker;
 /// The bulkhead (the `rampart-bulkhead` crate).
 #[cfg(feature = "bulkhead")]
 pub use rampart_bulkhead as bulkhead;
+
+/// Rate limits (the `rampart-rate-limit` crate).
+#[cfg(feature = "rate-limit")]
+pub use rampart_rate_limit as rate_limit;
 
 /// Retries with idempotency keys (the `rampart-retry` crate).
 #[cfg(feature = "retry")]

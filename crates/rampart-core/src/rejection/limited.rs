@@ -140,7 +140,9 @@ impl RateLimited {
             (LimitedBy::Budget, LimitReason::CostTooHigh) => {
                 "request costs more than the whole budget"
             }
-            (LimitedBy::Budget, LimitReason::WaitTooLong) => "budget exhausted: the wait would be too long",
+            (LimitedBy::Budget, LimitReason::WaitTooLong) => {
+                "budget exhausted: the wait would be too long"
+            }
         }
     }
 }

@@ -167,9 +167,9 @@ fn a_rate_limit_or_budget_refusal_is_found_with_its_limit() {
         Some(Duration::from_millis(1800)),
         info,
     );
-    let err: BoxError = Box::new(Wrapper(Box::new(PolicyError::<_, std::io::Error>::Rejected(
-        limited,
-    ))));
+    let err: BoxError = Box::new(Wrapper(Box::new(
+        PolicyError::<_, std::io::Error>::Rejected(limited),
+    )));
     let r = Rejected::find(&*err).expect("found");
     assert_eq!(r.kind(), RejectionKind::RateLimited);
     assert_eq!(r.retry_after_secs(), Some(2));

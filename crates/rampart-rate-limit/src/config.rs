@@ -1,0 +1,131 @@
+//! [`RateLimitBuilder`]: a rate limit's configuration, checked when the layer is built.
+
+use std::{fmt, hash::Hash, sync::Arc, time::Duration};
+
+use rampart_core::{
+    clock::{SharedClock, default_clock},
+    error::ConfigError,
+    registry::RegistryLimits,
+};
+
+use crate::{
+    cost::UnitCost,
+    layer::RateLimitLayer,
+    limiter::{Core, KeyedLimit, SingleLimit},
+    quota::Quota,
+};
+
+/// The component name in configuration errors.
+const COMPONENT: &str = "rate_limit";
+
+/// Configures a rate limit; [`layer`](Self::layer) (one limit for every call) or
+/// [`keyed`](Self::keyed) (one per key) checks it and builds the layer.
+#[derive(Clone)]
+pub struct RateLimitBuilder {
+    name: Arc<str>,
+    quota: Quota,
+    max_wait: Duration,
+    shadow: bool,
+    clock: SharedClock,
+    limits: RegistryLimits,
+}
+
+impl fmt::Debug for RateLimitBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitBuilder")
+            .field("name", &self.name)
+            .field("quota", &self.quota)
+            .field("max_wait", &self.max_wait)
+            .field("shadow", &self.shadow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitBuilder {
+    pub(crate) fn new(quota: Quota) -> Self {
+        Self {
+            name: Arc::from("default"),
+            quota,
+            max_wait: Duration::ZERO,
+            shadow: false,
+            clock: default_clock(),
+            limits: RegistryLimits {
+                max_keys: 100_000,
+                idle_timeout: Duration::from_secs(600),
+            },
+        }
+    }
+
+    /// The `name` label of the limit's metrics and tracing events (default `"default"`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Lets a call over the limit wait up to `max_wait` for its turn instead of being refused
+    /// at once (the default, `0`). A call that would wait longer is refused at once
+    /// ([`LimitReason::WaitTooLong`](rampart_core::rejection::LimitReason::WaitTooLong));
+    /// one that waits has its cost reserved, so later calls queue behind it in order.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Shadow mode: decide and count as usual, but let every call through (a refusal is
+    /// counted as `shadow_rejected` and traced at `debug`). A refused call spends nothing,
+    /// as it would when enforced, so the counts are what enforcing would do. Switchable at
+    /// run time through the handle.
+    pub fn shadow(mut self, on: bool) -> Self {
+        self.shadow = on;
+        self
+    }
+
+    /// The clock (default: tokio's, so paused-time tests drive the limit).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// With [`keyed`](Self::keyed): at most this many keys are kept (default 100 000).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.limits.max_keys = max_keys;
+        self
+    }
+
+    /// With [`keyed`](Self::keyed): a key unused this long may be forgotten (default 10 min).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.limits.idle_timeout = idle;
+        self
+    }
+
+    fn core(&self) -> Result<Arc<Core>, ConfigError> {
+        let params = self.quota.params(COMPONENT)?;
+        Ok(Arc::new(Core::new(
+            self.name.clone(),
+            &params,
+            self.max_wait,
+            self.shadow,
+            self.clock.clone(),
+        )))
+    }
+
+    /// One limit for every call.
+    pub fn layer(self) -> Result<RateLimitLayer, ConfigError> {
+        Ok(RateLimitLayer::from_limit(
+            Arc::new(SingleLimit::new(self.core()?)),
+            UnitCost,
+        ))
+    }
+
+    /// One limit per key, from `extractor` (per tenant, per host, per route: the
+    /// `rampart_core::key` extractors or a `key_fn`). Requests without a key share one limit.
+    pub fn keyed<X, K>(self, extractor: X) -> Result<RateLimitLayer<KeyedLimit<X, K>>, ConfigError>
+    where
+        K: Hash + Eq + Clone,
+    {
+        self.limits.validate(COMPONENT)?;
+        let core = self.core()?;
+        let keyed = KeyedLimit::new(core, extractor, self.limits, self.clock.clone());
+        Ok(RateLimitLayer::from_limit(Arc::new(keyed), UnitCost))
+    }
+}

@@ -1,0 +1,423 @@
+//! The shared state of one rate limit ([`Core`]: its quota, mode, clock and counts) and the
+//! two shapes a layer holds: one cell for every call ([`Single`]) or one per key ([`Keyed`]).
+
+use std::{
+    fmt,
+    marker::PhantomData,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use rampart_core::{
+    clock::{Instant, SharedClock},
+    key::KeyExtractor,
+    registry::{KeyedRegistry, RegistryLimits},
+    rejection::{LimitInfo, LimitReason, LimitedBy, RateLimited},
+};
+
+use crate::{
+    gcra::{Cell, Decision},
+    quota::Params,
+};
+
+/// What a call gets: go now, go after a wait (already reserved), or the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Go,
+    After(Duration),
+    Refused(RateLimited),
+}
+
+/// The quota as atomics, so that a handle can change it while calls are decided. A decision
+/// racing a change may see one old and one new value, once.
+#[derive(Debug)]
+struct QuotaCell {
+    interval: AtomicU64,
+    burst: AtomicU64,
+    tau: AtomicU64,
+    units: AtomicU64,
+    period: AtomicU64,
+}
+
+impl QuotaCell {
+    fn new(p: &Params) -> Self {
+        let cell = Self {
+            interval: AtomicU64::new(0),
+            burst: AtomicU64::new(0),
+            tau: AtomicU64::new(0),
+            units: AtomicU64::new(0),
+            period: AtomicU64::new(0),
+        };
+        cell.set(p);
+        cell
+    }
+
+    fn set(&self, p: &Params) {
+        self.interval.store(p.interval, Ordering::Relaxed);
+        self.burst.store(p.burst, Ordering::Relaxed);
+        self.tau.store(p.tau, Ordering::Relaxed);
+        self.units.store(p.units, Ordering::Relaxed);
+        self.period.store(
+            u64::try_from(p.period.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    #[inline]
+    fn get(&self) -> Params {
+        Params {
+            interval: self.interval.load(Ordering::Relaxed),
+            burst: self.burst.load(Ordering::Relaxed),
+            tau: self.tau.load(Ordering::Relaxed),
+            units: self.units.load(Ordering::Relaxed),
+            period: Duration::from_nanos(self.period.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Counts of one limiter's decisions.
+#[derive(Debug, Default)]
+struct Counts {
+    admitted: AtomicU64,
+    waited: AtomicU64,
+    rejected: AtomicU64,
+    shadow_rejected: AtomicU64,
+    cost: AtomicU64,
+}
+
+/// What a limiter has decided so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitStats {
+    /// Calls admitted at once.
+    pub admitted: u64,
+    /// Calls admitted after a wait.
+    pub waited: u64,
+    /// Calls refused.
+    pub rejected: u64,
+    /// Calls that shadow mode let through but the limit would have refused.
+    pub shadow_rejected: u64,
+    /// The cost of every admitted call, added up.
+    pub admitted_cost: u64,
+}
+
+#[derive(Debug)]
+struct Metrics {
+    admitted: metrics::Counter,
+    waited: metrics::Counter,
+    rejected: metrics::Counter,
+    shadow_rejected: metrics::Counter,
+}
+
+impl Metrics {
+    fn new(name: &Arc<str>) -> Self {
+        let counter = |outcome: &'static str| {
+            metrics::counter!(
+                "rampart_rate_limit_decisions_total",
+                rampart_core::registry::INSTANCE_LABEL => name.to_string(),
+                "outcome" => outcome
+            )
+        };
+        Self {
+            admitted: counter("admitted"),
+            waited: counter("waited"),
+            rejected: counter("rejected"),
+            shadow_rejected: counter("shadow_rejected"),
+        }
+    }
+}
+
+/// One rate limit's shared state: every layer, service and handle of it holds this `Arc`.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) name: Arc<str>,
+    quota: QuotaCell,
+    max_wait: u64,
+    shadow: AtomicBool,
+    clock: SharedClock,
+    timed: bool,
+    epoch: Instant,
+    counts: Counts,
+    metrics: Metrics,
+}
+
+impl Core {
+    pub(crate) fn new(
+        name: Arc<str>,
+        params: &Params,
+        max_wait: Duration,
+        shadow: bool,
+        clock: SharedClock,
+    ) -> Self {
+        let epoch = clock.now();
+        Self {
+            metrics: Metrics::new(&name),
+            name,
+            quota: QuotaCell::new(params),
+            max_wait: u64::try_from(max_wait.as_nanos()).unwrap_or(u64::MAX),
+            shadow: AtomicBool::new(shadow),
+            timed: clock.is_tokio_time(),
+            clock,
+            epoch,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Nanoseconds since the epoch.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        let now = if self.timed {
+            Instant::now()
+        } else {
+            self.clock.now()
+        };
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn set_quota(&self, p: &Params) {
+        self.quota.set(p);
+        tracing::info!(
+            target: "rampart::rate_limit",
+            name = %self.name, units = p.units, period = ?p.period, burst = p.burst,
+            "quota changed"
+        );
+    }
+
+    pub(crate) fn params(&self) -> Params {
+        self.quota.get()
+    }
+
+    pub(crate) fn set_shadow(&self, on: bool) {
+        self.shadow.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_shadow(&self) -> bool {
+        self.shadow.load(Ordering::Relaxed)
+    }
+
+    /// Decides a call of `cost` against `cell`.
+    #[inline]
+    pub(crate) fn decide(&self, cell: &Cell, cost: u64) -> Verdict {
+        let p = self.quota.get();
+        let now = self.now();
+        match cell.check(now, cost, &p, self.max_wait) {
+            Decision::Admit => {
+                self.counts.admitted.fetch_add(1, Ordering::Relaxed);
+                self.counts.cost.fetch_add(cost, Ordering::Relaxed);
+                self.metrics.admitted.increment(1);
+                Verdict::Go
+            }
+            Decision::Wait(nanos) => {
+                self.counts.waited.fetch_add(1, Ordering::Relaxed);
+                self.counts.cost.fetch_add(cost, Ordering::Relaxed);
+                self.metrics.waited.increment(1);
+                Verdict::After(Duration::from_nanos(nanos))
+            }
+            Decision::Over(nanos) => self.refuse(cell, now, &p, cost, Some(nanos)),
+            Decision::TooCostly => self.refuse(cell, now, &p, cost, None),
+        }
+    }
+
+    #[cold]
+    fn refuse(&self, cell: &Cell, now: u64, p: &Params, cost: u64, wait: Option<u64>) -> Verdict {
+        if self.is_shadow() {
+            self.counts.shadow_rejected.fetch_add(1, Ordering::Relaxed);
+            self.metrics.shadow_rejected.increment(1);
+            tracing::debug!(
+                target: "rampart::rate_limit",
+                name = %self.name, cost, "shadow mode: would have refused the call"
+            );
+            return Verdict::Go;
+        }
+        self.counts.rejected.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejected.increment(1);
+        let reason = match wait {
+            None => LimitReason::CostTooHigh,
+            Some(_) if self.max_wait == 0 => LimitReason::OverLimit,
+            Some(_) => LimitReason::WaitTooLong,
+        };
+        let (remaining, reset) = cell.remaining(now, p);
+        let info = LimitInfo {
+            quota: p.units,
+            window: p.period,
+            remaining,
+            reset: Duration::from_nanos(reset),
+        };
+        tracing::debug!(
+            target: "rampart::rate_limit",
+            name = %self.name, cost, reason = reason.as_str(), "call refused"
+        );
+        Verdict::Refused(RateLimited::new(
+            LimitedBy::Rate,
+            reason,
+            cost,
+            wait.map(Duration::from_nanos),
+            info,
+        ))
+    }
+
+    pub(crate) fn stats(&self) -> RateLimitStats {
+        RateLimitStats {
+            admitted: self.counts.admitted.load(Ordering::Relaxed),
+            waited: self.counts.waited.load(Ordering::Relaxed),
+            rejected: self.counts.rejected.load(Ordering::Relaxed),
+            shadow_rejected: self.counts.shadow_rejected.load(Ordering::Relaxed),
+            admitted_cost: self.counts.cost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The shapes of limit a [`RateLimitLayer`](crate::RateLimitLayer) holds: one for every call
+/// ([`SingleLimit`]) or one per key ([`KeyedLimit`]). Sealed: its methods are the layer's own.
+pub trait Limit<Req>: Send + Sync + 'static + sealed::Sealed {
+    /// Decides a call of `req` costing `cost`: go now (`Ok(None)`), go after a wait
+    /// (`Ok(Some(wait))`, the cost reserved), or the refusal.
+    #[doc(hidden)]
+    fn check(&self, req: &Req, cost: u64) -> Result<Option<Duration>, RateLimited>;
+}
+
+/// What every shape of limit has: its shared state.
+pub trait HasCore: Send + Sync + 'static + sealed::Sealed {
+    #[doc(hidden)]
+    fn handle(&self) -> crate::RateLimitHandle;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::SingleLimit {}
+    impl<X, K> Sealed for super::KeyedLimit<X, K> {}
+}
+
+impl Verdict {
+    #[inline]
+    fn into_result(self) -> Result<Option<Duration>, RateLimited> {
+        match self {
+            Verdict::Go => Ok(None),
+            Verdict::After(d) => Ok(Some(d)),
+            Verdict::Refused(r) => Err(r),
+        }
+    }
+}
+
+/// One limit for every call: the shape [`RateLimitBuilder::layer`](crate::RateLimitBuilder::layer)
+/// builds.
+#[derive(Debug)]
+pub struct SingleLimit {
+    pub(crate) core: Arc<Core>,
+    cell: Cell,
+}
+
+impl SingleLimit {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self {
+            core,
+            cell: Cell::default(),
+        }
+    }
+}
+
+impl<Req> Limit<Req> for SingleLimit {
+    #[inline]
+    fn check(&self, _: &Req, cost: u64) -> Result<Option<Duration>, RateLimited> {
+        self.core.decide(&self.cell, cost).into_result()
+    }
+}
+
+impl HasCore for SingleLimit {
+    fn handle(&self) -> crate::RateLimitHandle {
+        crate::RateLimitHandle::new(self.core.clone())
+    }
+}
+
+/// A key's own limit.
+#[derive(Debug)]
+pub(crate) struct KeyCell {
+    cell: Cell,
+    core: Arc<Core>,
+}
+
+/// One limit per key, in a bounded registry: the shape
+/// [`RateLimitBuilder::keyed`](crate::RateLimitBuilder::keyed) builds. An idle key (one whose
+/// debt is paid) may be evicted; a key still in debt is kept (forgetting it would grant it a
+/// fresh burst), and a new key that finds the registry full of keys in debt shares one
+/// overflow limit, as does a request with no key.
+pub struct KeyedLimit<X, K> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) keys: KeyedRegistry<K, KeyCell>,
+    extractor: X,
+    shared: Cell,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<X, K: std::hash::Hash + Eq + Clone> KeyedLimit<X, K> {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        extractor: X,
+        limits: RegistryLimits,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            keys: KeyedRegistry::new(limits, clock, |k: &KeyCell| k.cell.in_debt(k.core.now())),
+            core,
+            extractor,
+            shared: Cell::default(),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<X, K: fmt::Debug> fmt::Debug for KeyedLimit<X, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimit")
+            .field("name", &self.core.name)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<X, K> KeyedLimit<X, K>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    /// How many keys have a limit of their own now.
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+impl<X, K> HasCore for KeyedLimit<X, K>
+where
+    X: Send + Sync + 'static,
+    K: Send + Sync + 'static,
+{
+    fn handle(&self) -> crate::RateLimitHandle {
+        crate::RateLimitHandle::new(self.core.clone())
+    }
+}
+
+impl<X, K, Req> Limit<Req> for KeyedLimit<X, K>
+where
+    X: KeyExtractor<Req, Key = K>,
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    Req: 'static,
+{
+    #[inline]
+    fn check(&self, req: &Req, cost: u64) -> Result<Option<Duration>, RateLimited> {
+        let core = &self.core;
+        let decided = self.extractor.extract(req).and_then(|key| {
+            self.keys.with(
+                key,
+                |_| KeyCell {
+                    cell: Cell::default(),
+                    core: core.clone(),
+                },
+                |k| core.decide(&k.cell, cost),
+            )
+        });
+        decided
+            .unwrap_or_else(|| core.decide(&self.shared, cost))
+            .into_result()
+    }
+}
