@@ -1,6 +1,7 @@
 //! The hot paths allocate nothing (DESIGN.md, rule 4): a call through a closed circuit breaker,
 //! a call rejected by an open one (rule 3), a call admitted by a bulkhead, with and without
-//! priority classes, and a call through a retry whose first attempt succeeds.
+//! priority classes, a call admitted by a rate limit (one for every call, and one per known
+//! key), and a call through a retry whose first attempt succeeds.
 //!
 //! Allocations are counted by [dhat](https://docs.rs/dhat)'s global allocator in testing mode.
 //! dhat counts every thread, so this file runs without libtest's harness (`harness = false`):
@@ -25,6 +26,7 @@ use std::{
 use rampart_benches::ready_call;
 use rampart_bulkhead::{BulkheadLayer, priority_fn};
 use rampart_circuit_breaker::{BreakerError, CircuitBreakerLayer, RejectedBy, State};
+use rampart_rate_limit::{Quota, RateLimitLayer};
 use rampart_retry::RetryLayer;
 use tower::{Layer, Service, service_fn};
 
@@ -175,6 +177,26 @@ fn all_paths(prefix: &str) {
     assert_no_allocation(&path("bulkhead_classes"), &mut svc, |r| r.is_ok());
     let stats = classes.handle().stats();
     assert_eq!((stats.active, stats.rejected), (0, 0));
+
+    // Rate limit, one limit for every call: admitted (one compare-and-swap on the TAT).
+    let limit =
+        RateLimitLayer::builder(Quota::new(1_000_000_000, Duration::from_secs(1)).burst(1 << 30))
+            .name("zero-alloc")
+            .layer()
+            .expect("a valid quota");
+    let mut svc = limit.layer(service_fn(echo));
+    assert_no_allocation(&path("rate_limit"), &mut svc, |r| r.is_ok());
+    assert_eq!(limit.handle().stats().rejected, 0);
+
+    // Rate limit per key, the keys known (the warm-up made them): a read-locked lookup.
+    let keyed =
+        RateLimitLayer::builder(Quota::new(1_000_000_000, Duration::from_secs(1)).burst(1 << 30))
+            .name("zero-alloc-keyed")
+            .keyed(rampart_core::key::key_fn(|req: &u64| Some(req % 10)))
+            .expect("a valid quota");
+    let mut svc = keyed.layer(service_fn(echo));
+    assert_no_allocation(&path("rate_limit_keyed"), &mut svc, |r| r.is_ok());
+    assert_eq!(keyed.limit().keys(), 10);
 
     // Retry, no budget: the first attempt succeeds (the request kept by `Clone` for a replay
     // that never comes, the inner service and the policy's `Arc` cloned into the future).

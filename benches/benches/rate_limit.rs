@@ -1,0 +1,157 @@
+//! Rate limits around a no-op service: rampart against a pass-through baseline, governor (the
+//! GCRA limiter most Rust services use; called directly, wrapped as the same kind of service)
+//! and tower's `RateLimit`, all in one run so the ratios hold on a noisy machine.
+//!
+//! Groups:
+//! - `rate_limit/admitted`: one admitted call (`poll_ready` + `call` + the future), the
+//!   limit far from reached (a billion units a second, a burst of 2^30): the hot path.
+//!   - `governor_direct`: `RateLimiter::direct(..).check()` then the echo, in a `service_fn`.
+//!   - `tower_rate_limit`: tower's `RateLimit` (counts calls per period; not `Clone`, state per
+//!     service instance).
+//!   - `rampart`: `RateLimitLayer` with one limit for every call.
+//! - `rate_limit/keyed`: one admitted call whose key cycles through 10 000 keys (a `u64`
+//!   request keyed by itself): rampart's bounded registry against governor's keyed (dashmap)
+//!   limiter.
+//! - `rate_limit/contended`: clones of ONE limiter from 1 and 2 threads (wall time per call).
+//!
+//! tower-governor (governor as an axum-flavoured tower layer) is not in the run: it needs
+//! `http::Request`s and axum's extractors, so it would measure request building, not the
+//! limit; `governor_direct` is its floor.
+//!
+//! Run: `cargo bench -p rampart-benches --bench rate_limit`.
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    hint::black_box,
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{Quota as GQuota, RateLimiter};
+use rampart_benches::{
+    bench_calls, bench_threads, configure, configure_contended, ready_call, runtime,
+};
+use rampart_core::key::key_fn;
+use rampart_rate_limit::{Quota, RateLimitLayer};
+use tower::{Layer, limit::RateLimitLayer as TowerRateLimitLayer, service_fn};
+
+/// The protected service: answers at once, allocates nothing.
+fn echo(req: u64) -> Ready<Result<u64, Infallible>> {
+    ready(Ok(req))
+}
+
+/// A billion units a second, 2^30 at once: never reached by a bench.
+fn quota() -> Quota {
+    Quota::new(1_000_000_000, Duration::from_secs(1)).burst(1 << 30)
+}
+
+fn governor_quota() -> GQuota {
+    GQuota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::MAX)
+}
+
+const KEYS: u64 = 10_000;
+
+fn admitted(c: &mut Criterion) {
+    let rt = runtime();
+    let _enter = rt.enter();
+    let mut group = c.benchmark_group("rate_limit/admitted");
+    configure(&mut group);
+
+    bench_calls(&mut group, "baseline", service_fn(echo));
+
+    let limiter = Arc::new(RateLimiter::direct(governor_quota()));
+    let governor = service_fn(move |req: u64| {
+        let ok = limiter.check().is_ok();
+        ready(if ok { Ok::<_, Infallible>(req) } else { Ok(0) })
+    });
+    bench_calls(&mut group, "governor_direct", governor);
+
+    bench_calls(
+        &mut group,
+        "tower_rate_limit",
+        TowerRateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(service_fn(echo)),
+    );
+
+    let layer = RateLimitLayer::builder(quota())
+        .name("bench")
+        .layer()
+        .expect("a valid quota");
+    let mut svc = layer.layer(service_fn(echo));
+    assert!(matches!(ready_call(&mut svc, 7), Ok(7)));
+    bench_calls(&mut group, "rampart", svc);
+    assert_eq!(
+        layer.handle().stats().rejected,
+        0,
+        "nothing refused: the admitted path"
+    );
+
+    group.finish();
+}
+
+fn keyed(c: &mut Criterion) {
+    let rt = runtime();
+    let _enter = rt.enter();
+    let mut group = c.benchmark_group("rate_limit/keyed");
+    configure(&mut group);
+
+    let limiter = Arc::new(RateLimiter::keyed(governor_quota()));
+    let mut governor = service_fn(move |req: u64| {
+        let ok = limiter.check_key(&req).is_ok();
+        ready(if ok { Ok::<_, Infallible>(req) } else { Ok(0) })
+    });
+    group.bench_function("governor_keyed", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            black_box(ready_call(&mut governor, black_box(n)).is_ok())
+        });
+    });
+
+    let layer = RateLimitLayer::builder(quota())
+        .name("bench")
+        .max_keys(2 * KEYS as usize)
+        .keyed(key_fn(|req: &u64| Some(*req)))
+        .expect("a valid quota");
+    let mut svc = layer.layer(service_fn(echo));
+    group.bench_function("rampart_keyed", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n = (n + 1) % KEYS;
+            black_box(ready_call(&mut svc, black_box(n)).is_ok())
+        });
+    });
+    assert_eq!(layer.limit().keys(), KEYS as usize);
+    assert_eq!(layer.handle().stats().rejected, 0);
+
+    group.finish();
+}
+
+fn contended(c: &mut Criterion) {
+    let rt = runtime();
+    let _enter = rt.enter();
+    let mut group = c.benchmark_group("rate_limit/contended");
+    configure_contended(&mut group);
+
+    bench_threads(&mut group, "baseline", &service_fn(echo));
+
+    let limiter = Arc::new(RateLimiter::direct(governor_quota()));
+    let governor = service_fn(move |req: u64| {
+        let ok = limiter.check().is_ok();
+        ready(if ok { Ok::<_, Infallible>(req) } else { Ok(0) })
+    });
+    bench_threads(&mut group, "governor_direct", &governor);
+
+    let layer = RateLimitLayer::builder(quota())
+        .name("bench")
+        .layer()
+        .expect("a valid quota");
+    bench_threads(&mut group, "rampart", &layer.layer(service_fn(echo)));
+
+    group.finish();
+}
+
+criterion_group!(benches, admitted, keyed, contended);
+criterion_main!(benches);
