@@ -67,11 +67,17 @@
 //!
 //! `rampart_rate_limit_decisions_total{name, outcome=admitted|waited|rejected|shadow_rejected}`.
 //!
+//! # Cost budgets
+//!
+//! [`budget`]: so many units per period (500 credits a day from local midnight), an estimate
+//! reserved before each call and the actual cost settled after, alerts at thresholds.
+//!
 //! # Not yet here
 //!
-//! Cost budgets per period (reserve, then settle the actual cost from the response), and the
-//! distributed limiter on Redis, are the next parts of this crate's issue.
+//! The distributed limiter on Redis, budgets kept across restarts, and the reqwest adapter are
+//! the next parts of this crate's issue.
 
+pub mod budget;
 mod config;
 mod cost;
 mod future;

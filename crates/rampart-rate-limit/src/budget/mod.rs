@@ -1,0 +1,71 @@
+//! Cost budgets: so many units per period (500 credits a day, from local midnight), spent by
+//! each call's cost, which may be known only after the answer: an estimate is reserved before
+//! the call and settled to the actual cost after it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rampart_core::rejection::LimitReason;
+//! use rampart_rate_limit::budget::{Budget, BudgetLayer, Period, settle_fn};
+//! use rampart_rate_limit::cost_fn;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // 500 credits a day; a call is estimated at 10 and reports what it really cost.
+//! let budget = BudgetLayer::new(Budget::new(500, Period::day()).name("llm").thresholds([80, 100]))
+//!     .unwrap()
+//!     .estimate(cost_fn(|_: &&str| 10))
+//!     .settle(settle_fn(|res: Result<&u64, &std::io::Error>, estimate| res.copied().unwrap_or(estimate)));
+//! let api = budget.layer(service_fn(|_prompt: &str| async { Ok::<u64, std::io::Error>(250) }));
+//!
+//! api.clone().oneshot("a").await.unwrap(); // reserved 10, settled at 250
+//! api.clone().oneshot("b").await.unwrap(); // 500 spent: the whole budget
+//! let refused = api.oneshot("c").await.unwrap_err(); // 500 + 10 > 500
+//! assert_eq!(refused.rejection().unwrap().reason(), LimitReason::OverLimit);
+//! assert_eq!(budget.handle().stats().spent, 500);
+//! # }
+//! ```
+//!
+//! # Periods and the clock
+//!
+//! A [`Period`] starts over at calendar boundaries (hour, day, Monday, the first of the month)
+//! in a fixed UTC offset, or every fixed length from the Unix epoch. The wall clock is the
+//! system time when the budget was made plus tokio's time since, so paused-time tests drive it;
+//! the cost of that is that a wall-clock step (an NTP correction) is not followed until the
+//! process restarts.
+//!
+//! # Reserve, then settle
+//!
+//! Before a call its [`estimate`](BudgetLayer::estimate) is reserved; a call the budget cannot
+//! cover is refused ([`RateLimited`](rampart_core::rejection::RateLimited) by
+//! [`LimitedBy::Budget`](rampart_core::rejection::LimitedBy::Budget), `retry_after` the time
+//! until the period ends; an estimate over the whole budget is
+//! [`CostTooHigh`](rampart_core::rejection::LimitReason::CostTooHigh)). When the answer comes,
+//! [`settle`](BudgetLayer::settle) says what it really cost (a response header:
+//! [`CostHeader`]); the difference is spent or given back. The actual cost may take the
+//! period over its budget (the work was done): the next calls are refused until it ends. A
+//! call dropped before its answer keeps its estimate spent (the dependency may have done, and
+//! billed, the work); a settlement that arrives after its period ended changes nothing.
+//!
+//! # Alerts
+//!
+//! [`thresholds`](Budget::thresholds) (80 % and 100 % by default) each fire once per period,
+//! to the [`on_alert`](Budget::on_alert) hook and as a `warn` event.
+//!
+//! # Not yet here
+//!
+//! Rolling periods, state kept across restarts (SQLite, Redis), and the health check.
+
+mod core;
+mod layer;
+mod period;
+mod settle;
+
+#[cfg(feature = "http")]
+pub use self::settle::CostHeader;
+pub use self::{
+    core::{BudgetAlert, BudgetStats},
+    layer::{Budget, BudgetFuture, BudgetHandle, BudgetLayer, BudgetService},
+    period::Period,
+    settle::{KeepEstimate, Settle, SettleFn, settle_fn},
+};
