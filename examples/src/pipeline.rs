@@ -7,6 +7,7 @@
 //! | timeout classes | `request` 2 s (the default), `report` for `/reports/*` (1 s by default), `payment` 5 s for `POST /payments` |
 //! | success-rate health | every API call (not the health routes) counted; below 95 % degraded, below 80 % unhealthy |
 //! | dead-letter backlog health | a payment the processor cannot take is parked (SQLite by default) and answered `202`; a backlog over the threshold (100 by default) is degraded |
+//! | credit budget | `POST /exports` spends credits from a daily budget (500 by default, from midnight UTC): 100 reserved per export, settled to what the handler reports in `x-credits-used`; a spent budget answers `429` until midnight, and health is degraded from 80 % spent |
 //!
 //! Outermost first: success rate (it sees what callers see, rejections included), the error
 //! handler that turns rampart rejections into `503`/`504`, the timeout by class, the
@@ -34,7 +35,11 @@ use rampart::{
     bulkhead::{BulkheadHandle, BulkheadLayer, PriorityHeader},
     core::{body::ReplayBody, error::BoxError},
     dead_letter::{DeadLetterLayer, DeadLetterStore, ParkedAs},
-    health::{DeadLetterCheck, HealthRegistry, SuccessRate, SuccessRateLayer},
+    health::{BudgetCheck, DeadLetterCheck, HealthRegistry, SuccessRate, SuccessRateLayer},
+    rate_limit::{
+        budget::{Budget, BudgetHandle, BudgetLayer, CostHeader, Period},
+        cost_fn,
+    },
     timeout::{RequestHead, TimeoutLayer},
 };
 use tokio::sync::watch;
@@ -54,6 +59,8 @@ pub struct Settings {
     pub backlog_threshold: u64,
     /// How long a health report is reused (1 s in production; zero in the tests).
     pub health_cache: Duration,
+    /// The daily credit budget of `POST /exports`.
+    pub credits_per_day: u64,
 }
 
 impl Settings {
@@ -64,6 +71,7 @@ impl Settings {
             report_timeout: Duration::from_secs(1),
             backlog_threshold: 100,
             health_cache: Duration::from_secs(1),
+            credits_per_day: 500,
         }
     }
 }
@@ -76,6 +84,8 @@ pub struct Pipeline {
     pub bulkhead: BulkheadHandle,
     /// The calls' success rate.
     pub success_rate: SuccessRate,
+    /// The export credits.
+    pub credits: BudgetHandle,
     /// The health view.
     pub health: HealthRegistry,
     /// `GET /work` answers once this is `true` (it starts open): a test holds requests in
@@ -139,6 +149,12 @@ pub fn app(
         .service(transport);
     let payments = PaymentsClient::new(payments);
 
+    // Exports cost credits: 100 reserved, settled to what the export reports.
+    let credits =
+        BudgetLayer::new(Budget::new(settings.credits_per_day, Period::day()).name("credits"))?
+            .estimate(cost_fn(|_: &Request<axum::body::Body>| 100))
+            .settle(CostHeader::new(CREDITS_USED));
+
     let health = HealthRegistry::builder()
         .name("payments-api")
         .cache_for(settings.health_cache)
@@ -146,6 +162,7 @@ pub fn app(
     health
         .bulkhead("payments-api", bulkhead.handle())
         .success_rate("api", success_rate.clone())
+        .component("credits", BudgetCheck::new(credits.handle()))
         .component(
             "parked-payments",
             DeadLetterCheck::new(store).backlog_threshold(settings.backlog_threshold),
@@ -162,6 +179,14 @@ pub fn app(
         .route("/reports/{name}", get(report))
         .route("/payments", post(pay))
         .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/exports",
+            post(export).layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+                    .layer(credits.clone()),
+            ),
+        )
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -174,10 +199,19 @@ pub fn app(
     let pipeline = Pipeline {
         bulkhead: bulkhead.handle(),
         success_rate,
+        credits: credits.handle(),
         health,
         gate,
     };
     Ok((app, pipeline))
+}
+
+/// The header an export reports the credits it used in.
+pub const CREDITS_USED: HeaderName = HeaderName::from_static("x-credits-used");
+
+/// An export: uses 80 credits.
+async fn export() -> ([(HeaderName, &'static str); 1], &'static str) {
+    ([(CREDITS_USED, "80")], "exported")
 }
 
 /// Work that waits on the gate, then answers.

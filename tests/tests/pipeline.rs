@@ -172,3 +172,40 @@ async fn health_is_degraded_by_a_dead_letter_backlog_and_unhealthy_by_failing_ca
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+#[tokio::test]
+async fn exports_spend_the_daily_credits_and_a_spent_budget_answers_429() {
+    let (addr, pipeline, _) = start(|s| s.credits_per_day = 300).await;
+    let client = http();
+    let export = || {
+        let client = client.clone();
+        async move {
+            let req = Request::post(format!("http://{addr}/exports"))
+                .body(Full::default())
+                .unwrap();
+            client.request(req).await.unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(export().await.status(), StatusCode::OK);
+    }
+    // 100 reserved each, 80 used: 240 spent; the next needs 100 more than the 60 left.
+    assert_eq!(pipeline.credits.stats().spent, 240);
+    let refused = export().await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused.headers().contains_key(http::header::RETRY_AFTER),
+        "until midnight"
+    );
+    assert_eq!(
+        refused.headers()["ratelimit-policy"],
+        r#""limit";q=300;w=86400"#
+    );
+    let report = pipeline.health.check().await;
+    let credits = report
+        .components
+        .iter()
+        .find(|c| c.name == "credits")
+        .unwrap();
+    assert_eq!(credits.health.status, Status::Degraded, "80 % spent");
+}

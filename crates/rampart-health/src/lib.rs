@@ -48,6 +48,7 @@
 //! | circuit breaker ([`BreakerCheck`], [`KeyedBreakerCheck`]) | closed (or forced closed) | open, forced open, or half-open | never |
 //! | bulkhead ([`BulkheadCheck`]) | a permit free, no rejection since the previous check | full, or rejected calls since the previous check | never |
 //! | dead-letter store ([`DeadLetterCheck`]) | backlog (pending + redriving) ≤ threshold (100) | backlog > threshold, or the store did not answer | never |
+//! | cost budget (`BudgetCheck`, feature `rate-limit`) | under 80 % spent | 80 % or more spent, or spent | never |
 //! | readiness probe ([`Probe`]) | `Ok` within its timeout | (with [`Probe::failure_status`]) | `Err`, panic or timeout |
 //! | success rate ([`SuccessRate`]) | > 95 %, or too few calls (< 10) to judge | > 80 % | ≤ 80 % |
 //! | your own ([`Component`]) | as it says | as it says | as it says |
@@ -107,6 +108,8 @@
 
 #[cfg(feature = "circuit-breaker")]
 mod breaker;
+#[cfg(feature = "rate-limit")]
+mod budget;
 #[cfg(feature = "bulkhead")]
 mod bulkhead;
 mod component;
@@ -127,6 +130,8 @@ mod success_rate;
 
 #[cfg(feature = "circuit-breaker")]
 pub use crate::breaker::{BreakerCheck, KeyedBreakerCheck};
+#[cfg(feature = "rate-limit")]
+pub use crate::budget::BudgetCheck;
 #[cfg(feature = "bulkhead")]
 pub use crate::bulkhead::BulkheadCheck;
 #[cfg(feature = "dead-letter")]

@@ -10,6 +10,7 @@
 //! 2. A report that takes 1.5 s is cut at its class's 1 s (`504`); a plain call keeps its 2 s.
 //! 3. The payment processor is down: payments are parked and accepted (`202`); past the
 //!    backlog threshold, health says degraded; after a run of failing calls, unhealthy.
+//! 4. Exports spend a daily credit budget: once it cannot cover one more, `429` until midnight.
 #![allow(clippy::print_stdout)]
 
 use std::{sync::Arc, time::Duration};
@@ -45,7 +46,7 @@ async fn main() -> Result<(), BoxError> {
             if let Some(class) = class {
                 req = req.header(&PRIORITY, class);
             }
-            if method == "POST" {
+            if method == "POST" && path.starts_with("/payments") {
                 req = req.header("idempotency-key", format!("key-{path}"));
             }
             let res = client
