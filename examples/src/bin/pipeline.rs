@@ -102,9 +102,16 @@ async fn main() -> Result<(), BoxError> {
         send("GET", "/fail".into(), None).await?;
     }
     println!(
-        "   after 30 failing calls: {}",
+        "   after 30 failing calls: {}\n",
         handles.health.check().await.status
     );
+
+    println!("4. credits: 500 a day, 100 reserved per export, 80 used");
+    for n in 1..=7 {
+        let status = send("POST", "/exports".into(), None).await?;
+        let spent = handles.credits.stats().spent;
+        println!("   export #{n}: {status} ({spent} credits spent)");
+    }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
