@@ -8,10 +8,15 @@
 //!   - `governor_direct`: `RateLimiter::direct(..).check()` then the echo, in a `service_fn`.
 //!   - `tower_rate_limit`: tower's `RateLimit` (counts calls per period; not `Clone`, state per
 //!     service instance).
-//!   - `rampart`: `RateLimitLayer` with one limit for every call.
+//!   - `rampart`: `RateLimitLayer` with one limit for every call, on tokio's clock (the
+//!     default). In this build tokio has its `test-util` feature (async-nats, a dependency of
+//!     another bench, turns it on), so every tokio clock read first checks for a paused
+//!     clock; `rampart_std_clock` reads std's clock instead, as tokio's `Instant::now` does in
+//!     a build without `test-util`; `rampart_fast_clock` reads the CPU's time-stamp counter
+//!     through quanta, as governor does (`RateLimitBuilder::fast_clock`).
 //! - `rate_limit/keyed`: one admitted call whose key cycles through 10 000 keys (a `u64`
 //!   request keyed by itself): rampart's bounded registry against governor's keyed (dashmap)
-//!   limiter.
+//!   limiter, both on the TSC clock.
 //! - `rate_limit/contended`: clones of ONE limiter from 1 and 2 threads (wall time per call).
 //!
 //! tower-governor (governor as an axum-flavoured tower layer) is not in the run: it needs
@@ -34,9 +39,22 @@ use governor::{Quota as GQuota, RateLimiter};
 use rampart_benches::{
     bench_calls, bench_threads, configure, configure_contended, ready_call, runtime,
 };
-use rampart_core::key::key_fn;
+use rampart_core::{
+    clock::{Clock, Instant},
+    key::key_fn,
+};
 use rampart_rate_limit::{Quota, RateLimitLayer};
 use tower::{Layer, limit::RateLimitLayer as TowerRateLimitLayer, service_fn};
+
+/// std's monotonic clock, as tokio's reads it when its `test-util` feature is off.
+#[derive(Debug)]
+struct StdClock;
+
+impl Clock for StdClock {
+    fn now(&self) -> Instant {
+        Instant::from_std(std::time::Instant::now())
+    }
+}
 
 /// The protected service: answers at once, allocates nothing.
 fn echo(req: u64) -> Ready<Result<u64, Infallible>> {
@@ -88,6 +106,30 @@ fn admitted(c: &mut Criterion) {
         "nothing refused: the admitted path"
     );
 
+    // The same with std's clock: what a build without tokio's `test-util` reads (see above).
+    let layer = RateLimitLayer::builder(quota())
+        .name("bench")
+        .clock(Arc::new(StdClock))
+        .layer()
+        .expect("a valid quota");
+    bench_calls(
+        &mut group,
+        "rampart_std_clock",
+        layer.layer(service_fn(echo)),
+    );
+
+    // The TSC clock governor reads too.
+    let layer = RateLimitLayer::builder(quota())
+        .name("bench")
+        .fast_clock()
+        .layer()
+        .expect("a valid quota");
+    bench_calls(
+        &mut group,
+        "rampart_fast_clock",
+        layer.layer(service_fn(echo)),
+    );
+
     group.finish();
 }
 
@@ -112,6 +154,7 @@ fn keyed(c: &mut Criterion) {
 
     let layer = RateLimitLayer::builder(quota())
         .name("bench")
+        .fast_clock()
         .max_keys(2 * KEYS as usize)
         .keyed(key_fn(|req: &u64| Some(*req)))
         .expect("a valid quota");
@@ -146,9 +189,14 @@ fn contended(c: &mut Criterion) {
 
     let layer = RateLimitLayer::builder(quota())
         .name("bench")
+        .fast_clock()
         .layer()
         .expect("a valid quota");
-    bench_threads(&mut group, "rampart", &layer.layer(service_fn(echo)));
+    bench_threads(
+        &mut group,
+        "rampart_fast_clock",
+        &layer.layer(service_fn(echo)),
+    );
 
     group.finish();
 }

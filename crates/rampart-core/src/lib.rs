@@ -47,6 +47,7 @@ pub mod redact;
 pub mod registry;
 pub mod rejection;
 pub mod rolling;
+pub mod shard;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "test-util")]

@@ -16,6 +16,7 @@ use rampart_core::{
     key::KeyExtractor,
     registry::{KeyedRegistry, RegistryLimits},
     rejection::{LimitInfo, LimitReason, LimitedBy, RateLimited},
+    shard::{Padded, current_shard, shard_count},
 };
 
 use crate::{
@@ -78,14 +79,47 @@ impl QuotaCell {
     }
 }
 
-/// Counts of one limiter's decisions.
+/// Counts of one limiter's admissions, per shard (every call writes one, so each thread
+/// writes its own cache line).
 #[derive(Debug, Default)]
-struct Counts {
+struct Hot {
     admitted: AtomicU64,
     waited: AtomicU64,
+    /// The admitted cost beyond one unit per call, wrapping (a cost of 0 takes one away): the
+    /// common call of cost 1 writes nothing here.
+    extra_cost: AtomicU64,
+}
+
+/// Counts of one limiter's decisions.
+#[derive(Debug)]
+struct Counts {
+    hot: Box<[Padded<Hot>]>,
     rejected: AtomicU64,
     shadow_rejected: AtomicU64,
-    cost: AtomicU64,
+}
+
+impl Counts {
+    fn new() -> Self {
+        Self {
+            hot: (0..shard_count()).map(|_| Padded(Hot::default())).collect(),
+            rejected: AtomicU64::new(0),
+            shadow_rejected: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn admitted(&self, cost: u64, waited: bool) {
+        let hot = &self.hot[current_shard() & (self.hot.len() - 1)].0;
+        if waited {
+            hot.waited.fetch_add(1, Ordering::Relaxed);
+        } else {
+            hot.admitted.fetch_add(1, Ordering::Relaxed);
+        }
+        if cost != 1 {
+            hot.extra_cost
+                .fetch_add(cost.wrapping_sub(1), Ordering::Relaxed);
+        }
+    }
 }
 
 /// What a limiter has decided so far.
@@ -139,6 +173,8 @@ pub(crate) struct Core {
     clock: SharedClock,
     timed: bool,
     epoch: Instant,
+    /// With `fast_clock`: the TSC clock and its reading at the epoch.
+    fast: Option<(quanta::Clock, u64)>,
     counts: Counts,
     metrics: Metrics,
 }
@@ -150,8 +186,14 @@ impl Core {
         max_wait: Duration,
         shadow: bool,
         clock: SharedClock,
+        fast_clock: bool,
     ) -> Self {
         let epoch = clock.now();
+        let fast = fast_clock.then(|| {
+            let clock = quanta::Clock::new();
+            let start = clock.raw();
+            (clock, start)
+        });
         Self {
             metrics: Metrics::new(&name),
             name,
@@ -161,13 +203,17 @@ impl Core {
             timed: clock.is_tokio_time(),
             clock,
             epoch,
-            counts: Counts::default(),
+            fast,
+            counts: Counts::new(),
         }
     }
 
     /// Nanoseconds since the epoch.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
+        if let Some((clock, start)) = &self.fast {
+            return clock.delta_as_nanos(*start, clock.raw());
+        }
         let now = if self.timed {
             Instant::now()
         } else {
@@ -204,14 +250,12 @@ impl Core {
         let now = self.now();
         match cell.check(now, cost, &p, self.max_wait) {
             Decision::Admit => {
-                self.counts.admitted.fetch_add(1, Ordering::Relaxed);
-                self.counts.cost.fetch_add(cost, Ordering::Relaxed);
+                self.counts.admitted(cost, false);
                 self.metrics.admitted.increment(1);
                 Verdict::Go
             }
             Decision::Wait(nanos) => {
-                self.counts.waited.fetch_add(1, Ordering::Relaxed);
-                self.counts.cost.fetch_add(cost, Ordering::Relaxed);
+                self.counts.admitted(cost, true);
                 self.metrics.waited.increment(1);
                 Verdict::After(Duration::from_nanos(nanos))
             }
@@ -259,12 +303,18 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> RateLimitStats {
+        let (mut admitted, mut waited, mut extra) = (0u64, 0u64, 0u64);
+        for hot in self.counts.hot.iter() {
+            admitted += hot.0.admitted.load(Ordering::Relaxed);
+            waited += hot.0.waited.load(Ordering::Relaxed);
+            extra = extra.wrapping_add(hot.0.extra_cost.load(Ordering::Relaxed));
+        }
         RateLimitStats {
-            admitted: self.counts.admitted.load(Ordering::Relaxed),
-            waited: self.counts.waited.load(Ordering::Relaxed),
+            admitted,
+            waited,
             rejected: self.counts.rejected.load(Ordering::Relaxed),
             shadow_rejected: self.counts.shadow_rejected.load(Ordering::Relaxed),
-            admitted_cost: self.counts.cost.load(Ordering::Relaxed),
+            admitted_cost: (admitted + waited).wrapping_add(extra),
         }
     }
 }

@@ -228,3 +228,19 @@ async fn a_million_keys_keep_memory_bounded_and_a_key_in_debt_is_never_forgotten
     assert!(svc.oneshot(0).await.is_err());
     assert_eq!(small.limit().keys(), 8);
 }
+
+#[tokio::test]
+async fn the_fast_clock_decides_on_real_time() {
+    let layer = RateLimitLayer::builder(Quota::per_second(10).burst(1))
+        .fast_clock()
+        .layer()
+        .unwrap();
+    let svc = layer.layer(echo());
+    assert!(svc.clone().oneshot(1).await.is_ok());
+    let refused = refusal(svc.oneshot(2).await.unwrap_err());
+    let wait = refused.retry_after().unwrap();
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(100),
+        "the next unit in at most one interval: {wait:?}"
+    );
+}

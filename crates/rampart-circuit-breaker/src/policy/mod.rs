@@ -24,8 +24,8 @@
 
 use std::{
     sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };

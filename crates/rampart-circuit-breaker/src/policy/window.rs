@@ -3,34 +3,7 @@
 
 use super::*;
 
-/// Pads and aligns to two cache lines, so neighbouring shards never share one (adjacent-line
-/// prefetching pulls pairs of lines on x86).
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-pub(super) static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The number of shards per breaker: the CPU count rounded up to a power of two, at most 64.
-pub(crate) fn shard_count() -> usize {
-    static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 64)
-            .next_power_of_two()
-    })
-}
-
-/// The calling thread's shard.
-#[inline]
-pub(crate) fn current_shard() -> usize {
-    THREAD_SLOT.with(|s| *s) & (shard_count() - 1)
-}
+pub(crate) use rampart_core::shard::{Padded, current_shard, shard_count};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
