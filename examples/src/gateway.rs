@@ -21,7 +21,15 @@
 //! others were slow). Set each part's timeout below the overall deadline so that the breakers
 //! learn.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -270,6 +278,34 @@ impl Gateway {
         );
         res
     }
+}
+
+/// The example's downstreams on `127.0.0.1:0`: `/profile` answers `{"name":"ada"}`,
+/// `/orders` fails with `500` (counted in the returned counter), `/stock` and
+/// `/recommendations` take 3 s.
+pub async fn downstreams() -> std::io::Result<(std::net::SocketAddr, Arc<AtomicUsize>)> {
+    use axum::{Router, routing::get};
+    let orders = Arc::new(AtomicUsize::new(0));
+    let counted = orders.clone();
+    let slow = || async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        "late"
+    };
+    let app = Router::new()
+        .route("/profile", get(|| async { r#"{"name":"ada"}"# }))
+        .route(
+            "/orders",
+            get(move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                StatusCode::INTERNAL_SERVER_ERROR
+            }),
+        )
+        .route("/stock", get(slow))
+        .route("/recommendations", get(slow));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, orders))
 }
 
 /// One part's call, its failure named.

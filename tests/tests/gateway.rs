@@ -15,35 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, http::StatusCode, routing::get};
 use bytes::Bytes;
 use rampart::circuit_breaker::State;
 use rampart_examples::gateway::{Gateway, PartConfig, PartFailure};
 
-/// Downstreams: `/profile` answers, `/orders` fails (`500`, counted), `/stock` and
-/// `/recommendations` take 3 s.
 async fn downstreams() -> (SocketAddr, Arc<AtomicUsize>) {
-    let orders = Arc::new(AtomicUsize::new(0));
-    let o = orders.clone();
-    let slow = || async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        "late"
-    };
-    let app = Router::new()
-        .route("/profile", get(|| async { r#"{"name":"ada"}"# }))
-        .route(
-            "/orders",
-            get(move || async move {
-                o.fetch_add(1, Ordering::SeqCst);
-                StatusCode::INTERNAL_SERVER_ERROR
-            }),
-        )
-        .route("/stock", get(slow))
-        .route("/recommendations", get(slow));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, orders)
+    rampart_examples::gateway::downstreams().await.unwrap()
 }
 
 fn part(name: &'static str, addr: SocketAddr, timeout: Duration) -> PartConfig {

@@ -15,27 +15,12 @@
 
 use std::time::{Duration, Instant};
 
-use axum::{Router, http::StatusCode, routing::get};
 use rampart::core::error::BoxError;
-use rampart_examples::gateway::{Gateway, PartConfig};
+use rampart_examples::gateway::{self, Gateway, PartConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let slow = || async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        "late"
-    };
-    let app = Router::new()
-        .route("/profile", get(|| async { r#"{"name":"ada"}"# }))
-        .route(
-            "/orders",
-            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
-        )
-        .route("/stock", get(slow))
-        .route("/recommendations", get(slow));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, _) = gateway::downstreams().await?;
 
     let part = |name: &'static str, timeout: Duration| PartConfig {
         name,
