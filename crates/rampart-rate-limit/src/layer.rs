@@ -66,6 +66,23 @@ impl<L, C> RateLimitLayer<L, C> {
     }
 }
 
+impl<L, C> RateLimitLayer<L, C> {
+    /// Decides a call of `req` without a tower service, for adapters that drive the limit
+    /// themselves (rampart-reqwest's middleware): go now (`Ok(None)`), go after the wait
+    /// (`Ok(Some(wait))`, the cost already reserved: the caller must wait it out, not ask
+    /// again), or the refusal.
+    pub fn check<Req>(
+        &self,
+        req: &Req,
+    ) -> Result<Option<std::time::Duration>, rampart_core::rejection::RateLimited>
+    where
+        L: crate::Limit<Req>,
+        C: crate::Cost<Req>,
+    {
+        self.limit.check(req, self.cost.cost(req))
+    }
+}
+
 impl<L: HasCore, C> RateLimitLayer<L, C> {
     /// The handle: stats, shadow mode and quota changes at run time.
     pub fn handle(&self) -> RateLimitHandle {

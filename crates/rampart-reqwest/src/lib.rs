@@ -52,6 +52,7 @@
 //! | [`CircuitBreakerMiddleware`] | a breaker per `host:port` ([`ByHost`]) or any key, or one shared; rejects with [`CircuitOpen`](rampart_circuit_breaker::CircuitOpen) without sending | rampart-circuit-breaker's state machine and per-key registry ([`CircuitBreakerLayer::try_acquire`](rampart_circuit_breaker::CircuitBreakerLayer::try_acquire)) |
 //! | [`RetryMiddleware`] | backoff with jitter, budget, deadline, `Retry-After` / `grpc-retry-pushback-ms`, one idempotency key per logical request, non-idempotent requests only with a key, streaming bodies once | rampart-retry's [`RetryPolicy::decide`](rampart_retry::policy::RetryPolicy::decide), key makers and header parsers |
 //! | [`BulkheadMiddleware`] | bounded concurrency, priority classes, bounded wait; rejects with [`BulkheadFull`](rampart_bulkhead::BulkheadFull) | rampart-bulkhead's permits ([`BulkheadLayer::acquire`](rampart_bulkhead::BulkheadLayer::acquire)) |
+//! | [`RateLimitMiddleware`] | a GCRA rate limit, one for every request or per host ([`ByHost`]) or any key, with costs and a bounded wait; rejects with [`RateLimited`](rampart_core::rejection::RateLimited) without sending | rampart-rate-limit's limits ([`RateLimitLayer::check`](rampart_rate_limit::RateLimitLayer::check)) |
 //! | [`DeadLetterMiddleware`] | parks what finally fails in a [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore), with fallback to a secondary store, and says so in the response or error | rampart-dead-letter's [`Parker`](rampart_dead_letter::Parker) |
 //!
 //! Each is built from the tower layer (or its builder) of its pattern, so configuration,
@@ -155,6 +156,7 @@ mod classify;
 mod dead_letter;
 pub mod error;
 mod key;
+mod rate_limit;
 mod retry;
 
 pub use crate::{
@@ -164,6 +166,7 @@ pub use crate::{
     dead_letter::DeadLetterMiddleware,
     error::find,
     key::ByHost,
+    rate_limit::RateLimitMiddleware,
     retry::RetryMiddleware,
 };
 
