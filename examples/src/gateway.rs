@@ -236,9 +236,11 @@ impl Gateway {
     pub async fn fetch(&self) -> Aggregate {
         let deadline = Instant::now() + self.deadline;
         let mut tasks = JoinSet::new();
+        let mut names = std::collections::HashMap::new();
         for part in &self.parts {
             let (name, svc, url) = (part.name, part.svc.clone(), part.url.clone());
-            tasks.spawn(async move { (name, call(svc, url).await) });
+            let task = tasks.spawn(async move { (name, call(svc, url).await) });
+            names.insert(task.id(), name);
         }
         let mut out = Aggregate::default();
         loop {
@@ -246,8 +248,15 @@ impl Gateway {
                 Ok(Some(Ok((name, result)))) => {
                     out.parts.insert(name, result);
                 }
-                // A part's task panicked: it stays missing, marked below.
-                Ok(Some(Err(_))) => {}
+                // A part's task panicked: marked as failed, the others go on.
+                Ok(Some(Err(join))) => {
+                    if let Some(name) = names.get(&join.id()) {
+                        out.parts.insert(
+                            name,
+                            Err(PartFailure::Error(format!("the part panicked: {join}"))),
+                        );
+                    }
+                }
                 Ok(None) | Err(_) => break,
             }
         }
