@@ -4,6 +4,7 @@ use tower::ServiceBuilder;
 #[cfg(any(
     feature = "circuit-breaker",
     feature = "bulkhead",
+    feature = "rate-limit",
     feature = "retry",
     feature = "dead-letter",
     feature = "timeout",
