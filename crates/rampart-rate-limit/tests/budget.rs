@@ -193,3 +193,48 @@ fn a_bad_budget_names_its_field() {
         "thresholds"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_window_frees_what_was_spent_as_it_ages() {
+    let alerts = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = alerts.clone();
+    // 10 units in any 60 s, sliding in 1 s steps.
+    let layer = BudgetLayer::new(
+        Budget::new(10, Period::rolling(Duration::from_secs(60)))
+            .starting_at(before_midnight())
+            .thresholds([80])
+            .on_alert(move |a| seen.lock().unwrap().push(a.percent)),
+    )
+    .unwrap()
+    .estimate(cost_fn(|n: &u64| *n));
+    let handle = layer.handle();
+    let svc = layer.layer(costs());
+    svc.clone().oneshot(5).await.unwrap();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    svc.clone().oneshot(5).await.unwrap();
+    assert_eq!(*alerts.lock().unwrap(), [80]);
+
+    // No boundary to wait for: the first 5 leave 60 s after they were spent.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let refused = refusal(svc.clone().oneshot(3).await.unwrap_err());
+    assert_eq!(refused.retry_after(), Some(Duration::from_secs(20)));
+    assert_eq!(
+        refused.info().reset,
+        Duration::from_secs(50),
+        "all back when the last 5 leave"
+    );
+
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(handle.stats().spent, 5);
+    svc.clone().oneshot(3).await.unwrap();
+    // Fell under 80 % and rose back: the alert fires again.
+    assert_eq!(*alerts.lock().unwrap(), [80, 80]);
+    assert!(svc.oneshot(3).await.is_err(), "8 + 3 > 10");
+}
+
+#[test]
+fn a_rolling_window_under_a_minute_is_refused() {
+    let err =
+        BudgetLayer::new(Budget::new(5, Period::rolling(Duration::from_secs(30)))).unwrap_err();
+    assert_eq!(err.field(), "period");
+}

@@ -13,7 +13,7 @@ use rampart_core::{
     sync::lock,
 };
 
-use super::period::Period;
+use super::period::{Period, ROLLING_SLOTS};
 
 /// A threshold of the budget crossed in a period: what the alert hook gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,8 @@ pub struct BudgetStats {
     pub spent: u64,
     /// The budget per period.
     pub total: u64,
-    /// When the current period ends.
+    /// When the whole budget is back: the end of the current period (for a rolling window:
+    /// when what was spent last leaves it).
     pub resets_at: SystemTime,
     /// Calls refused since the start.
     pub rejected: u64,
@@ -44,11 +45,14 @@ pub struct BudgetStats {
 pub(crate) type AlertHook = Arc<dyn Fn(&BudgetAlert) + Send + Sync>;
 
 struct State {
-    /// The current period's number.
+    /// The current period's number (for a rolling window: the current slot's).
     period: i64,
     /// Its end, in Unix seconds.
     ends: i64,
+    /// Spent in the period (for a rolling window: in the slots still in the window).
     spent: u64,
+    /// A rolling window's slots still in it, oldest first: (slot number, spent in it).
+    slots: std::collections::VecDeque<(i64, u64)>,
     /// Thresholds already fired this period (bit i for `thresholds[i]`).
     fired: u32,
     total: u64,
@@ -106,6 +110,7 @@ impl BudgetCore {
                 period: n,
                 ends,
                 spent: 0,
+                slots: std::collections::VecDeque::new(),
                 fired: 0,
                 total,
                 rejected: 0,
@@ -117,15 +122,71 @@ impl BudgetCore {
         self.wall0 + Instant::now().saturating_duration_since(self.mono0)
     }
 
-    /// Moves `s` to the period holding `unix` if it has ended.
+    /// Moves `s` to the period holding `unix` if it has ended; for a rolling window, to the
+    /// current slot, dropping the slots that left the window and re-arming the thresholds
+    /// the spending fell back under.
     fn roll(&self, s: &mut State, unix: i64) {
-        if unix >= s.ends {
-            let (n, _, ends) = self.period.at(unix);
-            s.period = n;
-            s.ends = ends;
+        if unix < s.ends {
+            return;
+        }
+        let (n, _, ends) = self.period.at(unix);
+        s.period = n;
+        s.ends = ends;
+        if !self.period.is_rolling() {
             s.spent = 0;
             s.fired = 0;
+            return;
         }
+        while s
+            .slots
+            .front()
+            .is_some_and(|(slot, _)| *slot <= n - ROLLING_SLOTS)
+        {
+            s.slots.pop_front();
+        }
+        s.spent = s.slots.iter().map(|(_, spent)| spent).sum();
+        for (i, &percent) in self.thresholds.iter().enumerate() {
+            if u128::from(s.spent) * 100 < u128::from(percent) * u128::from(s.total) {
+                s.fired &= !(1 << i);
+            }
+        }
+    }
+
+    /// Adds `n` (or takes it away) in the current period, and in its slot for a rolling window.
+    fn spend(&self, s: &mut State, slot: i64, add: u64, take: u64) {
+        s.spent = s.spent.saturating_add(add).saturating_sub(take);
+        if !self.period.is_rolling() {
+            return;
+        }
+        match s.slots.iter_mut().find(|(n, _)| *n == slot) {
+            Some((_, spent)) => *spent = spent.saturating_add(add).saturating_sub(take),
+            None if add > 0 => {
+                s.slots.push_back((slot, add));
+                s.slots.make_contiguous().sort_unstable_by_key(|(n, _)| *n);
+            }
+            None => {}
+        }
+    }
+
+    /// How long until a call of `estimate` fits (`None`: only when the period ends), and when
+    /// the whole budget is back, in Unix seconds.
+    fn fits_after(&self, s: &State, estimate: u64) -> (Option<i64>, i64) {
+        if !self.period.is_rolling() {
+            return (None, s.ends);
+        }
+        let slot = self.period.slot_secs();
+        let full = s
+            .slots
+            .back()
+            .map_or(s.ends, |(n, _)| (n + ROLLING_SLOTS) * slot);
+        let mut left = s.spent;
+        for (n, spent) in &s.slots {
+            left = left.saturating_sub(*spent);
+            if left.saturating_add(estimate) <= s.total {
+                return (Some((n + ROLLING_SLOTS) * slot), full);
+            }
+        }
+        (Some(full), full)
     }
 
     /// Reserves `estimate`, or refuses: the budget cannot cover it this period.
@@ -138,18 +199,24 @@ impl BudgetCore {
             self.roll(&mut s, unix);
             if estimate > s.total || s.spent.saturating_add(estimate) > s.total {
                 s.rejected += 1;
-                let until = Duration::from_secs(u64::try_from(s.ends - unix).unwrap_or(0))
-                    .saturating_sub(Duration::from_nanos(u64::from(
-                        now.duration_since(UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .subsec_nanos(),
-                    )));
+                let (fits_at, full_at) = self.fits_after(&s, estimate);
+                let subsec = Duration::from_nanos(u64::from(
+                    now.duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .subsec_nanos(),
+                ));
+                let secs_until = |at: i64| {
+                    Duration::from_secs(u64::try_from(at - unix).unwrap_or(0))
+                        .saturating_sub(subsec)
+                };
+                let until = secs_until(fits_at.unwrap_or(s.ends));
+                let reset = secs_until(full_at);
                 let too_high = estimate > s.total;
                 let info = LimitInfo {
                     quota: s.total,
                     window: self.period.nominal(),
                     remaining: s.total.saturating_sub(s.spent),
-                    reset: until,
+                    reset,
                 };
                 Err(RateLimited::new(
                     LimitedBy::Budget,
@@ -163,7 +230,8 @@ impl BudgetCore {
                     info,
                 ))
             } else {
-                s.spent += estimate;
+                let slot = s.period;
+                self.spend(&mut s, slot, estimate, 0);
                 self.crossed(&mut s, &mut alerts);
                 Ok(Reservation {
                     period: s.period,
@@ -188,7 +256,8 @@ impl BudgetCore {
     }
 
     /// Settles a reservation at `actual` (more or less than the estimate). A reservation of
-    /// a period that has ended settles nothing: that period is closed.
+    /// a period that has ended settles nothing: that period is closed (for a rolling window:
+    /// its slot has left the window).
     pub(crate) fn settle(&self, r: Reservation, actual: u64) {
         if actual == r.estimate {
             return;
@@ -197,14 +266,19 @@ impl BudgetCore {
         {
             let mut s = lock(&self.state);
             self.roll(&mut s, unix_secs(self.now()));
-            if s.period != r.period {
+            let open = if self.period.is_rolling() {
+                r.period > s.period - ROLLING_SLOTS
+            } else {
+                s.period == r.period
+            };
+            if !open {
                 return;
             }
-            s.spent = if actual > r.estimate {
-                s.spent.saturating_add(actual - r.estimate)
+            if actual > r.estimate {
+                self.spend(&mut s, r.period, actual - r.estimate, 0);
             } else {
-                s.spent.saturating_sub(r.estimate - actual)
-            };
+                self.spend(&mut s, r.period, 0, r.estimate - actual);
+            }
             self.crossed(&mut s, &mut alerts);
         }
         self.alert(alerts);
@@ -221,7 +295,8 @@ impl BudgetCore {
                     percent,
                     spent: s.spent,
                     total: s.total,
-                    resets_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(s.ends).unwrap_or(0)),
+                    resets_at: UNIX_EPOCH
+                        + Duration::from_secs(u64::try_from(self.fits_after(s, 0).1).unwrap_or(0)),
                 });
             }
         }
@@ -247,7 +322,8 @@ impl BudgetCore {
         BudgetStats {
             spent: s.spent,
             total: s.total,
-            resets_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(s.ends).unwrap_or(0)),
+            resets_at: UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(self.fits_after(&s, 0).1).unwrap_or(0)),
             rejected: s.rejected,
         }
     }

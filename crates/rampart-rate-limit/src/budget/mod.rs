@@ -29,7 +29,9 @@
 //! # Periods and the clock
 //!
 //! A [`Period`] starts over at calendar boundaries (hour, day, Monday, the first of the month)
-//! in a fixed UTC offset, or every fixed length from the Unix epoch. The wall clock is the
+//! in a fixed UTC offset, or every fixed length from the Unix epoch; or it is a rolling window
+//! ([`Period::rolling`]) that what was spent leaves as it ages, in 60 steps (a refusal then
+//! says when enough will have left). The wall clock is the
 //! system time when the budget was made plus tokio's time since, so paused-time tests drive it;
 //! the cost of that is that a wall-clock step (an NTP correction) is not followed until the
 //! process restarts.
@@ -49,12 +51,14 @@
 //!
 //! # Alerts
 //!
-//! [`thresholds`](Budget::thresholds) (80 % and 100 % by default) each fire once per period,
-//! to the [`on_alert`](Budget::on_alert) hook and as a `warn` event.
+//! [`thresholds`](Budget::thresholds) (80 % and 100 % by default) each fire once per period
+//! (in a rolling window: again once the spending has fallen under it and risen back), to the
+//! [`on_alert`](Budget::on_alert) hook and as a `warn` event. The health check is
+//! `rampart_health::BudgetCheck`.
 //!
 //! # Not yet here
 //!
-//! Rolling periods, state kept across restarts (SQLite, Redis), and the health check.
+//! State kept across restarts (SQLite, Redis).
 
 mod core;
 mod layer;

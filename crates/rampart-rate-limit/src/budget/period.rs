@@ -26,7 +26,13 @@ enum Kind {
     Every(u64),
     Week,
     Month,
+    /// A window of this many seconds that slides in [`ROLLING_SLOTS`] steps.
+    Rolling(u64),
 }
+
+/// The steps a rolling window slides in: a unit spent leaves it between `length × 59/60` and
+/// `length` after it was spent.
+pub(crate) const ROLLING_SLOTS: i64 = 60;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;
@@ -58,6 +64,16 @@ impl Period {
         }
     }
 
+    /// A rolling window of `length` (whole seconds, at least 60): what was spent in the last
+    /// `length` counts, and leaves the window as it ages, in steps of `length / 60`. No
+    /// boundary to wait for, and no burst of a whole budget right after one.
+    pub const fn rolling(length: Duration) -> Self {
+        Self {
+            kind: Kind::Rolling(length.as_secs()),
+            offset: 0,
+        }
+    }
+
     /// Every `length` from the Unix epoch (whole seconds, at least one).
     pub const fn every(length: Duration) -> Self {
         Self::every_secs(length.as_secs())
@@ -83,6 +99,11 @@ impl Period {
     pub(crate) fn check(&self) -> Result<(), &'static str> {
         if let Kind::Every(0) = self.kind {
             return Err("must be at least one second long");
+        }
+        if let Kind::Rolling(len) = self.kind
+            && len < ROLLING_SLOTS as u64
+        {
+            return Err("a rolling window must be at least 60 s long");
         }
         if self.offset.unsigned_abs() > 18 * HOUR {
             return Err("its UTC offset must be within 18 hours");
@@ -111,6 +132,12 @@ impl Period {
                     (n + 1) * week + 4 * DAY as i64,
                 )
             }
+            // The slot holding `unix`; the offset does not apply to a rolling window.
+            Kind::Rolling(_) => {
+                let len = self.slot_secs();
+                let n = unix.div_euclid(len);
+                return (n, n * len, (n + 1) * len);
+            }
             Kind::Month => {
                 let days = local.div_euclid(DAY as i64);
                 let (y, m, _) = civil_from_days(days);
@@ -127,10 +154,26 @@ impl Period {
     /// The period's nominal length, for the `RateLimit-Policy` window.
     pub(crate) fn nominal(&self) -> Duration {
         Duration::from_secs(match self.kind {
-            Kind::Every(len) => len,
+            Kind::Every(len) | Kind::Rolling(len) => len,
             Kind::Week => 7 * DAY,
             Kind::Month => 30 * DAY,
         })
+    }
+
+    /// `true` for a rolling window.
+    pub(crate) const fn is_rolling(&self) -> bool {
+        matches!(self.kind, Kind::Rolling(_))
+    }
+
+    /// A rolling window's slot length, in seconds.
+    pub(crate) const fn slot_secs(&self) -> i64 {
+        match self.kind {
+            Kind::Rolling(len) => {
+                let slot = len as i64 / ROLLING_SLOTS;
+                if slot < 1 { 1 } else { slot }
+            }
+            _ => 0,
+        }
     }
 }
 
