@@ -72,10 +72,15 @@
 //! [`budget`]: so many units per period (500 credits a day from local midnight), an estimate
 //! reserved before each call and the actual cost settled after, alerts at thresholds.
 //!
+//! # Shared by every replica
+//!
+//! [`RemoteRateLimitLayer`] decides each call with a [`RemoteLimit`]: rampart-redis's
+//! `RedisRateLimiter` is one (one atomic script per call on Redis's clock, with a local
+//! fallback when Redis does not answer).
+//!
 //! # Not yet here
 //!
-//! The distributed limiter on Redis, budgets kept across restarts, and the reqwest adapter are
-//! the next parts of this crate's issue.
+//! Budgets kept across restarts.
 
 pub mod budget;
 mod config;
@@ -86,6 +91,7 @@ mod handle;
 mod layer;
 mod limiter;
 mod quota;
+mod remote;
 mod service;
 
 pub use crate::{
@@ -96,6 +102,7 @@ pub use crate::{
     layer::RateLimitLayer,
     limiter::{HasCore, KeyedLimit, Limit, RateLimitStats, SingleLimit},
     quota::Quota,
+    remote::{RemoteFuture, RemoteLimit, RemoteRateLimit, RemoteRateLimitLayer},
     service::RateLimit,
 };
 

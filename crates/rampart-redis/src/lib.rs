@@ -173,12 +173,22 @@
 
 #[cfg(feature = "dead-letter")]
 mod builder;
-#[cfg(any(feature = "dead-letter", feature = "idempotency"))]
+#[cfg(any(
+    feature = "dead-letter",
+    feature = "idempotency",
+    feature = "rate-limit"
+))]
 mod connect;
-#[cfg(any(feature = "dead-letter", feature = "idempotency"))]
+#[cfg(any(
+    feature = "dead-letter",
+    feature = "idempotency",
+    feature = "rate-limit"
+))]
 mod error;
 #[cfg(feature = "idempotency")]
 mod idempotency;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 #[cfg(feature = "dead-letter")]
 mod scripts;
 #[cfg(feature = "dead-letter")]
@@ -188,5 +198,10 @@ mod store;
 pub use builder::RedisDeadLetterStoreBuilder;
 #[cfg(feature = "idempotency")]
 pub use idempotency::{RedisIdempotencyStore, RedisIdempotencyStoreBuilder};
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{
+    RateLimiterError, RateLimiterErrorKind, RedisFallback, RedisRateLimiter,
+    RedisRateLimiterBuilder,
+};
 #[cfg(feature = "dead-letter")]
 pub use store::RedisDeadLetterStore;

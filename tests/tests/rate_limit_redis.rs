@@ -1,0 +1,291 @@
+//! The distributed rate limit on a real Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`):
+//! three limiters (as three replicas) sharing one limit admit within 1 % of it over 10 s under
+//! concurrency; with Redis cut off behind a loopback proxy the local fallback decides at once
+//! and the limiter says it is degraded, and it goes back to Redis when Redis is back; a bad
+//! setting names its field.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rampart_rate_limit::Quota;
+use rampart_redis::{RateLimiterErrorKind, RedisFallback, RedisRateLimiter};
+use tokio::net::{TcpListener, TcpStream};
+
+fn unique() -> String {
+    format!(
+        "rampart-test:{}:{}",
+        std::process::id(),
+        rampart_dead_letter::DeadLetterId::new()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_limit_within_one_percent() {
+    let Some(url) = rampart_tests::redis_url() else {
+        return;
+    };
+    let prefix = unique();
+    const RATE: u64 = 100;
+    const BURST: u64 = 10;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            RedisRateLimiter::builder(&url, Quota::per_second(RATE).burst(BURST))
+                .prefix(&prefix)
+                .name("shared")
+                .response_timeout(Duration::from_secs(1))
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let admitted = Arc::new(AtomicU64::new(0));
+    let run_for = Duration::from_secs(10);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for limiter in &replicas {
+        for _ in 0..3 {
+            let (limiter, admitted) = (limiter.clone(), admitted.clone());
+            tasks.push(tokio::spawn(async move {
+                while start.elapsed() < run_for {
+                    match limiter.check("tenant-1", 1).await {
+                        Ok(None) => {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Some(_)) => panic!("no waiting configured"),
+                        // Asked again when the next unit is due, as a client would.
+                        Err(refused) => {
+                            let wait = refused.retry_after().unwrap();
+                            tokio::time::sleep(wait.min(run_for.saturating_sub(start.elapsed())))
+                                .await;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let admitted = admitted.load(Ordering::Relaxed) as f64;
+    let limit = BURST as f64 + RATE as f64 * elapsed;
+    assert!(
+        admitted <= limit + 1.0,
+        "{admitted} admitted over {elapsed:.2} s: over the limit of {limit:.0}"
+    );
+    assert!(
+        admitted >= limit * 0.99,
+        "{admitted} admitted over {elapsed:.2} s: more than 1 % under the limit of {limit:.0}"
+    );
+    assert!(
+        replicas
+            .iter()
+            .all(|r| !r.is_degraded() && r.backend_failures() == 0)
+    );
+}
+
+/// A loopback TCP proxy to Redis that can be cut: while cut, it closes every connection,
+/// open or new.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            () = tokio::time::sleep(Duration::from_millis(10)) => {
+                                if flag.load(Ordering::SeqCst) {
+                                    return; // both ends dropped
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_cut_off_the_local_fallback_decides_and_the_limiter_recovers() {
+    let Some(url) = rampart_tests::redis_url() else {
+        return;
+    };
+    let redis: SocketAddr = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a redis://host:port URL for this test");
+    let proxy = Proxy::start(redis).await;
+    let limiter = RedisRateLimiter::builder(
+        format!("redis://{}", proxy.addr),
+        Quota::per_minute(1000).burst(1000),
+    )
+    .prefix(unique())
+    .name("cut")
+    .response_timeout(Duration::from_millis(100))
+    .fallback(RedisFallback::Local { replicas: 100 })
+    .connect()
+    .await
+    .unwrap();
+    assert_eq!(limiter.check("k", 1).await, Ok(None), "Redis decides");
+
+    proxy.cut.store(true, Ordering::SeqCst);
+    // Until the proxy has dropped the open connection (probing another key, whose local
+    // limit is its own).
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !limiter.is_degraded() {
+            let _ = limiter.check("probe", 1).await;
+        }
+    })
+    .await
+    .expect("the cut is seen");
+    // The local fallback holds a hundredth of the limit: 10 at once.
+    let started = Instant::now();
+    let mut admitted = 0;
+    for _ in 0..20 {
+        if limiter.check("k", 1).await.is_ok() {
+            admitted += 1;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "never held much past the response timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(admitted, 10, "the local share while Redis is away");
+    assert!(limiter.is_degraded());
+    assert!(
+        limiter.backend_failures() >= 20,
+        "{}",
+        limiter.backend_failures()
+    );
+
+    proxy.cut.store(false, Ordering::SeqCst);
+    let back = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if limiter.check("k", 1).await.is_ok() && !limiter.is_degraded() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "back on Redis once it answers again");
+}
+
+#[tokio::test]
+async fn a_bad_setting_names_its_field_and_an_absent_redis_is_unavailable() {
+    let err = RedisRateLimiter::builder("redis://127.0.0.1:1", Quota::per_second(10))
+        .name("{bad}")
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), RateLimiterErrorKind::Config);
+    assert!(err.to_string().contains("name"), "{err}");
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = RedisRateLimiter::builder(format!("redis://{closed}"), Quota::per_second(10))
+        .connect_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), RateLimiterErrorKind::Unavailable, "{err}");
+}
+
+/// Two replicas of an axum service, each with the layer over one Redis limit per tenant: the
+/// tenant's quota is spent across both, and the second replica answers `429`.
+#[tokio::test]
+async fn two_axum_replicas_enforce_one_limit_per_tenant() {
+    use axum::{Router, error_handling::HandleErrorLayer, routing::get};
+    use http_body_util::Empty;
+    use rampart::core::key::ByHeader;
+    use rampart_rate_limit::RemoteRateLimitLayer;
+    use tower::ServiceBuilder;
+
+    let Some(url) = rampart_tests::redis_url() else {
+        return;
+    };
+    let prefix = unique();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let limiter = RedisRateLimiter::builder(&url, Quota::per_minute(3))
+            .prefix(&prefix)
+            .name("api")
+            .connect()
+            .await
+            .unwrap();
+        let layer = RemoteRateLimitLayer::new(
+            limiter.keyed(ByHeader::new(http::HeaderName::from_static("x-tenant"))),
+        );
+        let app = Router::new().route("/items", get(|| async { "[]" })).layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+                .layer(layer),
+        );
+        replicas.push(rampart_tests::serve(app).await);
+    }
+    let client = rampart_tests::http_client();
+    let call = |addr: SocketAddr, tenant: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::get(format!("http://{addr}/items"))
+                .header("x-tenant", tenant)
+                .body(Empty::new())
+                .unwrap();
+            client.request(req).await.unwrap()
+        }
+    };
+    assert_eq!(call(replicas[0], "acme").await.status(), 200);
+    assert_eq!(call(replicas[1], "acme").await.status(), 200);
+    assert_eq!(call(replicas[0], "acme").await.status(), 200);
+    let refused = call(replicas[1], "acme").await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "the quota was spent across both replicas"
+    );
+    assert_eq!(refused.headers()["retry-after"], "20");
+    assert_eq!(refused.headers()["ratelimit-policy"], r#""limit";q=3;w=60"#);
+    assert_eq!(
+        call(replicas[1], "globex").await.status(),
+        200,
+        "another tenant"
+    );
+}
