@@ -289,3 +289,55 @@ async fn two_axum_replicas_enforce_one_limit_per_tenant() {
         "another tenant"
     );
 }
+
+#[tokio::test]
+async fn a_budget_kept_in_redis_survives_a_restart_and_expires_with_its_period() {
+    use rampart_rate_limit::budget::{Budget, BudgetLayer, BudgetStoreErrorKind, Period};
+    use rampart_redis::RedisBudgetStore;
+    use redis::AsyncCommands as _;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let Some(url) = rampart_tests::redis_url() else {
+        return;
+    };
+    let prefix = unique();
+    let store = || async {
+        RedisBudgetStore::builder(&url)
+            .prefix(&prefix)
+            .connect()
+            .await
+            .unwrap()
+    };
+    let budget = |store| Budget::new(10, Period::hour()).name("llm").store(store);
+    let svc = service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) });
+    {
+        let first = BudgetLayer::connect(budget(store().await)).await.unwrap();
+        for _ in 0..4 {
+            first.layer(svc).oneshot(()).await.unwrap();
+        }
+        first.handle().flush().await.unwrap();
+    }
+    // A new connection, as a restarted process makes.
+    let second = BudgetLayer::connect(budget(store().await)).await.unwrap();
+    assert_eq!(second.handle().stats().spent, 4);
+
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{prefix}:llm");
+    let ttl: i64 = conn.ttl(&key).await.unwrap();
+    assert!(
+        (1..=3600).contains(&ttl),
+        "expires with the hour, ttl {ttl}"
+    );
+
+    let () = conn.set(&key, "not a snapshot").await.unwrap();
+    let err = BudgetLayer::connect(budget(store().await))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), BudgetStoreErrorKind::Corrupt);
+    assert!(err.to_string().contains("llm"), "{err}");
+    let () = conn.del(&key).await.unwrap();
+}

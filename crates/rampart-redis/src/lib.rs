@@ -1,10 +1,12 @@
-//! Redis backends for rampart, on Redis 5.0 or later, one feature each (both on by default):
+//! Redis backends for rampart, on Redis 5.0 or later, one feature each (all on by default):
 //!
 //! - [`RedisDeadLetterStore`] (feature `dead-letter`), a [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore)
 //!   with a Redis Stream as a durable feed of new dead letters;
 //! - [`RedisIdempotencyStore`] (feature `idempotency`), an [`IdempotencyStore`](rampart_idempotency::IdempotencyStore)
 //!   that every replica of a service shares, so that a retry landing on another replica is
-//!   still answered from the first response: see [Idempotency store](#idempotency-store).
+//!   still answered from the first response: see [Idempotency store](#idempotency-store);
+//! - [`RedisRateLimiter`] (feature `rate-limit`), one rate limit shared by every replica, and
+//!   [`RedisBudgetStore`], cost budgets kept across restarts.
 //!
 //! ```no_run
 //! use rampart_dead_letter::{DeadLetterStore, Filter, Query, State};
@@ -171,6 +173,8 @@
 //! [`describe`](rampart_idempotency::IdempotencyStore::describe) (in every error) names the
 //! server, database and prefix, never a password.
 
+#[cfg(feature = "rate-limit")]
+mod budget;
 #[cfg(feature = "dead-letter")]
 mod builder;
 #[cfg(any(
@@ -194,6 +198,8 @@ mod scripts;
 #[cfg(feature = "dead-letter")]
 mod store;
 
+#[cfg(feature = "rate-limit")]
+pub use budget::{RedisBudgetStore, RedisBudgetStoreBuilder};
 #[cfg(feature = "dead-letter")]
 pub use builder::RedisDeadLetterStoreBuilder;
 #[cfg(feature = "idempotency")]

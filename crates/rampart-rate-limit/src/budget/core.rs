@@ -3,7 +3,10 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -13,7 +16,10 @@ use rampart_core::{
     sync::lock,
 };
 
-use super::period::{Period, ROLLING_SLOTS};
+use super::{
+    period::{Period, ROLLING_SLOTS},
+    store::{BudgetSnapshot, BudgetStore},
+};
 
 /// A threshold of the budget crossed in a period: what the alert hook gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +75,10 @@ pub(crate) struct BudgetCore {
     wall0: SystemTime,
     mono0: Instant,
     state: Mutex<State>,
+    /// Set when the spending changed since the last snapshot was taken for the store.
+    dirty: AtomicBool,
+    /// Where the spending is kept, if anywhere.
+    pub(crate) store: Option<Arc<dyn BudgetStore>>,
 }
 
 impl fmt::Debug for BudgetCore {
@@ -95,6 +105,7 @@ impl BudgetCore {
         thresholds: Vec<u8>,
         on_alert: Option<AlertHook>,
         wall0: SystemTime,
+        store: Option<Arc<dyn BudgetStore>>,
     ) -> Self {
         let mono0 = Instant::now();
         let unix = unix_secs(wall0);
@@ -115,6 +126,8 @@ impl BudgetCore {
                 total,
                 rejected: 0,
             }),
+            dirty: AtomicBool::new(false),
+            store,
         }
     }
 
@@ -155,6 +168,7 @@ impl BudgetCore {
     /// Adds `n` (or takes it away) in the current period, and in its slot for a rolling window.
     fn spend(&self, s: &mut State, slot: i64, add: u64, take: u64) {
         s.spent = s.spent.saturating_add(add).saturating_sub(take);
+        self.dirty.store(true, Ordering::Relaxed);
         if !self.period.is_rolling() {
             return;
         }
@@ -330,6 +344,78 @@ impl BudgetCore {
 
     pub(crate) fn set_total(&self, total: u64) {
         lock(&self.state).total = total;
+    }
+
+    /// The spending now, for a store; `None` if nothing changed since the last one was taken.
+    pub(crate) fn snapshot_if_changed(&self) -> Option<BudgetSnapshot> {
+        self.dirty
+            .swap(false, Ordering::Relaxed)
+            .then(|| self.snapshot())
+    }
+
+    /// Marks the spending as not saved (a save failed), so that the next round saves it.
+    pub(crate) fn unsaved(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The spending now, for a store.
+    pub(crate) fn snapshot(&self) -> BudgetSnapshot {
+        let unix = unix_secs(self.now());
+        let mut s = lock(&self.state);
+        self.roll(&mut s, unix);
+        let (_, start, end) = self.period.at(unix);
+        BudgetSnapshot {
+            start,
+            end,
+            slot_secs: if self.period.is_rolling() {
+                self.period.slot_secs()
+            } else {
+                0
+            },
+            spent: s.spent,
+            fired: s.fired,
+            slots: s.slots.iter().copied().collect(),
+        }
+    }
+
+    /// Takes up what a store kept: a fixed period's spending if it is the current period (the
+    /// same bounds), a rolling window's slots still in it (the same slot length). Anything
+    /// else belongs to a period that is over, or to another configuration: the budget starts
+    /// fresh. Returns whether anything was taken up.
+    pub(crate) fn restore(&self, kept: &BudgetSnapshot) -> bool {
+        let unix = unix_secs(self.now());
+        let mut s = lock(&self.state);
+        self.roll(&mut s, unix);
+        if self.period.is_rolling() {
+            if kept.slot_secs != self.period.slot_secs() {
+                return false;
+            }
+            let current = s.period;
+            s.slots = kept
+                .slots
+                .iter()
+                .copied()
+                .filter(|(n, _)| *n > current - ROLLING_SLOTS && *n <= current)
+                .collect();
+            s.slots.make_contiguous().sort_unstable_by_key(|(n, _)| *n);
+            s.spent = s.slots.iter().map(|(_, spent)| spent).sum();
+            s.fired = kept.fired;
+            // Re-arm the thresholds the spending is back under (as `roll` does).
+            for (i, &percent) in self.thresholds.iter().enumerate() {
+                if u128::from(s.spent) * 100 < u128::from(percent) * u128::from(s.total) {
+                    s.fired &= !(1 << i);
+                }
+            }
+            !s.slots.is_empty()
+        } else {
+            let (_, start, end) = self.period.at(unix);
+            if kept.slot_secs != 0 || (kept.start, kept.end) != (start, end) {
+                return false;
+            }
+            s.spent = kept.spent;
+            s.fired = kept.fired;
+            true
+        }
     }
 }
 

@@ -56,20 +56,49 @@
 //! [`on_alert`](Budget::on_alert) hook and as a `warn` event. The health check is
 //! `rampart_health::BudgetCheck`.
 //!
-//! # Not yet here
+//! # Kept across restarts
 //!
-//! State kept across restarts (SQLite, Redis).
+//! With a [`store`](Budget::store) ([`MemoryBudgetStore`], `SqliteBudgetStore` with the
+//! `sqlite` feature, `rampart_redis::RedisBudgetStore`), [`BudgetLayer::connect`] takes up what
+//! the store kept for the budget's name in the current period, and the spending is saved from
+//! the background when it changed, at most every [`save_every`](Budget::save_every) (1 s):
+//!
+//! - a crash forgets at most what was spent in the last interval (a restart may let that much
+//!   more through); [`BudgetHandle::flush`] at shutdown saves the rest;
+//! - the store keeps one snapshot per name: two processes saving one name overwrite each
+//!   other's, so give each replica's budget its own name (one budget shared by many replicas
+//!   is a distributed limit, which this is not);
+//! - a store that cannot be read makes `connect` fail (the caller decides whether to start
+//!   without it); a save that fails is logged, counted and tried again, and the budget goes
+//!   on deciding in memory.
 
+mod config;
 mod core;
+mod future;
+mod handle;
 mod layer;
 mod period;
+mod persist;
+mod service;
 mod settle;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
 
 #[cfg(feature = "http")]
 pub use self::settle::CostHeader;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteBudgetStore;
 pub use self::{
+    config::Budget,
     core::{BudgetAlert, BudgetStats},
-    layer::{Budget, BudgetFuture, BudgetHandle, BudgetLayer, BudgetService},
+    future::BudgetFuture,
+    handle::BudgetHandle,
+    layer::BudgetLayer,
     period::Period,
+    service::BudgetService,
     settle::{KeepEstimate, Settle, SettleFn, settle_fn},
+    store::{
+        BudgetSnapshot, BudgetStore, BudgetStoreError, BudgetStoreErrorKind, MemoryBudgetStore,
+    },
 };
