@@ -3,7 +3,7 @@
 use rampart_core::{
     classify::{
         Classify, FailureKind, HttpClassifier, Outcome, Record, failure_kind_of_error,
-        outcome_of_rejection,
+        outcome_of_rejection, retry_outcome_of_rejection,
     },
     rejection::RejectionKind,
 };
@@ -45,7 +45,16 @@ use crate::error::{find, find_map, find_rejection};
 #[derive(Debug, Clone, Copy)]
 pub struct ReqwestClassifier {
     statuses: HttpClassifier,
-    rejections: Outcome,
+    rejections: Rejections,
+}
+
+/// How a local rampart rejection further in is judged.
+#[derive(Debug, Clone, Copy)]
+enum Rejections {
+    /// Always this outcome.
+    Fixed(Outcome),
+    /// rampart-core's rule for a retry layer: another attempt, unless it can never pass.
+    Retry,
 }
 
 impl Default for ReqwestClassifier {
@@ -62,16 +71,18 @@ impl ReqwestClassifier {
     pub const fn new() -> Self {
         Self {
             statuses: HttpClassifier::new(),
-            rejections: Outcome::Ignored,
+            rejections: Rejections::Fixed(Outcome::Ignored),
         }
     }
 
     /// rampart-retry's [`http_retry_classifier`](rampart_retry::protocol::http_retry_classifier)
-    /// (the defaults plus `409` transient), and rampart rejections transient: for the retry.
+    /// (the defaults plus `409` transient), and rampart rejections judged by rampart-core's
+    /// [`retry_outcome_of_rejection`] (transient, so retried after the wait they name, but a
+    /// call that costs more than a whole limit's burst or budget fatal): for the retry.
     pub fn for_retry() -> Self {
         Self {
             statuses: rampart_retry::protocol::http_retry_classifier(),
-            rejections: Outcome::TRANSIENT,
+            rejections: Rejections::Retry,
         }
     }
 
@@ -85,7 +96,7 @@ impl ReqwestClassifier {
     /// middleware further in. A deadline that passed further in is not one: it is always a
     /// transient failure.
     pub const fn rejections(mut self, outcome: Outcome) -> Self {
-        self.rejections = outcome;
+        self.rejections = Rejections::Fixed(outcome);
         self
     }
 
@@ -103,10 +114,13 @@ impl ReqwestClassifier {
     }
 
     fn outcome_of_error(&self, err: &Error) -> Outcome {
-        match find_rejection(err).map(|r| r.kind()) {
-            Some(RejectionKind::Timeout) => return outcome_of_rejection(RejectionKind::Timeout),
-            Some(_) => return self.rejections,
-            None => {}
+        match (find_rejection(err), self.rejections) {
+            (Some(r), _) if r.kind() == RejectionKind::Timeout => {
+                return outcome_of_rejection(RejectionKind::Timeout);
+            }
+            (Some(_), Rejections::Fixed(outcome)) => return outcome,
+            (Some(r), Rejections::Retry) => return retry_outcome_of_rejection(&r),
+            (None, _) => {}
         }
         match find::<reqwest::Error>(err) {
             Some(e) if e.is_builder() || e.is_redirect() => Outcome::FATAL,

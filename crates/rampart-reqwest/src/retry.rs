@@ -4,7 +4,6 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Extensions, HeaderName, HeaderValue, Method};
-use rampart_circuit_breaker::CircuitOpen;
 use rampart_core::{
     attempt::AttemptCounter,
     body::ReplayBody,
@@ -22,7 +21,10 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
 use tokio::time::Instant;
 
-use crate::{ReqwestClassifier, error::middleware_error, find};
+use crate::{
+    ReqwestClassifier,
+    error::{find_rejection, middleware_error},
+};
 
 /// Retries failed requests by the rules of a rampart-retry [`RetryPolicy`], safely for
 /// non-idempotent ones.
@@ -394,9 +396,10 @@ where
 fn server_hint(result: Result<&Response, &Error>) -> ServerHint {
     match result {
         Ok(res) => HttpProtocol::server_hint_of(res.headers()),
-        // Retrying before an open breaker lets probes through only fails again.
-        Err(e) => find::<CircuitOpen>(e)
-            .and_then(CircuitOpen::retry_after)
+        // A rejection further in names its wait: retrying before an open breaker probes
+        // again only fails again, and a rate limit has room only after its `retry_after`.
+        Err(e) => find_rejection(e)
+            .and_then(|r| r.retry_after())
             .map_or(ServerHint::None, ServerHint::After),
     }
 }

@@ -63,3 +63,63 @@ async fn with_a_wait_allowed_a_request_goes_out_at_its_turn() {
     );
     assert_eq!(server.hits(), 3);
 }
+
+#[tokio::test]
+async fn inside_the_retries_a_refused_request_is_sent_when_the_limit_has_room() {
+    use rampart_retry::{
+        backoff::{Backoff, Delays, Jitter},
+        policy::RetryPolicy,
+    };
+    let server = Script::new([reply(200)]);
+    let base = server.serve().await;
+    // One every 200 ms, no burst; the retries back off 1 ms, far less than the limit asks.
+    let layer = RateLimitLayer::builder(Quota::new(1, Duration::from_millis(200)))
+        .layer()
+        .unwrap();
+    let backoff = Backoff::builder()
+        .delays(Delays::Constant(Duration::from_millis(1)))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(backoff)
+        .build()
+        .unwrap();
+    let http = ClientBuilder::new(client())
+        .with(rampart_reqwest::RetryMiddleware::new(policy))
+        .with(RateLimitMiddleware::new(layer.clone()))
+        .build();
+    let started = Instant::now();
+    for _ in 0..2 {
+        assert_eq!(http.get(&base).send().await.unwrap().status(), 200);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(190),
+        "waited the limit's retry_after: {took:?}"
+    );
+    assert_eq!(server.hits(), 2);
+    assert_eq!(
+        layer.handle().stats().rejected,
+        1,
+        "one refusal, then room: not three tries at 1 ms"
+    );
+
+    // A request that can never fit (cost over the burst) is tried once, not retried.
+    let costly = RateLimitLayer::builder(Quota::per_second(10).burst(2))
+        .layer()
+        .unwrap()
+        .cost(rampart_rate_limit::cost_fn(|_: &reqwest::Request| 5));
+    let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
+    let http = ClientBuilder::new(client())
+        .with(rampart_reqwest::RetryMiddleware::new(policy))
+        .with(RateLimitMiddleware::new(costly.clone()))
+        .build();
+    let err = http.get(&base).send().await.unwrap_err();
+    assert_eq!(
+        find::<RateLimited>(&err).unwrap().reason(),
+        LimitReason::CostTooHigh
+    );
+    assert_eq!(costly.handle().stats().rejected, 1, "not retried");
+}

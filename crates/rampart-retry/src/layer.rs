@@ -113,6 +113,62 @@ impl<C, H, R, A> RetryLayer<C, H, R, A> {
         }
     }
 
+    /// For a rampart layer directly inside the retries (a rate limit, a budget, a breaker, a
+    /// bulkhead): its rejection is retried after the wait it names, as a server's
+    /// `Retry-After` is: a limit over its rate waits until it has room, an open circuit until
+    /// it probes again; a call that can never fit (costing more than the whole burst or
+    /// budget) is not retried. Wraps the classifier in core's
+    /// [`RetryRejections`](rampart_core::classify::RetryRejections) and the protocol in
+    /// [`HonourRejections`](crate::protocol::HonourRejections); the inner layer's error must
+    /// be its `PolicyError` (a stack where it is not fails to compile).
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+    /// use std::time::Duration;
+    /// use rampart_core::error::PolicyError;
+    /// use rampart_core::rejection::{LimitInfo, LimitReason, LimitedBy, RateLimited};
+    /// use rampart_retry::{RetryLayer, policy::RetryPolicy};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // What a rate limit inside answers: the first call refused, room again in 2 s.
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let limited = service_fn(move |n: u32| {
+    ///     let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+    ///     async move {
+    ///         if first {
+    ///             let info = LimitInfo { quota: 1, window: Duration::from_secs(2), remaining: 0, reset: Duration::from_secs(2) };
+    ///             let over = RateLimited::new(LimitedBy::Rate, LimitReason::OverLimit, 1, Some(Duration::from_secs(2)), info);
+    ///             return Err(PolicyError::<_, std::io::Error>::Rejected(over));
+    ///         }
+    ///         Ok(n)
+    ///     }
+    /// });
+    /// let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
+    /// let svc = RetryLayer::new(policy).honour_rejections().layer(limited);
+    /// let start = tokio::time::Instant::now();
+    /// assert_eq!(svc.oneshot(7).await.unwrap(), 7);
+    /// assert!(start.elapsed() >= Duration::from_secs(2), "waited for the limit's room");
+    /// # }
+    /// ```
+    pub fn honour_rejections(
+        self,
+    ) -> RetryLayer<
+        rampart_core::classify::RetryRejections<C>,
+        crate::protocol::HonourRejections<H>,
+        R,
+        A,
+    > {
+        RetryLayer {
+            policy: self.policy,
+            classifier: rampart_core::classify::RetryRejections(self.classifier),
+            hints: crate::protocol::HonourRejections(self.hints),
+            replay: self.replay,
+            hook: self.hook,
+        }
+    }
+
     /// The policy.
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy

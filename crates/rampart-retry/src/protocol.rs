@@ -397,3 +397,59 @@ impl<B, Res, E> RetryProtocol<http::Request<B>, http::Response<Res>, E> for Grpc
         res.extensions_mut().insert(info);
     }
 }
+
+/// A protocol for a service whose error is a [`PolicyError`](rampart_core::error::PolicyError)
+/// (a rampart layer directly inside the retries): a rejection of that layer asks for the wait
+/// it names, as a server's `Retry-After` does: a rate limit's or a budget's `retry_after`
+/// (when it has room again), an open circuit's (when it probes again). Everything else is
+/// `P`'s. Made by [`RetryLayer::honour_rejections`](crate::RetryLayer::honour_rejections),
+/// with the classifier that makes such a rejection worth another attempt.
+///
+/// The wait is bounded like a server's: by the policy's
+/// [`max_server_delay`](crate::policy::RetryPolicyBuilder::max_server_delay) (longer: give up
+/// at once) and by the deadline; the attempt counts towards `max_attempts` and draws on the
+/// retry budget like any other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HonourRejections<P>(pub P);
+
+impl<Req, Res, R, E, P> RetryProtocol<Req, Res, rampart_core::error::PolicyError<R, E>>
+    for HonourRejections<P>
+where
+    P: RetryProtocol<Req, Res, E>,
+    R: std::error::Error + Send + Sync + 'static,
+    E: 'static,
+{
+    #[inline]
+    fn replay_safe(&self, req: &Req) -> bool {
+        self.0.replay_safe(req)
+    }
+
+    fn server_hint(
+        &self,
+        result: Result<&Res, &rampart_core::error::PolicyError<R, E>>,
+    ) -> ServerHint {
+        use rampart_core::{error::PolicyError, rejection::Rejected};
+        match result {
+            Ok(res) => self.0.server_hint(Ok(res)),
+            Err(PolicyError::Inner(e)) => self.0.server_hint(Err(e)),
+            Err(PolicyError::Rejected(r)) => Rejected::find(r)
+                .and_then(|r| r.retry_after())
+                .map_or(ServerHint::None, ServerHint::After),
+        }
+    }
+
+    #[inline]
+    fn annotate(&self, res: &mut Res, info: RetryInfo) {
+        self.0.annotate(res, info);
+    }
+
+    #[inline]
+    fn note_attempt(&self, req: &Req, n: u32) {
+        self.0.note_attempt(req, n);
+    }
+
+    #[inline]
+    fn deadline(&self, req: &Req) -> Option<tokio::time::Instant> {
+        self.0.deadline(req)
+    }
+}

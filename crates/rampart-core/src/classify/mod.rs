@@ -42,7 +42,9 @@ pub use self::errors::{failure_kind_of, failure_kind_of_error};
 pub use self::grpc::{GrpcBody, GrpcClassifier, GrpcClassifierBuilder, GrpcCode, is_grpc};
 #[cfg(feature = "http")]
 pub use self::http::{HttpClassifier, HttpClassifierBuilder};
-pub use self::rejections::{IgnoreRejections, outcome_of_rejection};
+pub use self::rejections::{
+    IgnoreRejections, RetryRejections, outcome_of_rejection, retry_outcome_of_rejection,
+};
 
 /// What one call says about the health of the thing it called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

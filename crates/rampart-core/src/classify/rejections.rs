@@ -1,5 +1,6 @@
-//! What a circuit breaker makes of a rampart rejection from a layer inside it: the one rule
-//! ([`outcome_of_rejection`]) and its tower adapter ([`IgnoreRejections`]).
+//! What a circuit breaker makes of a rampart rejection from a layer inside it (the one rule,
+//! [`outcome_of_rejection`], and its tower adapter [`IgnoreRejections`]), and what a retry
+//! layer makes of one ([`retry_outcome_of_rejection`], [`RetryRejections`]).
 
 use std::error::Error;
 
@@ -87,68 +88,129 @@ fn outcome_of_rejected(r: &(dyn Error + 'static)) -> Outcome {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IgnoreRejections<C>(pub C);
 
-impl<Res, R, E, C> Classify<Res, PolicyError<R, E>> for IgnoreRejections<C>
-where
-    C: Classify<Res, E>,
-    R: Error + 'static,
-    E: 'static,
-{
-    type Response<Rec: Record> = C::Response<Rec>;
+/// Adapts a classifier to a service whose error is a [`PolicyError`], for a *retry* layer
+/// outside it: a rejection of the layer directly inside is judged by
+/// [`retry_outcome_of_rejection`] (worth another attempt, unless it can never pass), and
+/// every other result by `C`. rampart-retry's `RetryLayer::honour_rejections` wraps the
+/// layer's classifier in it, and its protocol so that the attempt waits what the rejection
+/// names (a rate limit's `retry_after`).
+///
+/// ```
+/// use rampart_core::classify::{Classify, ResultClassifier, RetryRejections, Outcome};
+/// use rampart_core::error::PolicyError;
+/// use rampart_core::rejection::{LimitInfo, LimitReason, LimitedBy, RateLimited};
+/// use std::time::Duration;
+///
+/// let c = RetryRejections(ResultClassifier);
+/// let info = LimitInfo { quota: 10, window: Duration::from_secs(1), remaining: 0, reset: Duration::from_millis(100) };
+/// let over = RateLimited::new(LimitedBy::Rate, LimitReason::OverLimit, 1, Some(Duration::from_millis(100)), info);
+/// let never = RateLimited::new(LimitedBy::Rate, LimitReason::CostTooHigh, 50, None, info);
+/// type E = PolicyError<RateLimited, std::io::Error>;
+/// let judge = |e: E| Classify::<(), _>::outcome_of(&c, Err(&e));
+/// assert_eq!(judge(PolicyError::Rejected(over)), Some(Outcome::TRANSIENT));
+/// assert_eq!(judge(PolicyError::Rejected(never)), Some(Outcome::FATAL));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryRejections<C>(pub C);
 
-    #[inline]
-    fn outcome_of(&self, result: Result<&Res, &PolicyError<R, E>>) -> Option<Outcome> {
-        match result {
-            Ok(res) => self.0.outcome_of(Ok(res)),
-            Err(PolicyError::Inner(e)) => self.0.outcome_of(Err(e)),
-            Err(PolicyError::Rejected(r)) => Some(outcome_of_rejected(r)),
+/// What a retry layer makes of a rampart rejection from a layer inside it: another attempt
+/// (after the wait the rejection names, which the retry protocol reads) for every rejection
+/// that may pass later, a fatal failure for one that never will.
+///
+/// | rejection | outcome | why |
+/// |---|---|---|
+/// | [`RateLimited`](RejectionKind::RateLimited), [`BudgetExhausted`](RejectionKind::BudgetExhausted) with a `retry_after` | [`Outcome::TRANSIENT`] | the limit has room again after the wait |
+/// | the same without one ([`CostTooHigh`](crate::rejection::LimitReason::CostTooHigh)) | [`Outcome::FATAL`] | the call costs more than the whole burst or budget: it never fits |
+/// | [`BulkheadFull`](RejectionKind::BulkheadFull), [`CircuitOpen`](RejectionKind::CircuitOpen), [`Timeout`](RejectionKind::Timeout) | [`Outcome::TRANSIENT`] | room, a closed circuit or a quicker answer may come (an open circuit says when it probes again) |
+///
+/// A rejection of a type this crate does not know is [`Outcome::Ignored`]: handed back, not
+/// retried.
+pub fn retry_outcome_of_rejection(r: &Rejected) -> Outcome {
+    match r.kind() {
+        RejectionKind::RateLimited | RejectionKind::BudgetExhausted
+            if r.retry_after().is_none() =>
+        {
+            Outcome::FATAL
         }
-    }
-
-    fn classify<Rec: Record>(
-        &self,
-        result: Result<Res, PolicyError<R, E>>,
-        recorder: Rec,
-    ) -> Result<Self::Response<Rec>, PolicyError<R, E>> {
-        match result {
-            Ok(res) => self
-                .0
-                .classify(Ok(res), recorder)
-                .map_err(PolicyError::Inner),
-            Err(PolicyError::Inner(e)) => self
-                .0
-                .classify(Err(e), recorder)
-                .map_err(PolicyError::Inner),
-            Err(PolicyError::Rejected(r)) => {
-                recorder.record(outcome_of_rejected(&r));
-                Err(PolicyError::Rejected(r))
-            }
-        }
-    }
-
-    #[inline]
-    #[allow(clippy::type_complexity)]
-    fn classify_now<Rec: Record>(
-        &self,
-        result: Result<Res, PolicyError<R, E>>,
-    ) -> Result<
-        (Outcome, Result<Self::Response<Rec>, PolicyError<R, E>>),
-        Result<Res, PolicyError<R, E>>,
-    > {
-        match result {
-            Ok(res) => match self.0.classify_now::<Rec>(Ok(res)) {
-                Ok((o, r)) => Ok((o, r.map_err(PolicyError::Inner))),
-                Err(back) => Err(back.map_err(PolicyError::Inner)),
-            },
-            Err(PolicyError::Inner(e)) => match self.0.classify_now::<Rec>(Err(e)) {
-                Ok((o, r)) => Ok((o, r.map_err(PolicyError::Inner))),
-                Err(back) => Err(back.map_err(PolicyError::Inner)),
-            },
-            Err(PolicyError::Rejected(r)) => {
-                Ok((outcome_of_rejected(&r), Err(PolicyError::Rejected(r))))
-            }
-        }
+        _ => Outcome::TRANSIENT,
     }
 }
+
+fn retry_outcome_of_rejected(r: &(dyn Error + 'static)) -> Outcome {
+    Rejected::find(r).map_or(Outcome::Ignored, |r| retry_outcome_of_rejection(&r))
+}
+
+/// The `Classify` impl of an adapter that judges `PolicyError::Rejected` by `$judge` and
+/// everything else by the classifier it wraps.
+macro_rules! rejection_adapter {
+    ($adapter:ident, $judge:path) => {
+        impl<Res, R, E, C> Classify<Res, PolicyError<R, E>> for $adapter<C>
+        where
+            C: Classify<Res, E>,
+            R: Error + 'static,
+            E: 'static,
+        {
+            type Response<Rec: Record> = C::Response<Rec>;
+
+            #[inline]
+            fn outcome_of(&self, result: Result<&Res, &PolicyError<R, E>>) -> Option<Outcome> {
+                match result {
+                    Ok(res) => self.0.outcome_of(Ok(res)),
+                    Err(PolicyError::Inner(e)) => self.0.outcome_of(Err(e)),
+                    Err(PolicyError::Rejected(r)) => Some($judge(r)),
+                }
+            }
+
+            fn classify<Rec: Record>(
+                &self,
+                result: Result<Res, PolicyError<R, E>>,
+                recorder: Rec,
+            ) -> Result<Self::Response<Rec>, PolicyError<R, E>> {
+                match result {
+                    Ok(res) => self
+                        .0
+                        .classify(Ok(res), recorder)
+                        .map_err(PolicyError::Inner),
+                    Err(PolicyError::Inner(e)) => self
+                        .0
+                        .classify(Err(e), recorder)
+                        .map_err(PolicyError::Inner),
+                    Err(PolicyError::Rejected(r)) => {
+                        recorder.record($judge(&r));
+                        Err(PolicyError::Rejected(r))
+                    }
+                }
+            }
+
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            fn classify_now<Rec: Record>(
+                &self,
+                result: Result<Res, PolicyError<R, E>>,
+            ) -> Result<
+                (Outcome, Result<Self::Response<Rec>, PolicyError<R, E>>),
+                Result<Res, PolicyError<R, E>>,
+            > {
+                match result {
+                    Ok(res) => match self.0.classify_now::<Rec>(Ok(res)) {
+                        Ok((o, r)) => Ok((o, r.map_err(PolicyError::Inner))),
+                        Err(back) => Err(back.map_err(PolicyError::Inner)),
+                    },
+                    Err(PolicyError::Inner(e)) => match self.0.classify_now::<Rec>(Err(e)) {
+                        Ok((o, r)) => Ok((o, r.map_err(PolicyError::Inner))),
+                        Err(back) => Err(back.map_err(PolicyError::Inner)),
+                    },
+                    Err(PolicyError::Rejected(r)) => {
+                        Ok(($judge(&r), Err(PolicyError::Rejected(r))))
+                    }
+                }
+            }
+        }
+    };
+}
+
+rejection_adapter!(IgnoreRejections, outcome_of_rejected);
+rejection_adapter!(RetryRejections, retry_outcome_of_rejected);
 
 #[cfg(test)]
 mod tests {
