@@ -192,6 +192,11 @@ async fn with_redis_cut_off_the_local_fallback_decides_and_the_limiter_recovers(
         "{}",
         limiter.backend_failures()
     );
+    // The health view says so, and how the calls are decided meanwhile.
+    let health = rampart::health::Component::check(&limiter).await;
+    assert_eq!(health.status, rampart::health::Status::Degraded);
+    let reason = health.reason.clone().unwrap_or_default();
+    assert!(reason.contains("deciding locally at 10 per"), "{reason}");
 
     proxy.cut.store(false, Ordering::SeqCst);
     let back = tokio::time::timeout(Duration::from_secs(10), async {
@@ -204,6 +209,8 @@ async fn with_redis_cut_off_the_local_fallback_decides_and_the_limiter_recovers(
     })
     .await;
     assert!(back.is_ok(), "back on Redis once it answers again");
+    let health = rampart::health::Component::check(&limiter).await;
+    assert_eq!(health.status, rampart::health::Status::Healthy);
 }
 
 #[tokio::test]

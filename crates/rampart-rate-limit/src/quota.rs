@@ -27,6 +27,19 @@ pub struct Quota {
     burst: Option<u64>,
 }
 
+/// `100 per 60s, burst 20`.
+impl std::fmt::Display for Quota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} per {:?}, burst {}",
+            self.units,
+            self.period,
+            self.burst_units()
+        )
+    }
+}
+
 impl Quota {
     /// `units` per `period`.
     pub const fn new(units: u64, period: Duration) -> Self {

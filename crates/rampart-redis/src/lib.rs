@@ -189,6 +189,8 @@ mod connect;
     feature = "rate-limit"
 ))]
 mod error;
+#[cfg(feature = "health")]
+mod health;
 #[cfg(feature = "idempotency")]
 mod idempotency;
 #[cfg(feature = "rate-limit")]

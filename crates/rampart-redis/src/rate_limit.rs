@@ -441,6 +441,14 @@ impl RedisRateLimiter {
     pub fn describe(&self) -> &str {
         &self.inner.describe
     }
+
+    /// What decides while Redis does not answer, in words.
+    pub fn fallback_description(&self) -> String {
+        match &self.inner.local {
+            Some(local) => format!("deciding locally at {} per key", local.handle().quota()),
+            None => "refusing every call".to_owned(),
+        }
+    }
 }
 
 /// A [`RedisRateLimiter`] with one limit per key of `X` (per tenant, host, route: the
