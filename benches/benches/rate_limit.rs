@@ -20,7 +20,8 @@
 //! - `rate_limit/contended`: clones of ONE limiter from 1 and 2 threads (wall time per call).
 //!
 //! - `rate_limit/redis`: one decision of the distributed limit (a round trip running the GCRA
-//!   script) against a bare `PING`, one call at a time.
+//!   script) against a bare `PING`, one call at a time; and a hot key's refusal answered from
+//!   the refusal cache.
 //!
 //! tower-governor (governor as an axum-flavoured tower layer) is not in the run: it needs
 //! `http::Request`s and axum's extractors, so it would measure request building, not the
@@ -271,7 +272,32 @@ fn redis(c: &mut Criterion) {
             })
         });
     });
-    assert!(!limiter.is_degraded());
+    // A hot key over its limit: refused from the refusal cache, no round trip.
+    let hot = rt
+        .block_on(
+            rampart_redis::RedisRateLimiter::builder(&url, Quota::per_hour(1).burst(1))
+                .prefix(format!("rampart_bench:{}", std::process::id()))
+                .name("hot")
+                .connect(),
+        )
+        .expect("a limiter");
+    rt.block_on(async {
+        let _ = hot.check("tenant", 1).await;
+        let _ = hot.check("tenant", 1).await;
+    });
+    group.bench_function("rampart_refused_cached", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    black_box(hot.check(black_box("tenant"), 1).await.is_err());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    assert!(!limiter.is_degraded() && !hot.is_degraded());
+    assert!(hot.refusals_cached() > 0);
     group.finish();
 }
 

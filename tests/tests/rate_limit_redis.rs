@@ -348,3 +348,52 @@ async fn a_budget_kept_in_redis_survives_a_restart_and_expires_with_its_period()
     assert!(err.to_string().contains("llm"), "{err}");
     let () = conn.del(&key).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hot_key_is_refused_again_without_a_round_trip() {
+    let Some(url) = rampart_tests::redis_url() else {
+        return;
+    };
+    let redis: SocketAddr = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a redis://host:port URL for this test");
+    for cache in [10_000, 0] {
+        let proxy = Proxy::start(redis).await;
+        let limiter = RedisRateLimiter::builder(
+            format!("redis://{}", proxy.addr),
+            Quota::per_minute(1).burst(1),
+        )
+        .prefix(unique())
+        .name("hot")
+        .response_timeout(Duration::from_millis(100))
+        .refusal_cache(cache)
+        .connect()
+        .await
+        .unwrap();
+        assert_eq!(limiter.check("hot", 1).await, Ok(None));
+        let refused = limiter.check("hot", 1).await.unwrap_err();
+        let wait = refused.retry_after().unwrap();
+        assert!(wait > Duration::from_secs(59), "{wait:?}");
+
+        // Redis unreachable: only a call that needs it notices.
+        proxy.cut.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await; // the proxy drops its connections
+        let again = limiter.check("hot", 1).await;
+        if cache > 0 {
+            assert!(again.unwrap_err().retry_after().unwrap() <= wait);
+            assert_eq!(limiter.refusals_cached(), 1);
+            assert_eq!(
+                limiter.backend_failures(),
+                0,
+                "no round trip for the hot key"
+            );
+            assert!(!limiter.is_degraded());
+        } else {
+            assert_eq!(limiter.refusals_cached(), 0);
+            assert!(limiter.is_degraded(), "without the cache, Redis was asked");
+            assert_eq!(again, Ok(None), "and the local fallback, fresh, decided");
+        }
+    }
+}

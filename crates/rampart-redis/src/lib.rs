@@ -195,6 +195,8 @@ mod health;
 mod idempotency;
 #[cfg(feature = "rate-limit")]
 mod rate_limit;
+#[cfg(feature = "rate-limit")]
+mod refusals;
 #[cfg(feature = "dead-letter")]
 mod scripts;
 #[cfg(feature = "dead-letter")]

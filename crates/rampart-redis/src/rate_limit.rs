@@ -22,6 +22,7 @@ use redis::{RedisError, Script, aio::ConnectionManager};
 use crate::{
     connect::ConnectFailure,
     error::{Class, classify},
+    refusals::Refusals,
 };
 
 /// Why a [`RedisRateLimiter`] could not be set up.
@@ -109,6 +110,7 @@ pub struct RedisRateLimiterBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     fallback: RedisFallback,
+    refusal_cache: usize,
 }
 
 impl RedisRateLimiterBuilder {
@@ -140,6 +142,17 @@ impl RedisRateLimiterBuilder {
     /// call is never held longer than this by the limiter's backend.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Remembers Redis's refusals for up to `keys` keys (default 10 000; 0: off): a key over
+    /// its limit is refused here, with no round trip, until the time Redis named. It never
+    /// lets through a call Redis would refuse; it may refuse one Redis would admit for up to
+    /// half a round trip at the end of the wait (counted from when the answer arrived), and
+    /// after a change behind the limiter's back (a key deleted by hand stays refused here
+    /// until that time). A call cheaper than the one refused is asked again.
+    pub fn refusal_cache(mut self, keys: usize) -> Self {
+        self.refusal_cache = keys;
         self
     }
 
@@ -258,6 +271,8 @@ impl RedisRateLimiterBuilder {
                 local,
                 degraded: AtomicBool::new(false),
                 failures: AtomicU64::new(0),
+                refusals: Refusals::new(self.refusal_cache),
+                refusals_cached: AtomicU64::new(0),
             }),
         })
     }
@@ -287,6 +302,8 @@ struct Inner {
     local: Option<LocalLimit>,
     degraded: AtomicBool,
     failures: AtomicU64,
+    refusals: Refusals,
+    refusals_cached: AtomicU64,
 }
 
 /// One rate limit (per key) shared by every replica that connects with the same prefix and
@@ -333,12 +350,21 @@ impl RedisRateLimiter {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_millis(50),
             fallback: RedisFallback::Local { replicas: 1 },
+            refusal_cache: 10_000,
         }
     }
 
     /// Decides a call of `cost` for `key`.
     pub async fn check(&self, key: &str, cost: u64) -> Result<Option<Duration>, RateLimited> {
         let inner = &*self.inner;
+        if let Some(refused) =
+            inner
+                .refusals
+                .check(key, cost, Duration::from_micros(inner.max_wait))
+        {
+            inner.refusals_cached.fetch_add(1, Ordering::Relaxed);
+            return Err(refused);
+        }
         let mut conn = inner.conn.clone();
         let mut invocation = inner.script.key(format!("{}{key}", inner.keys));
         invocation
@@ -359,7 +385,13 @@ impl RedisRateLimiter {
                         redis = %inner.describe, "Redis answers again: the shared limit decides"
                     );
                 }
-                self.decided(status, wait, remaining, used, cost)
+                let decided = self.decided(status, wait, remaining, used, cost);
+                if let Err(refused) = &decided
+                    && let Some(after) = refused.retry_after()
+                {
+                    inner.refusals.note(key, cost, after, refused.info());
+                }
+                decided
             }
             Ok(Err(e)) => self.fall_back(key, cost, &e.to_string()),
             Err(_) => self.fall_back(key, cost, "no answer within the response timeout"),
@@ -430,6 +462,12 @@ impl RedisRateLimiter {
     /// `true` while Redis is not answering and the fallback decides.
     pub fn is_degraded(&self) -> bool {
         self.inner.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Refusals answered from the [refusal cache](RedisRateLimiterBuilder::refusal_cache),
+    /// with no round trip, since the start.
+    pub fn refusals_cached(&self) -> u64 {
+        self.inner.refusals_cached.load(Ordering::Relaxed)
     }
 
     /// Decisions Redis failed to make (the fallback made them) since the start.
