@@ -16,7 +16,7 @@ use rampart_core::{
     key::KeyExtractor,
     registry::{KeyedRegistry, RegistryLimits},
     rejection::{LimitInfo, LimitReason, LimitedBy, RateLimited},
-    shard::{Padded, current_shard, shard_count},
+    shard::PerThread,
 };
 
 use crate::{
@@ -67,6 +67,19 @@ impl QuotaCell {
         );
     }
 
+    /// What a check reads: the interval, burst and tau (units and period are left at zero:
+    /// only a refusal reports them, and it reads them with [`get`](Self::get)).
+    #[inline]
+    fn for_check(&self) -> Params {
+        Params {
+            interval: self.interval.load(Ordering::Relaxed),
+            burst: self.burst.load(Ordering::Relaxed),
+            tau: self.tau.load(Ordering::Relaxed),
+            units: 0,
+            period: Duration::ZERO,
+        }
+    }
+
     #[inline]
     fn get(&self) -> Params {
         Params {
@@ -79,8 +92,8 @@ impl QuotaCell {
     }
 }
 
-/// Counts of one limiter's admissions, per shard (every call writes one, so each thread
-/// writes its own cache line).
+/// Counts of one limiter's admissions, per thread (every call writes one, so each thread
+/// writes its own cache line, with no atomic read-modify-write).
 #[derive(Debug, Default)]
 struct Hot {
     admitted: AtomicU64,
@@ -93,7 +106,7 @@ struct Hot {
 /// Counts of one limiter's decisions.
 #[derive(Debug)]
 struct Counts {
-    hot: Box<[Padded<Hot>]>,
+    hot: PerThread<Hot>,
     rejected: AtomicU64,
     shadow_rejected: AtomicU64,
 }
@@ -101,7 +114,7 @@ struct Counts {
 impl Counts {
     fn new() -> Self {
         Self {
-            hot: (0..shard_count()).map(|_| Padded(Hot::default())).collect(),
+            hot: PerThread::new(),
             rejected: AtomicU64::new(0),
             shadow_rejected: AtomicU64::new(0),
         }
@@ -109,15 +122,14 @@ impl Counts {
 
     #[inline]
     fn admitted(&self, cost: u64, waited: bool) {
-        let hot = &self.hot[current_shard() & (self.hot.len() - 1)].0;
+        let mine = self.hot.mine();
         if waited {
-            hot.waited.fetch_add(1, Ordering::Relaxed);
+            mine.add(|h| &h.waited, 1);
         } else {
-            hot.admitted.fetch_add(1, Ordering::Relaxed);
+            mine.add(|h| &h.admitted, 1);
         }
         if cost != 1 {
-            hot.extra_cost
-                .fetch_add(cost.wrapping_sub(1), Ordering::Relaxed);
+            mine.add(|h| &h.extra_cost, cost.wrapping_sub(1));
         }
     }
 }
@@ -246,7 +258,7 @@ impl Core {
     /// Decides a call of `cost` against `cell`.
     #[inline]
     pub(crate) fn decide(&self, cell: &Cell, cost: u64) -> Verdict {
-        let p = self.quota.get();
+        let p = self.quota.for_check();
         let now = self.now();
         match cell.check(now, cost, &p, self.max_wait) {
             Decision::Admit => {
@@ -259,13 +271,14 @@ impl Core {
                 self.metrics.waited.increment(1);
                 Verdict::After(Duration::from_nanos(nanos))
             }
-            Decision::Over(nanos) => self.refuse(cell, now, &p, cost, Some(nanos)),
-            Decision::TooCostly => self.refuse(cell, now, &p, cost, None),
+            Decision::Over(nanos) => self.refuse(cell, now, cost, Some(nanos)),
+            Decision::TooCostly => self.refuse(cell, now, cost, None),
         }
     }
 
     #[cold]
-    fn refuse(&self, cell: &Cell, now: u64, p: &Params, cost: u64, wait: Option<u64>) -> Verdict {
+    fn refuse(&self, cell: &Cell, now: u64, cost: u64, wait: Option<u64>) -> Verdict {
+        let p = &self.quota.get();
         if self.is_shadow() {
             self.counts.shadow_rejected.fetch_add(1, Ordering::Relaxed);
             self.metrics.shadow_rejected.increment(1);
@@ -305,9 +318,9 @@ impl Core {
     pub(crate) fn stats(&self) -> RateLimitStats {
         let (mut admitted, mut waited, mut extra) = (0u64, 0u64, 0u64);
         for hot in self.counts.hot.iter() {
-            admitted += hot.0.admitted.load(Ordering::Relaxed);
-            waited += hot.0.waited.load(Ordering::Relaxed);
-            extra = extra.wrapping_add(hot.0.extra_cost.load(Ordering::Relaxed));
+            admitted += hot.admitted.load(Ordering::Relaxed);
+            waited += hot.waited.load(Ordering::Relaxed);
+            extra = extra.wrapping_add(hot.extra_cost.load(Ordering::Relaxed));
         }
         RateLimitStats {
             admitted,
