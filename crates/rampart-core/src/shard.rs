@@ -17,10 +17,16 @@
 //! assert_eq!(total, 1);
 //! ```
 
-use std::sync::{
-    OnceLock,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    sync::{
+        Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
+
+use crate::sync::lock;
 
 /// Pads and aligns to two cache lines, so neighbouring shards never share one (adjacent-line
 /// prefetching pulls pairs of lines on x86).
@@ -30,8 +36,40 @@ pub struct Padded<T>(pub T);
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
+/// Slots of threads that have ended, smallest first: a new thread takes one of them before a
+/// new number, so slot numbers stay as dense as the threads alive at once (a blocking pool
+/// that churns through threads reuses the same few).
+static FREE_SLOTS: Mutex<BinaryHeap<Reverse<usize>>> = Mutex::new(BinaryHeap::new());
+
+/// A thread's slot number, given back when the thread ends.
+struct Slot(usize);
+
+impl Slot {
+    fn take() -> Self {
+        match lock(&FREE_SLOTS).pop() {
+            Some(Reverse(n)) => Slot(n),
+            None => Slot(NEXT_THREAD.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The thread's last write to its slots happens before this push, and the next owner
+        // takes the number under the same lock: one writer at a time, in order.
+        lock(&FREE_SLOTS).push(Reverse(self.0));
+    }
+}
+
 thread_local! {
-    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+    static THREAD_SLOT: Slot = Slot::take();
+}
+
+/// The calling thread's slot number; `usize::MAX` while the thread's locals are being torn
+/// down (its counts then go to the shared slot).
+#[inline]
+fn thread_slot() -> usize {
+    THREAD_SLOT.try_with(|s| s.0).unwrap_or(usize::MAX)
 }
 
 /// The number of shards: the CPU count rounded up to a power of two, at most 64.
@@ -48,17 +86,18 @@ pub fn shard_count() -> usize {
 /// The calling thread's shard, below [`shard_count`].
 #[inline]
 pub fn current_shard() -> usize {
-    THREAD_SLOT.with(|s| *s) & (shard_count() - 1)
+    thread_slot() & (shard_count() - 1)
 }
 
 /// Counters that each thread writes alone, so that bumping one is a plain load and store, not
 /// an atomic read-modify-write (on x86 a `lock`ed instruction costs several nanoseconds even
 /// uncontended).
 ///
-/// Each of the first threads of the process (twice [`shard_count`], at most 128) owns one
-/// slot, written by it alone and read by anyone; a thread beyond them (a blocking pool that
-/// has churned through many threads) shares one slot written with atomic adds. Either way the
-/// counts are exact; a reader sums the slots and may miss an add still in flight.
+/// Each thread owns one slot while it lives (twice [`shard_count`] slots, at most 128; a
+/// thread that ends gives its slot to the next one), written by it alone and read by anyone;
+/// the threads beyond them, when more are alive at once, share one slot written with atomic
+/// adds. Either way the counts are exact; a reader sums the slots and may miss an add still in
+/// flight.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +139,7 @@ impl<T> PerThread<T> {
     /// The calling thread's slot.
     #[inline]
     pub fn mine(&self) -> Mine<'_, T> {
-        let id = THREAD_SLOT.with(|s| *s);
+        let id = thread_slot();
         match self.owned.get(id) {
             Some(slot) => Mine {
                 slot: &slot.0,
@@ -155,6 +194,20 @@ mod tests {
     #[derive(Debug, Default)]
     struct Counts {
         n: AtomicU64,
+    }
+
+    #[test]
+    fn the_slots_of_ended_threads_are_given_out_again() {
+        let slots: std::collections::HashSet<usize> = (0..50)
+            .map(|_| {
+                std::thread::spawn(thread_slot)
+                    .join()
+                    .expect("a thread reading its slot")
+            })
+            .collect();
+        // One thread at a time: the same few numbers (a few more if other tests' threads
+        // come and go meanwhile), not fifty.
+        assert!(slots.len() < 10, "{slots:?}");
     }
 
     #[test]
