@@ -60,7 +60,7 @@ use crate::{
 /// The outcome: a response as the last attempt got it, with a [`RetryInfo`] in its
 /// extensions (attempts made, and why the middleware gave up if it is a failure); or
 /// `Error::Middleware` holding rampart-retry's [`RetryError`] (attempts, reason, and the last
-/// error as its source; [`find`] sees through it).
+/// error as its source; [`find`](crate::find) sees through it).
 ///
 /// [`DeadLetterMiddleware`]: crate::DeadLetterMiddleware
 ///
