@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::{core::BudgetCore, future::BudgetFuture, settle::Settle};
 use crate::cost::Cost;
 
-/// A service whose calls spend a budget. Made by [`BudgetLayer`].
+/// A service whose calls spend a budget. Made by [`BudgetLayer`](super::BudgetLayer).
 pub struct BudgetService<S, C, T> {
     pub(crate) inner: S,
     pub(crate) core: Arc<BudgetCore>,
