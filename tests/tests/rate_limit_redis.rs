@@ -100,6 +100,14 @@ struct Proxy {
     cut: Arc<AtomicBool>,
 }
 
+/// The `host:port` of a `redis://host:port` URL, for the proxy to forward to.
+fn redis_addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a redis://host:port URL for this test")
+}
+
 impl Proxy {
     async fn start(to: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -143,11 +151,7 @@ async fn with_redis_cut_off_the_local_fallback_decides_and_the_limiter_recovers(
     let Some(url) = rampart_tests::redis_url() else {
         return;
     };
-    let redis: SocketAddr = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a redis://host:port URL for this test");
+    let redis = redis_addr(&url);
     let proxy = Proxy::start(redis).await;
     let limiter = RedisRateLimiter::builder(
         format!("redis://{}", proxy.addr),
@@ -354,11 +358,7 @@ async fn a_refused_hot_key_is_refused_again_without_a_round_trip() {
     let Some(url) = rampart_tests::redis_url() else {
         return;
     };
-    let redis: SocketAddr = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a redis://host:port URL for this test");
+    let redis = redis_addr(&url);
     for cache in [10_000, 0] {
         let proxy = Proxy::start(redis).await;
         let limiter = RedisRateLimiter::builder(

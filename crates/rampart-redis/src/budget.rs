@@ -152,13 +152,8 @@ impl BudgetStore for RedisBudgetStore {
                 .get(self.key(name))
                 .await
                 .map_err(|e| self.unavailable(e))?;
-            text.map(|text| {
-                BudgetSnapshot::decode(&text).ok_or_else(|| {
-                    BudgetStoreError::new(&self.describe, BudgetStoreErrorKind::Corrupt)
-                        .with_source(format!("{}: {text:?} is not a snapshot", self.key(name)))
-                })
-            })
-            .transpose()
+            text.map(|text| BudgetSnapshot::from_stored(&self.describe, &self.key(name), &text))
+                .transpose()
         })
     }
 

@@ -99,15 +99,8 @@ impl BudgetStore for SqliteBudgetStore {
             .await
             .map_err(|e| self.error(BudgetStoreErrorKind::Unavailable, e))?
             .map_err(|e| self.error(BudgetStoreErrorKind::Unavailable, e))?;
-            text.map(|text| {
-                BudgetSnapshot::decode(&text).ok_or_else(|| {
-                    self.error(
-                        BudgetStoreErrorKind::Corrupt,
-                        format!("budget {name:?}: {text:?} is not a snapshot"),
-                    )
-                })
-            })
-            .transpose()
+            text.map(|text| BudgetSnapshot::from_stored(&self.describe(), name, &text))
+                .transpose()
         })
     }
 

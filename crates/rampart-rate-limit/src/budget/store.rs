@@ -85,6 +85,16 @@ impl BudgetSnapshot {
         .to_owned()
     }
 
+    /// Reads what the store `store` kept under `key` back: the snapshot, or a
+    /// [`Corrupt`](BudgetStoreErrorKind::Corrupt) error naming the store and the key. For
+    /// stores, which keep the text form.
+    pub fn from_stored(store: &str, key: &str, text: &str) -> Result<Self, BudgetStoreError> {
+        Self::decode(text).ok_or_else(|| {
+            BudgetStoreError::new(store, BudgetStoreErrorKind::Corrupt)
+                .with_source(format!("{key}: {text:?} is not a budget snapshot"))
+        })
+    }
+
     /// Reads [`encode`](Self::encode)'s text form back; `None` if it is not one.
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split_ascii_whitespace();
