@@ -28,6 +28,7 @@
 
 mod common;
 
+use rampart_core::header::IDEMPOTENCY_KEY;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -179,7 +180,7 @@ fn post(body: &Bytes) -> Request<Full<Bytes>> {
     Request::post("http://billing.internal:8080/v1/charges")
         .header("content-type", "application/json")
         .header("x-request-id", "0b6a1d1e-8f1c-4c31-9a57-2f1f7c9a6d3e")
-        .header("idempotency-key", "9c2e4a8e-2a3b-4f7a-b1d5-5c6e7f8091a2")
+        .header(IDEMPOTENCY_KEY, "9c2e4a8e-2a3b-4f7a-b1d5-5c6e7f8091a2")
         .body(Full::new(body.clone()))
         .expect("a valid request")
 }

@@ -34,6 +34,7 @@
 //!
 //! Run: `cargo bench -p rampart-benches --bench idempotency`.
 
+use rampart_core::header::IDEMPOTENCY_KEY;
 use std::{
     convert::Infallible,
     future::{Ready, ready},
@@ -111,7 +112,7 @@ where
     S: Service<Request<String>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let res = ready_call(svc, post(n, "idempotency-key")).expect("a response");
+    let res = ready_call(svc, post(n, IDEMPOTENCY_KEY)).expect("a response");
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(res.headers().contains_key("idempotent-replayed"), replayed);
 }
@@ -127,7 +128,7 @@ fn per_request(c: &mut Criterion) {
         &mut group,
         "baseline",
         service_fn(baseline),
-        "idempotency-key",
+        IDEMPOTENCY_KEY,
         || {
             n += 1;
             n
@@ -149,7 +150,7 @@ fn per_request(c: &mut Criterion) {
     check(&mut svc, 0, false);
     check(&mut svc, 1, false);
     let mut miss = 1u64;
-    bench_posts(&mut group, "rampart_miss", svc, "idempotency-key", || {
+    bench_posts(&mut group, "rampart_miss", svc, IDEMPOTENCY_KEY, || {
         miss += 1;
         miss
     });
@@ -157,7 +158,7 @@ fn per_request(c: &mut Criterion) {
     let mut svc = layer().layer(service_fn(handler));
     check(&mut svc, 0, false);
     check(&mut svc, 0, true);
-    bench_posts(&mut group, "rampart_replay", svc, "idempotency-key", || 0);
+    bench_posts(&mut group, "rampart_replay", svc, IDEMPOTENCY_KEY, || 0);
 
     redis_members(&mut group);
 
@@ -213,14 +214,14 @@ fn redis_members(group: &mut BenchmarkGroup<'_, WallTime>) {
             check(&mut svc, 0, false);
             check(&mut svc, 1, false);
             let mut miss = 1u64;
-            bench_posts(group, "redis_miss", svc, "idempotency-key", || {
+            bench_posts(group, "redis_miss", svc, IDEMPOTENCY_KEY, || {
                 miss += 1;
                 miss
             });
 
             let mut svc = layer().layer(service_fn(handler));
             check(&mut svc, 0, true);
-            bench_posts(group, "redis_replay", svc, "idempotency-key", || 0);
+            bench_posts(group, "redis_replay", svc, IDEMPOTENCY_KEY, || 0);
             rt.block_on(store.clear())
                 .expect("the bench's keys removed");
         }

@@ -31,6 +31,7 @@
 //!
 //! Run: `cargo bench -p rampart-benches --bench retry`.
 
+use rampart_core::header::IDEMPOTENCY_KEY;
 use std::{
     convert::Infallible,
     future::{Ready, ready},
@@ -149,7 +150,7 @@ fn success(c: &mut Criterion) {
 fn check_key(layer: &IdempotencyKeyLayer, version: u8) {
     let mut svc = layer.layer(service_fn(|req: Request<()>| {
         ready(Ok::<_, Infallible>(
-            req.headers().get("idempotency-key").cloned(),
+            req.headers().get(IDEMPOTENCY_KEY).cloned(),
         ))
     }));
     let key = ready_call(&mut svc, post())

@@ -9,6 +9,7 @@
 //!   goes on, and it ends with what was done and what was parked, instead of an error that
 //!   throws the finished work away.
 
+use rampart::core::header::IDEMPOTENCY_KEY;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -24,6 +25,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use rampart::core::sync::lock;
 use rampart::{
     ServiceBuilderExt,
     circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerHandle, State},
@@ -56,10 +58,7 @@ pub async fn upstream(
                     .unwrap_or("")
                     .to_owned();
                 let fails = failing.contains(&user.as_str());
-                *r1.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(user)
-                    .or_default() += 1;
+                *lock(&r1).entry(user).or_default() += 1;
                 if fails {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {
@@ -70,10 +69,7 @@ pub async fn upstream(
         .route(
             "/items/{n}",
             post(move |Path(n): Path<u32>| async move {
-                *r2.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(format!("item {n}"))
-                    .or_default() += 1;
+                *lock(&r2).entry(format!("item {n}")).or_default() += 1;
                 if bad_items.contains(&n) {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {
@@ -169,7 +165,7 @@ pub async fn batch(
         // An idempotency key per item, derived from it: a redrive (or a rerun of the batch)
         // is recognised by the server.
         let req = Request::post(format!("http://{addr}/items/{n}"))
-            .header("idempotency-key", format!("batch-7/item-{n}"))
+            .header(IDEMPOTENCY_KEY, format!("batch-7/item-{n}"))
             .body(Full::new(Bytes::from(format!("{{\"item\":{n}}}"))))?;
         match client.clone().oneshot(req).await {
             Ok(res) if res.status().is_success() => report.done.push(n),

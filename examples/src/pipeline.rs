@@ -15,6 +15,7 @@
 //! deadline counts its wait for a permit too (here there is no wait: the bulkhead fails
 //! fast).
 
+use rampart::core::header::IDEMPOTENCY_KEY;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
@@ -235,8 +236,8 @@ async fn pay(
     body: Bytes,
 ) -> (StatusCode, String) {
     let mut req = Request::post(format!("http://{}/charge", state.processor));
-    if let Some(key) = headers.get("idempotency-key") {
-        req = req.header("idempotency-key", key);
+    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
+        req = req.header(IDEMPOTENCY_KEY, key);
     }
     let Ok(req) = req.body(Full::new(body)) else {
         return (StatusCode::BAD_REQUEST, "bad request".into());

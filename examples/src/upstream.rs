@@ -15,6 +15,7 @@
 //! The last one is the case idempotency keys exist for: the work happened, the client can't
 //! know, and its retry must not do it again.
 
+use rampart::core::header::{GRPC_RETRY_PUSHBACK_MS, IDEMPOTENCY_KEY};
 use std::{
     collections::HashMap,
     convert::Infallible,
@@ -33,6 +34,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use rampart::core::error::BoxError;
+use rampart::core::sync::lock;
 use rampart_idempotency::{
     IdempotencyLayer, IdempotencyOutcome as Outcome, KeyPolicy, MemoryStore,
 };
@@ -205,11 +207,7 @@ impl Upstream {
 
     /// How many times each key's order was executed.
     pub fn effects(&self) -> HashMap<String, u32> {
-        self.shared
-            .effects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.shared.effects).clone()
     }
 
     /// What it did so far.
@@ -235,12 +233,12 @@ async fn order(
     body: String,
 ) -> Response<Body> {
     let key = headers
-        .get("idempotency-key")
+        .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
     let n = {
-        let mut effects = shared.effects.lock().unwrap_or_else(|p| p.into_inner());
+        let mut effects = lock(&shared.effects);
         let n = effects.entry(key).or_default();
         *n += 1;
         *n
@@ -281,16 +279,11 @@ async fn grpc_place(
     body: Bytes,
 ) -> Response<Body> {
     let key = headers
-        .get("idempotency-key")
+        .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    *shared
-        .effects
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_default() += 1;
+    *lock(&shared.effects).entry(key).or_default() += 1;
     grpc_ok(body.slice(5.min(body.len())..))
 }
 
@@ -310,7 +303,7 @@ fn grpc_status(code: u8, pushback_ms: Option<&'static str>) -> Response<Body> {
     h.insert("grpc-status", http::HeaderValue::from(u16::from(code)));
     h.insert("grpc-message", http::HeaderValue::from_static("injected"));
     if let Some(ms) = pushback_ms {
-        h.insert("grpc-retry-pushback-ms", http::HeaderValue::from_static(ms));
+        h.insert(GRPC_RETRY_PUSHBACK_MS, http::HeaderValue::from_static(ms));
     }
     res
 }
@@ -350,12 +343,7 @@ enum Fault {
 impl Injector {
     fn draw(&self) -> Fault {
         let f = self.shared.faults;
-        let x = self
-            .shared
-            .rng
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .f64();
+        let x = lock(&self.shared.rng).f64();
         let mut edge = f.server_error;
         if x < edge {
             return Fault::ServerError;

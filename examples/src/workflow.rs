@@ -19,6 +19,7 @@
 //! - A step that was cut while the server was still running it finds the key taken (`409`)
 //!   until the server finishes or its lease expires: the stack retries it.
 
+use rampart::core::header::IDEMPOTENCY_KEY;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -35,6 +36,7 @@ use axum::{
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use rampart::core::sync::lock;
 use rampart::{
     core::error::BoxError,
     dead_letter::{DeadLetterStore, MemoryStore},
@@ -136,7 +138,7 @@ pub async fn run(addr: SocketAddr, job: &Job) -> Result<Vec<(&'static str, u16)>
     let mut done = Vec::new();
     for step in &job.steps {
         let req = Request::post(format!("http://{addr}/effects/{}", step.op))
-            .header("idempotency-key", step_key(&job.id, step))
+            .header(IDEMPOTENCY_KEY, step_key(&job.id, step))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(serde_json::to_vec(&step.params)?)))?;
         let res = client.clone().oneshot(req).await?;
@@ -173,23 +175,20 @@ pub struct EffectsServer {
 impl EffectsServer {
     /// What the server saw so far.
     pub fn ledger(&self) -> Ledger {
-        self.ledger
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.ledger).clone()
     }
 
     /// Holds back the answer of `op` once its work is done (for 30 s), notifying the returned
     /// `Notify` when the work is done.
     pub fn hold_after(&self, op: &str) -> Arc<tokio::sync::Notify> {
         let done = Arc::new(tokio::sync::Notify::new());
-        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some((op.to_owned(), done.clone()));
+        *lock(&self.hold) = Some((op.to_owned(), done.clone()));
         done
     }
 
     /// Stops holding answers back.
     pub fn release(&self) {
-        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.hold) = None;
     }
 
     /// Serves `POST /effects/{op}` on `127.0.0.1:0` behind a server-side idempotency layer
@@ -215,18 +214,9 @@ impl EffectsServer {
                       next: axum::middleware::Next| {
                     let seen = seen.clone();
                     async move {
-                        *seen
-                            .ledger
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .calls
-                            .entry(op.clone())
-                            .or_default() += 1;
+                        *lock(&seen.ledger).calls.entry(op.clone()).or_default() += 1;
                         let res = next.run(req).await;
-                        let held = seen
-                            .hold
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                        let held = lock(&seen.hold)
                             .as_ref()
                             .filter(|(h, _)| *h == op)
                             .map(|(_, done)| done.clone());
@@ -252,13 +242,7 @@ async fn effect(
     Path(op): Path<String>,
     _headers: HeaderMap,
 ) -> StatusCode {
-    *server
-        .ledger
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .effects
-        .entry(op)
-        .or_default() += 1;
+    *lock(&server.ledger).effects.entry(op).or_default() += 1;
     StatusCode::CREATED
 }
 

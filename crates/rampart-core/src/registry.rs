@@ -143,7 +143,7 @@ impl<K: fmt::Debug, V> fmt::Debug for KeyedRegistry<K, V> {
         f.debug_struct("KeyedRegistry")
             .field("max_keys", &self.max_keys)
             .field("idle_secs", &self.idle_secs)
-            .field("keys", &self.map.read().map_or(0, |m| m.len()))
+            .field("keys", &crate::sync::read(&self.map).len())
             .finish_non_exhaustive()
     }
 }

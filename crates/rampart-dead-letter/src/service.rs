@@ -13,6 +13,7 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use rampart_core::{
+    BoxFuture,
     body::{ReadRequest, ReplayBody},
     error::BoxError,
 };
@@ -117,7 +118,7 @@ pin_project! {
             snap: Option<Snapshot>,
         },
         Parking {
-            fut: Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>,
+            fut: BoxFuture<'static, Result<S::Response, BoxError>>,
         },
     }
 }
@@ -219,7 +220,7 @@ fn park<M, ResB>(
     mode: M,
     snap: Snapshot,
     (kind, failure): (crate::record::FailureKind, Final<ResB>),
-) -> Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>
+) -> BoxFuture<'static, Result<Response<ResB>, BoxError>>
 where
     M: OnParked<ResB>,
     ResB: Send + 'static,

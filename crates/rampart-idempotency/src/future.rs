@@ -13,6 +13,7 @@ use http::{HeaderValue, Request, Response, request::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use rampart_core::{
+    BoxFuture,
     body::{ReadBody, ReplayBody},
     error::BoxError,
 };
@@ -23,11 +24,11 @@ use crate::{
     headers::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED},
     outcome::{IdempotencyOutcome, IdempotencyProblem},
     response::{StoredResponse, storable_headers},
-    store::{Begin, BoxFuture, Lease, LeaseToken, StoreErrorKind, StoreKey},
+    store::{Begin, Lease, LeaseToken, StoreErrorKind, StoreKey},
 };
 
 /// What a keyed request's future resolves to.
-type Keyed<ResB, E> = Pin<Box<dyn Future<Output = Result<Response<ReplayBody<ResB>>, E>> + Send>>;
+type Keyed<ResB, E> = BoxFuture<'static, Result<Response<ReplayBody<ResB>>, E>>;
 
 pin_project! {
     /// The response future of [`Idempotency`](crate::Idempotency).
@@ -237,7 +238,7 @@ where
         lease.release("status").await;
         return Ok(executed(&shared, head, streaming(body), false));
     }
-    let mut storing: Pin<Box<dyn Future<Output = Response<ReplayBody<ResB>>> + Send>> =
+    let mut storing: BoxFuture<'static, Response<ReplayBody<ResB>>> =
         Box::pin(store_response(shared.clone(), lease, head, body));
     // Most responses are stored at once (a whole body, a store that answers at once): then no
     // task is needed. Only what is still pending is handed to one.

@@ -309,6 +309,21 @@ impl NatsDeadLetterStoreBuilder {
     }
 }
 
+impl NatsDeadLetterStore {
+    /// Connects to the NATS server at `url` (`nats://[user:password@]host[:port]`, several
+    /// separated by commas) with the default settings: bucket `rampart_dlq`, one replica, 3 s
+    /// to connect and 3 s per answer. See [`builder`](Self::builder) for the others and
+    /// [`NatsDeadLetterStoreBuilder::connect`] for the errors.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    /// A builder for a store on the NATS server(s) at `url`.
+    pub fn builder(url: impl Into<String>) -> NatsDeadLetterStoreBuilder {
+        NatsDeadLetterStoreBuilder::new(url.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

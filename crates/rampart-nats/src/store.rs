@@ -18,10 +18,7 @@ use rampart_dead_letter::{
     StoreErrorKind,
 };
 
-use crate::{
-    NatsDeadLetterStoreBuilder,
-    error::{from_nats, timed_out},
-};
+use crate::error::{from_nats, timed_out};
 
 /// Requests in flight at once when one operation touches many records.
 const CONCURRENCY: usize = 64;
@@ -57,19 +54,6 @@ struct Entry {
 }
 
 impl NatsDeadLetterStore {
-    /// Connects to the NATS server at `url` (`nats://[user:password@]host[:port]`, several
-    /// separated by commas) with the default settings: bucket `rampart_dlq`, one replica, 3 s
-    /// to connect and 3 s per answer. See [`builder`](Self::builder) for the others and
-    /// [`NatsDeadLetterStoreBuilder::connect`] for the errors.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::builder(url).connect().await
-    }
-
-    /// A builder for a store on the NATS server(s) at `url`.
-    pub fn builder(url: impl Into<String>) -> NatsDeadLetterStoreBuilder {
-        NatsDeadLetterStoreBuilder::new(url.into())
-    }
-
     /// The bucket's name.
     pub fn bucket(&self) -> &str {
         &self.kv.name

@@ -1,6 +1,6 @@
 //! [`RateLimitBuilder`]: a rate limit's configuration, checked when the layer is built.
 
-use std::{fmt, hash::Hash, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use rampart_core::{
     clock::{SharedClock, default_clock},
@@ -8,15 +8,10 @@ use rampart_core::{
     registry::RegistryLimits,
 };
 
-use crate::{
-    cost::UnitCost,
-    layer::RateLimitLayer,
-    limiter::{Core, KeyedLimit, SingleLimit},
-    quota::Quota,
-};
+use crate::{quota::Quota, state::Core};
 
 /// The component name in configuration errors.
-const COMPONENT: &str = "rate_limit";
+pub(crate) const COMPONENT: &str = "rate_limit";
 
 /// Configures a rate limit; [`layer`](Self::layer) (one limit for every call) or
 /// [`keyed`](Self::keyed) (one per key) checks it and builds the layer.
@@ -26,9 +21,9 @@ pub struct RateLimitBuilder {
     quota: Quota,
     max_wait: Duration,
     shadow: bool,
-    clock: SharedClock,
+    pub(crate) clock: SharedClock,
     fast_clock: bool,
-    limits: RegistryLimits,
+    pub(crate) limits: RegistryLimits,
 }
 
 impl fmt::Debug for RateLimitBuilder {
@@ -110,7 +105,7 @@ impl RateLimitBuilder {
         self
     }
 
-    fn core(&self) -> Result<Arc<Core>, ConfigError> {
+    pub(crate) fn core(&self) -> Result<Arc<Core>, ConfigError> {
         let params = self.quota.params(COMPONENT)?;
         Ok(Arc::new(Core::new(
             self.name.clone(),
@@ -120,25 +115,5 @@ impl RateLimitBuilder {
             self.clock.clone(),
             self.fast_clock,
         )))
-    }
-
-    /// One limit for every call.
-    pub fn layer(self) -> Result<RateLimitLayer, ConfigError> {
-        Ok(RateLimitLayer::from_limit(
-            Arc::new(SingleLimit::new(self.core()?)),
-            UnitCost,
-        ))
-    }
-
-    /// One limit per key, from `extractor` (per tenant, per host, per route: the
-    /// `rampart_core::key` extractors or a `key_fn`). Requests without a key share one limit.
-    pub fn keyed<X, K>(self, extractor: X) -> Result<RateLimitLayer<KeyedLimit<X, K>>, ConfigError>
-    where
-        K: Hash + Eq + Clone,
-    {
-        self.limits.validate(COMPONENT)?;
-        let core = self.core()?;
-        let keyed = KeyedLimit::new(core, extractor, self.limits, self.clock.clone());
-        Ok(RateLimitLayer::from_limit(Arc::new(keyed), UnitCost))
     }
 }

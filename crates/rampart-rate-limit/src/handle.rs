@@ -4,7 +4,10 @@ use std::{fmt, sync::Arc};
 
 use rampart_core::error::ConfigError;
 
-use crate::{RateLimitStats, limiter::Core, quota::Quota};
+use crate::{
+    quota::Quota,
+    state::{Core, RateLimitStats},
+};
 
 /// A handle on one rate limit: what it decided, and its quota and shadow mode changed at run
 /// time (a new quota applies to the next decision; what each key has spent is kept, as time

@@ -1,15 +1,15 @@
 //! [`RateLimitLayer`].
 
-use std::{fmt, sync::Arc};
+use std::{fmt, hash::Hash, sync::Arc};
 
 use rampart_core::error::ConfigError;
 use tower_layer::Layer;
 
 use crate::{
-    config::RateLimitBuilder,
+    config::{COMPONENT, RateLimitBuilder},
     cost::UnitCost,
     handle::RateLimitHandle,
-    limiter::{HasCore, SingleLimit},
+    limiter::{HasCore, KeyedLimit, SingleLimit},
     quota::Quota,
     service::RateLimit,
 };
@@ -100,5 +100,27 @@ impl<S, L, C: Clone> Layer<S> for RateLimitLayer<L, C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit::new(inner, self.limit.clone(), self.cost.clone())
+    }
+}
+
+impl RateLimitBuilder {
+    /// One limit for every call.
+    pub fn layer(self) -> Result<RateLimitLayer, ConfigError> {
+        Ok(RateLimitLayer::from_limit(
+            Arc::new(SingleLimit::new(self.core()?)),
+            UnitCost,
+        ))
+    }
+
+    /// One limit per key, from `extractor` (per tenant, per host, per route: the
+    /// `rampart_core::key` extractors or a `key_fn`). Requests without a key share one limit.
+    pub fn keyed<X, K>(self, extractor: X) -> Result<RateLimitLayer<KeyedLimit<X, K>>, ConfigError>
+    where
+        K: Hash + Eq + Clone,
+    {
+        self.limits.validate(COMPONENT)?;
+        let core = self.core()?;
+        let keyed = KeyedLimit::new(core, extractor, self.limits, self.clock.clone());
+        Ok(RateLimitLayer::from_limit(Arc::new(keyed), UnitCost))
     }
 }

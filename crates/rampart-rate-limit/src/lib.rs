@@ -93,6 +93,7 @@ mod limiter;
 mod quota;
 mod remote;
 mod service;
+mod state;
 
 pub use crate::{
     config::RateLimitBuilder,
@@ -100,10 +101,11 @@ pub use crate::{
     future::ResponseFuture,
     handle::RateLimitHandle,
     layer::RateLimitLayer,
-    limiter::{HasCore, KeyedLimit, Limit, RateLimitStats, SingleLimit},
+    limiter::{HasCore, KeyedLimit, Limit, SingleLimit},
     quota::Quota,
     remote::{RemoteFuture, RemoteLimit, RemoteRateLimit, RemoteRateLimitLayer},
     service::RateLimit,
+    state::RateLimitStats,
 };
 
 /// The error of a [`RateLimit`] service: the refusal, or the inner service's error.

@@ -103,6 +103,10 @@ pub struct RemoteRateLimit<S, R, C> {
     cost: C,
 }
 
+impl<S, R, C> RemoteRateLimit<S, R, C> {
+    rampart_core::inner_service_accessors!();
+}
+
 impl<S: Clone, R, C: Clone> Clone for RemoteRateLimit<S, R, C> {
     fn clone(&self) -> Self {
         Self {

@@ -255,6 +255,21 @@ impl RedisDeadLetterStoreBuilder {
     }
 }
 
+impl RedisDeadLetterStore {
+    /// Connects to the Redis at `url` (`redis://[[user]:password@]host[:port][/db]`, or
+    /// `redis+unix:///path?db=N`) with the default settings: prefix `rampart:dlq`, 3 s to
+    /// connect and 3 s per answer. See [`builder`](Self::builder) for the others and
+    /// [`RedisDeadLetterStoreBuilder::connect`] for the errors.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    /// A builder for a store on the Redis at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisDeadLetterStoreBuilder {
+        RedisDeadLetterStoreBuilder::new(url.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@ use rampart_dead_letter::{
 use redis::{ErrorKind, RedisResult, ServerErrorKind, aio::ConnectionManager};
 
 use crate::{
-    RedisDeadLetterStoreBuilder,
     error::{from_redis, timed_out, unexpected},
     scripts::Scripts,
 };
@@ -87,19 +86,6 @@ impl fmt::Debug for RedisDeadLetterStore {
 }
 
 impl RedisDeadLetterStore {
-    /// Connects to the Redis at `url` (`redis://[[user]:password@]host[:port][/db]`, or
-    /// `redis+unix:///path?db=N`) with the default settings: prefix `rampart:dlq`, 3 s to
-    /// connect and 3 s per answer. See [`builder`](Self::builder) for the others and
-    /// [`RedisDeadLetterStoreBuilder::connect`] for the errors.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::builder(url).connect().await
-    }
-
-    /// A builder for a store on the Redis at `url`.
-    pub fn builder(url: impl Into<String>) -> RedisDeadLetterStoreBuilder {
-        RedisDeadLetterStoreBuilder::new(url.into())
-    }
-
     /// The stream every appended record is added to (`<prefix>:stream`), for consumers.
     pub fn stream_key(&self) -> &str {
         &self.keys.stream

@@ -15,6 +15,7 @@
 //! | `/health/live`, `/health/ready`, `/health` | `HealthRegistry`: breaker, bulkhead, a probe of the downstream |
 #![allow(clippy::print_stdout)]
 
+use rampart::core::header::IDEMPOTENCY_KEY;
 use std::{
     sync::{
         Arc,
@@ -172,7 +173,7 @@ async fn main() -> Result<(), BoxError> {
             .method(method)
             .uri(format!("http://{addr}{path}"));
         if let Some(k) = key {
-            req = req.header("idempotency-key", k);
+            req = req.header(IDEMPOTENCY_KEY, k);
         }
         let req = req.body(Full::new(Bytes::from_static(b"{\"widgets\":3}")));
         let client = client.clone();

@@ -30,6 +30,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use rampart::core::sync::lock;
 use rampart::{
     core::{attempt::AttemptCounter, error::BoxError},
     dead_letter::{DeadLetterStore, Redrive, SqliteStore, State, Summary},
@@ -104,11 +105,7 @@ async fn main() -> Result<(), BoxError> {
                 start.elapsed().as_secs_f64(),
                 t.reason
             );
-            tally
-                .transitions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(line);
+            lock(&tally.transitions).push(line);
         }
     })?;
 
@@ -227,11 +224,7 @@ async fn main() -> Result<(), BoxError> {
     let confirmed = tally.confirmed.load(Ordering::Relaxed);
     let parked = tally.parked.load(Ordering::Relaxed);
     let unparked = tally.failed_unparked.load(Ordering::Relaxed);
-    let transitions = tally
-        .transitions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let transitions = lock(&tally.transitions).clone();
     let posts = tally.posts.load(Ordering::Relaxed);
     let first = tally.first_try.load(Ordering::Relaxed);
     let retried = tally.after_retries.load(Ordering::Relaxed);

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use rampart::core::sync::lock;
 use rampart::{core::error::BoxError, dead_letter::SqliteStore};
 use rampart_examples::per_user;
 
@@ -23,7 +24,7 @@ async fn main() -> Result<(), BoxError> {
 
     let report = per_user::isolate(addr, &["alice", "bob", "mallory"], 20).await?;
     println!("user      ok  failed  refused  breaker   calls the upstream saw");
-    let seen = received.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let seen = lock(&received).clone();
     for (user, r) in &report {
         println!(
             "{user:<8} {:>3}  {:>6}  {:>7}  {:<8}  {}",

@@ -13,6 +13,7 @@
 //! 4. Exports spend a daily credit budget: once it cannot cover one more, `429` until midnight.
 #![allow(clippy::print_stdout)]
 
+use rampart::core::header::IDEMPOTENCY_KEY;
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -47,7 +48,7 @@ async fn main() -> Result<(), BoxError> {
                 req = req.header(&PRIORITY, class);
             }
             if method == "POST" && path.starts_with("/payments") {
-                req = req.header("idempotency-key", format!("key-{path}"));
+                req = req.header(IDEMPOTENCY_KEY, format!("key-{path}"));
             }
             let res = client
                 .request(req.body(Full::new(Bytes::from_static(b"{}")))?)

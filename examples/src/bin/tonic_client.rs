@@ -17,6 +17,7 @@
 //! | `BufferBodyLayer` + `HttpReplay` | hold each request body so a retry can send it again |
 #![allow(clippy::print_stdout)]
 
+use rampart::core::header::GRPC_RETRY_PUSHBACK_MS;
 use std::{
     net::SocketAddr,
     sync::{
@@ -70,7 +71,7 @@ impl Health for Flaky {
         if self.down.load(Ordering::SeqCst) || (self.flaky.load(Ordering::SeqCst) && n % 3 == 2) {
             let mut status = Status::unavailable("busy");
             status.metadata_mut().insert(
-                "grpc-retry-pushback-ms",
+                GRPC_RETRY_PUSHBACK_MS,
                 tonic::metadata::MetadataValue::from_static("20"),
             );
             return Err(status);

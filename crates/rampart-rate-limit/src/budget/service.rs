@@ -20,6 +20,10 @@ pub struct BudgetService<S, C, T> {
     pub(crate) settle: T,
 }
 
+impl<S, C, T> BudgetService<S, C, T> {
+    rampart_core::inner_service_accessors!();
+}
+
 impl<S: Clone, C: Clone, T: Clone> Clone for BudgetService<S, C, T> {
     fn clone(&self) -> Self {
         Self {

@@ -60,6 +60,10 @@ pub struct BufferBody<S> {
     limit: usize,
 }
 
+impl<S> BufferBody<S> {
+    rampart_core::inner_service_accessors!();
+}
+
 /// Bodies must be `Unpin` (hyper's, axum's, reqwest's and http-body-util's are), since they
 /// are read in place and then moved into the request.
 impl<S, B> Service<Request<B>> for BufferBody<S>
