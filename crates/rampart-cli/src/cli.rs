@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rampart_dead_letter::{DeadLetterId, FailureKind, Filter, State};
+use rampart_dead_letter::{DeadLetterId, Filter, ParkReason, State};
 
 use crate::format::parse_duration;
 
@@ -99,14 +99,14 @@ pub(crate) enum KindArg {
     Timeout,
 }
 
-impl From<KindArg> for FailureKind {
+impl From<KindArg> for ParkReason {
     fn from(k: KindArg) -> Self {
         match k {
-            KindArg::Transient => FailureKind::Transient,
-            KindArg::Fatal => FailureKind::Fatal,
-            KindArg::CircuitOpen => FailureKind::CircuitOpen,
-            KindArg::BulkheadFull => FailureKind::BulkheadFull,
-            KindArg::Timeout => FailureKind::Timeout,
+            KindArg::Transient => ParkReason::Transient,
+            KindArg::Fatal => ParkReason::Fatal,
+            KindArg::CircuitOpen => ParkReason::CircuitOpen,
+            KindArg::BulkheadFull => ParkReason::BulkheadFull,
+            KindArg::Timeout => ParkReason::Timeout,
         }
     }
 }
@@ -147,7 +147,7 @@ impl FilterArgs {
             parts.push(format!("state={}", State::from(s)));
         }
         if let Some(k) = self.kind {
-            parts.push(format!("kind={}", FailureKind::from(k)));
+            parts.push(format!("kind={}", ParkReason::from(k)));
         }
         if let Some(s) = &self.service {
             parts.push(format!("service={s}"));
@@ -301,7 +301,7 @@ mod tests {
         };
         let filter = list.filter.to_filter(SystemTime::now());
         assert_eq!(filter.state, Some(State::GivenUp));
-        assert_eq!(filter.kind, Some(FailureKind::CircuitOpen));
+        assert_eq!(filter.kind, Some(ParkReason::CircuitOpen));
         assert_eq!(list.limit, 50);
         assert_eq!(list.filter.describe(), "state=given_up kind=circuit_open");
     }

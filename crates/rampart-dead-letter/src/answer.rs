@@ -6,7 +6,7 @@ use rampart_core::error::BoxError;
 
 use crate::{
     error::{FailedResponse, ParkFailed, Parked},
-    record::{DeadLetterId, FailureKind},
+    record::{DeadLetterId, ParkReason},
     shared::Final,
     store::StoreError,
 };
@@ -21,7 +21,7 @@ pub trait OnParked<ResB>: Clone + Send + Sync + 'static {
     fn parked(
         &self,
         id: DeadLetterId,
-        kind: FailureKind,
+        kind: ParkReason,
         failure: Final<ResB>,
         durable: bool,
     ) -> Result<Response<ResB>, BoxError>;
@@ -61,7 +61,7 @@ impl<ResB: Send + 'static> OnParked<ResB> for ReturnFailure {
     fn parked(
         &self,
         id: DeadLetterId,
-        kind: FailureKind,
+        kind: ParkReason,
         failure: Final<ResB>,
         _durable: bool,
     ) -> Result<Response<ResB>, BoxError> {
@@ -79,7 +79,7 @@ impl<ResB: Default + Send + 'static> OnParked<ResB> for AcceptForLater {
     fn parked(
         &self,
         id: DeadLetterId,
-        kind: FailureKind,
+        kind: ParkReason,
         failure: Final<ResB>,
         durable: bool,
     ) -> Result<Response<ResB>, BoxError> {
@@ -100,7 +100,7 @@ impl<ResB: Default + Send + 'static> OnParked<ResB> for AcceptForLater {
 
 /// The error for a failure no store could keep.
 pub(crate) fn park_failed<ResB>(
-    kind: FailureKind,
+    kind: ParkReason,
     failure: Final<ResB>,
     stores: Vec<StoreError>,
 ) -> BoxError {

@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::{
-    record::{Failure, FailureKind},
+    record::{Failure, ParkReason},
     shared::{Final, Shared, Snapshot},
 };
 
@@ -109,7 +109,7 @@ where
                     .trailers_ref()
                     .map(|t| crate::kind::trailers_failure(classifier, StatusCode::OK, Some(t))),
                 Some(Err(e)) => Some(Some(Failure {
-                    kind: FailureKind::Transient,
+                    kind: ParkReason::Transient,
                     status: Some(200),
                     chain: vec![
                         rampart_core::redact::text(&format!("the gRPC response body failed: {e}"))

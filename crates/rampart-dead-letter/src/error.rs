@@ -6,7 +6,7 @@ use std::{error::Error, fmt};
 use rampart_core::error::BoxError;
 
 use crate::{
-    record::{DeadLetterId, FailureKind},
+    record::{DeadLetterId, ParkReason},
     store::StoreError,
 };
 
@@ -17,7 +17,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Parked {
     id: DeadLetterId,
-    kind: FailureKind,
+    kind: ParkReason,
     source: BoxError,
 }
 
@@ -25,7 +25,7 @@ impl Parked {
     /// The error for a failure parked as `id`: `source` annotated, as a
     /// [`DeadLetterLayer`](crate::DeadLetterLayer) answers. For adapters that park with a
     /// [`Parker`](crate::Parker).
-    pub fn new(id: DeadLetterId, kind: FailureKind, source: BoxError) -> Self {
+    pub fn new(id: DeadLetterId, kind: ParkReason, source: BoxError) -> Self {
         Self { id, kind, source }
     }
 
@@ -35,7 +35,7 @@ impl Parked {
     }
 
     /// How the request failed.
-    pub fn kind(&self) -> FailureKind {
+    pub fn kind(&self) -> ParkReason {
         self.kind
     }
 
@@ -67,7 +67,7 @@ impl Error for Parked {
 /// Nothing is dropped silently: this reaches the caller, who still holds the failure.
 #[derive(Debug)]
 pub struct ParkFailed {
-    kind: FailureKind,
+    kind: ParkReason,
     original: BoxError,
     stores: Vec<StoreError>,
 }
@@ -75,7 +75,7 @@ pub struct ParkFailed {
 impl ParkFailed {
     /// The error for a failure no store kept: the original failure and every store's error.
     /// For adapters that park with a [`Parker`](crate::Parker).
-    pub fn new(kind: FailureKind, original: BoxError, stores: Vec<StoreError>) -> Self {
+    pub fn new(kind: ParkReason, original: BoxError, stores: Vec<StoreError>) -> Self {
         Self {
             kind,
             original,
@@ -84,7 +84,7 @@ impl ParkFailed {
     }
 
     /// How the request failed.
-    pub fn kind(&self) -> FailureKind {
+    pub fn kind(&self) -> ParkReason {
         self.kind
     }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rampart_core::redact;
 
-use crate::{DeadLetterId, DeadLetterStore, FailureKind, Filter, Query, State, StoreError};
+use crate::{DeadLetterId, DeadLetterStore, Filter, ParkReason, Query, State, StoreError};
 
 /// One group of records that failed the same way, by [`normalise_error`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub struct ErrorCount {
     /// Records in the group.
     pub count: u64,
     /// Their failure kind (the first record's, if they differ).
-    pub kind: FailureKind,
+    pub kind: ParkReason,
     /// The oldest record of the group, to look at with `rampart dlq show`.
     pub example: DeadLetterId,
 }
@@ -189,7 +189,7 @@ mod tests {
         let fail = |chain: &str, i: u32| {
             let mut r = record(i);
             r.failure = Failure {
-                kind: FailureKind::Transient,
+                kind: ParkReason::Transient,
                 status: None,
                 chain: vec![chain.to_owned()],
             };

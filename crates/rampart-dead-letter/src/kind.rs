@@ -1,5 +1,5 @@
 //! Which failures are parked: how a final response ([`DeadLetterClassifier`], or any
-//! [`ClassifyResponse`]) or error ([`error_kind`]) becomes a [`FailureKind`], and the set of
+//! [`ClassifyResponse`]) or error ([`error_kind`]) becomes a [`ParkReason`], and the set of
 //! kinds a layer parks ([`ParkOn`]).
 
 use std::error::Error;
@@ -14,7 +14,7 @@ use rampart_core::{
     rejection::{Rejected, RejectionKind},
 };
 
-use crate::record::{Failure, FailureKind};
+use crate::record::{Failure, ParkReason};
 
 /// The default classifier of the dead-letter layer and of [`Redrive`](crate::Redrive):
 /// HTTP rules for an HTTP answer, gRPC rules for a gRPC one (`content-type:
@@ -104,10 +104,10 @@ impl ClassifyResponse for DeadLetterClassifier {
 
 /// The kind of a failure [`Outcome`]: transient or fatal; `None` for a success or an ignored
 /// answer, which is not parked.
-pub(crate) fn outcome_kind(outcome: Outcome) -> Option<FailureKind> {
+pub(crate) fn outcome_kind(outcome: Outcome) -> Option<ParkReason> {
     match outcome {
-        Outcome::Failure(CoreKind::Transient) => Some(FailureKind::Transient),
-        Outcome::Failure(CoreKind::Fatal) => Some(FailureKind::Fatal),
+        Outcome::Failure(CoreKind::Transient) => Some(ParkReason::Transient),
+        Outcome::Failure(CoreKind::Fatal) => Some(ParkReason::Fatal),
         Outcome::Success | Outcome::Ignored => None,
     }
 }
@@ -138,30 +138,30 @@ pub(crate) fn trailers_failure(
 ///
 /// | found in the chain | kind |
 /// |---|---|
-/// | a rampart rejection ([`Rejected::find`]): [`CircuitOpen`](rampart_core::rejection::CircuitOpen), [`BulkheadFull`](rampart_core::rejection::BulkheadFull), [`Elapsed`](rampart_core::error::Elapsed) (every rampart timeout, e.g. a retry whose last attempt timed out) | [`CircuitOpen`](FailureKind::CircuitOpen), [`BulkheadFull`](FailureKind::BulkheadFull), [`Timeout`](FailureKind::Timeout) |
-/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, an `io::Error` of kind `TimedOut` | [`Timeout`](FailureKind::Timeout) |
-/// | anything else (a transport error) | [`Transient`](FailureKind::Transient) |
-pub fn error_kind(err: &(dyn Error + 'static)) -> FailureKind {
+/// | a rampart rejection ([`Rejected::find`]): [`CircuitOpen`](rampart_core::rejection::CircuitOpen), [`BulkheadFull`](rampart_core::rejection::BulkheadFull), [`Elapsed`](rampart_core::error::Elapsed) (every rampart timeout, e.g. a retry whose last attempt timed out) | [`CircuitOpen`](ParkReason::CircuitOpen), [`BulkheadFull`](ParkReason::BulkheadFull), [`Timeout`](ParkReason::Timeout) |
+/// | `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`, an `io::Error` of kind `TimedOut` | [`Timeout`](ParkReason::Timeout) |
+/// | anything else (a transport error) | [`Transient`](ParkReason::Transient) |
+pub fn error_kind(err: &(dyn Error + 'static)) -> ParkReason {
     match Rejected::find(err).map(|r| r.kind()) {
-        Some(RejectionKind::CircuitOpen) => return FailureKind::CircuitOpen,
-        Some(RejectionKind::BulkheadFull) => return FailureKind::BulkheadFull,
-        Some(RejectionKind::Timeout) => return FailureKind::Timeout,
+        Some(RejectionKind::CircuitOpen) => return ParkReason::CircuitOpen,
+        Some(RejectionKind::BulkheadFull) => return ParkReason::BulkheadFull,
+        Some(RejectionKind::Timeout) => return ParkReason::Timeout,
         // A rejection kind this crate does not know yet: a refusal worth another try.
-        Some(_) => return FailureKind::Transient,
+        Some(_) => return ParkReason::Transient,
         None => {}
     }
     if find::<tower::timeout::error::Elapsed>(err).is_some()
         || find::<tokio::time::error::Elapsed>(err).is_some()
         || find::<std::io::Error>(err).is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
     {
-        return FailureKind::Timeout;
+        return ParkReason::Timeout;
     }
-    FailureKind::Transient
+    ParkReason::Transient
 }
 
-/// The set of [`FailureKind`]s a layer parks.
+/// The set of [`ParkReason`]s a layer parks.
 ///
-/// By default every kind but [`Fatal`](FailureKind::Fatal): final transient failures, an open
+/// By default every kind but [`Fatal`](ParkReason::Fatal): final transient failures, an open
 /// circuit, a full bulkhead and timeouts are parked; a `4xx` that the same request will meet
 /// again is returned as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,10 +170,10 @@ pub struct ParkOn(u8);
 impl Default for ParkOn {
     fn default() -> Self {
         Self::NONE
-            .with(FailureKind::Transient)
-            .with(FailureKind::CircuitOpen)
-            .with(FailureKind::BulkheadFull)
-            .with(FailureKind::Timeout)
+            .with(ParkReason::Transient)
+            .with(ParkReason::CircuitOpen)
+            .with(ParkReason::BulkheadFull)
+            .with(ParkReason::Timeout)
     }
 }
 
@@ -185,17 +185,17 @@ impl ParkOn {
     pub const ALL: ParkOn = ParkOn(0b1_1111);
 
     /// The set with `kind` too.
-    pub const fn with(self, kind: FailureKind) -> Self {
+    pub const fn with(self, kind: ParkReason) -> Self {
         Self(self.0 | kind.bit())
     }
 
     /// The set without `kind`.
-    pub const fn without(self, kind: FailureKind) -> Self {
+    pub const fn without(self, kind: ParkReason) -> Self {
         Self(self.0 & !kind.bit())
     }
 
     /// `true` if `kind` is parked.
-    pub const fn contains(self, kind: FailureKind) -> bool {
+    pub const fn contains(self, kind: ParkReason) -> bool {
         self.0 & kind.bit() != 0
     }
 }
@@ -204,7 +204,7 @@ impl ParkOn {
 mod tests {
     use super::*;
 
-    fn head(status: StatusCode, grpc: Option<&str>) -> Option<FailureKind> {
+    fn head(status: StatusCode, grpc: Option<&str>) -> Option<ParkReason> {
         let mut h = http::HeaderMap::new();
         if let Some(code) = grpc {
             h.insert("content-type", "application/grpc".parse().unwrap());
@@ -223,13 +223,13 @@ mod tests {
         assert_eq!(head(StatusCode::NOT_MODIFIED, None), None);
         assert_eq!(
             head(StatusCode::INTERNAL_SERVER_ERROR, None),
-            Some(FailureKind::Transient)
+            Some(ParkReason::Transient)
         );
         assert_eq!(
             head(StatusCode::TOO_MANY_REQUESTS, None),
-            Some(FailureKind::Transient)
+            Some(ParkReason::Transient)
         );
-        assert_eq!(head(StatusCode::NOT_FOUND, None), Some(FailureKind::Fatal));
+        assert_eq!(head(StatusCode::NOT_FOUND, None), Some(ParkReason::Fatal));
     }
 
     #[test]
@@ -237,17 +237,14 @@ mod tests {
         assert_eq!(head(StatusCode::OK, Some("0")), None);
         assert_eq!(
             head(StatusCode::OK, Some("14")),
-            Some(FailureKind::Transient)
+            Some(ParkReason::Transient)
         );
         assert_eq!(
             head(StatusCode::OK, Some("13")),
-            Some(FailureKind::Transient)
+            Some(ParkReason::Transient)
         );
-        assert_eq!(
-            head(StatusCode::OK, Some("4")),
-            Some(FailureKind::Transient)
-        );
-        assert_eq!(head(StatusCode::OK, Some("3")), Some(FailureKind::Fatal));
+        assert_eq!(head(StatusCode::OK, Some("4")), Some(ParkReason::Transient));
+        assert_eq!(head(StatusCode::OK, Some("3")), Some(ParkReason::Fatal));
         let mut grpc = http::HeaderMap::new();
         grpc.insert("content-type", "application/grpc".parse().unwrap());
         assert_eq!(
@@ -257,7 +254,7 @@ mod tests {
         );
         let c = DeadLetterClassifier::new();
         let failure = trailers_failure(&c, StatusCode::OK, None).expect("no trailers: UNKNOWN");
-        assert_eq!(failure.kind, FailureKind::Transient);
+        assert_eq!(failure.kind, ParkReason::Transient);
         let mut ok = http::HeaderMap::new();
         ok.insert("grpc-status", "0".parse().unwrap());
         assert!(trailers_failure(&c, StatusCode::OK, Some(&ok)).is_none());
@@ -266,10 +263,10 @@ mod tests {
     #[test]
     fn default_set_parks_all_but_fatal() {
         let on = ParkOn::default();
-        assert!(!on.contains(FailureKind::Fatal));
-        for k in FailureKind::ALL {
+        assert!(!on.contains(ParkReason::Fatal));
+        for k in ParkReason::ALL {
             assert!(ParkOn::ALL.contains(k));
-            assert_eq!(on.contains(k), k != FailureKind::Fatal);
+            assert_eq!(on.contains(k), k != ParkReason::Fatal);
             assert!(!ParkOn::ALL.without(k).contains(k));
         }
     }
@@ -277,19 +274,19 @@ mod tests {
     #[test]
     fn errors_are_recognised_through_wrappers() {
         let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
-        assert_eq!(error_kind(&io), FailureKind::Timeout);
+        assert_eq!(error_kind(&io), ParkReason::Timeout);
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(error_kind(&reset), FailureKind::Transient);
+        assert_eq!(error_kind(&reset), ParkReason::Transient);
         {
             use rampart_core::{error::PolicyError, rejection::*};
             let open = CircuitOpen::new(RejectedBy::Open, None);
             let err: rampart_core::error::BoxError =
                 Box::new(PolicyError::<_, std::io::Error>::Rejected(open));
-            assert_eq!(error_kind(&*err), FailureKind::CircuitOpen);
+            assert_eq!(error_kind(&*err), ParkReason::CircuitOpen);
             let full = BulkheadFull::new(FullReason::QueueFull, "bulk".into(), Default::default());
-            assert_eq!(error_kind(&full), FailureKind::BulkheadFull);
+            assert_eq!(error_kind(&full), ParkReason::BulkheadFull);
             let elapsed = rampart_core::error::Elapsed::new();
-            assert_eq!(error_kind(&elapsed), FailureKind::Timeout);
+            assert_eq!(error_kind(&elapsed), ParkReason::Timeout);
         }
     }
 }

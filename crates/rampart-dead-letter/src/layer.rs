@@ -217,7 +217,7 @@ impl DeadLetterBuilder {
     /// Judges final answers with `classifier` (by default a [`DeadLetterClassifier`]: HTTP
     /// and gRPC rules for final failures), as the circuit breaker and the retry take theirs:
     /// a failure [`Outcome`](rampart_core::classify::Outcome) is parked as
-    /// [`Transient`](crate::FailureKind::Transient) or [`Fatal`](crate::FailureKind::Fatal) (the latter not
+    /// [`Transient`](crate::ParkReason::Transient) or [`Fatal`](crate::ParkReason::Fatal) (the latter not
     /// by default: [`park_on`](Self::park_on)); a success or an ignored answer is passed on. An
     /// answer whose head defers (a gRPC stream, whose status comes in the trailers) is
     /// watched by its body ([`DeadLetterBody`](crate::DeadLetterBody)) and parked in the

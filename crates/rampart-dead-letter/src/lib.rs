@@ -150,12 +150,12 @@ pub use park::Parker;
 /// implementing a store without depending on rampart-core).
 pub use rampart_core::BoxFuture;
 pub use record::{
-    DeadLetter, DeadLetterId, Failure, FailureKind, Header, Lease, ParseIdError, Payload,
+    DeadLetter, DeadLetterId, Failure, Header, Lease, ParkReason, ParseIdError, Payload,
     RecordError, RecordedBody, State, Target, UnknownName, system_time_from_millis, unix_millis,
 };
 pub use redrive::{AnswerBody, RedriveService};
 pub use redrive::{
-    DEFAULT_LEASE, Outcome, Progress, Redrive, RedriveBuilder, Skip, Summary, rebuild,
+    DEFAULT_LEASE, Progress, Redrive, RedriveBuilder, RedriveOutcome, Skip, Summary, rebuild,
 };
 pub use service::{DeadLetterService, ResponseFuture};
 pub use shared::{FALLBACK_FROM, Final};

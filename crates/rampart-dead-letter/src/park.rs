@@ -8,7 +8,7 @@ use rampart_core::body::ReplayBody;
 
 use crate::{
     layer::DeadLetterLayer,
-    record::{DeadLetter, DeadLetterId, Failure, FailureKind},
+    record::{DeadLetter, DeadLetterId, Failure, ParkReason},
     shared::{Final, Shared, Snapshot},
     store::StoreError,
 };
@@ -86,7 +86,7 @@ impl Parker {
 
     /// The kind of a final response with `status` (and no headers), if the layer parks it (by
     /// its classifier and [`ParkOn`](crate::ParkOn)); `None` for a response to pass on as it is.
-    pub fn status_kind(&self, status: StatusCode) -> Option<FailureKind> {
+    pub fn status_kind(&self, status: StatusCode) -> Option<ParkReason> {
         self.shared.park_response(status, &http::HeaderMap::new())
     }
 
@@ -97,14 +97,14 @@ impl Parker {
         &self,
         status: StatusCode,
         headers: &http::HeaderMap,
-    ) -> Option<FailureKind> {
+    ) -> Option<ParkReason> {
         self.shared.park_response(status, headers)
     }
 
     /// The kind of a final error, if the layer parks it (by
     /// [`error_kind`](crate::error_kind) and [`ParkOn`](crate::ParkOn)); `None` for an
     /// error to pass on as it is.
-    pub fn error_kind(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
+    pub fn error_kind(&self, err: &(dyn Error + 'static)) -> Option<ParkReason> {
         self.shared.park_error(err)
     }
 
@@ -238,10 +238,10 @@ mod tests {
     #[test]
     fn errors_keep_their_source() {
         let io: BoxError = Box::new(std::io::Error::other("reset"));
-        let e = Parked::new(DeadLetterId::new(), FailureKind::Transient, io);
+        let e = Parked::new(DeadLetterId::new(), ParkReason::Transient, io);
         assert!(rampart_core::error::find::<std::io::Error>(&e).is_some());
         let e = ParkFailed::new(
-            FailureKind::Transient,
+            ParkReason::Transient,
             Box::new(FailedResponse::new(StatusCode::BAD_GATEWAY)),
             Vec::new(),
         );

@@ -219,7 +219,7 @@ fn park<M, ResB>(
     shared: Arc<Shared>,
     mode: M,
     snap: Snapshot,
-    (kind, failure): (crate::record::FailureKind, Final<ResB>),
+    (kind, failure): (crate::record::ParkReason, Final<ResB>),
 ) -> BoxFuture<'static, Result<Response<ResB>, BoxError>>
 where
     M: OnParked<ResB>,

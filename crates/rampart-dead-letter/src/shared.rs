@@ -17,7 +17,7 @@ use rampart_core::{
 use crate::{
     kind::{ParkOn, error_kind, outcome_kind},
     record::{
-        DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, RecordedBody, Target,
+        DeadLetter, DeadLetterId, Failure, Header, ParkReason, Payload, RecordedBody, Target,
     },
     store::{DeadLetterStore, StoreError},
 };
@@ -120,7 +120,7 @@ impl Shared {
         &self,
         status: StatusCode,
         headers: &http::HeaderMap,
-    ) -> Result<Option<FailureKind>, ()> {
+    ) -> Result<Option<ParkReason>, ()> {
         match self.classifier.outcome_of_head(status, headers) {
             Some(outcome) => Ok(outcome_kind(outcome).filter(|k| self.park_on.contains(*k))),
             None => Err(()),
@@ -133,24 +133,24 @@ impl Shared {
         &self,
         status: StatusCode,
         headers: &http::HeaderMap,
-    ) -> Option<FailureKind> {
+    ) -> Option<ParkReason> {
         self.judge_head(status, headers).ok().flatten()
     }
 
     /// The kind of a final error, if it is a failure to park.
     /// `true` if failures of `kind` are parked.
-    pub(crate) fn parks(&self, kind: FailureKind) -> bool {
+    pub(crate) fn parks(&self, kind: ParkReason) -> bool {
         self.park_on.contains(kind)
     }
 
-    pub(crate) fn park_error(&self, err: &(dyn Error + 'static)) -> Option<FailureKind> {
+    pub(crate) fn park_error(&self, err: &(dyn Error + 'static)) -> Option<ParkReason> {
         Some(error_kind(err)).filter(|k| self.park_on.contains(*k))
     }
 
     pub(crate) fn record<ResB>(
         &self,
         snap: Snapshot,
-        kind: FailureKind,
+        kind: ParkReason,
         failure: &Final<ResB>,
     ) -> DeadLetter {
         let failure = match failure {

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::SystemTime};
 
-use crate::record::{DeadLetter, DeadLetterId, FailureKind, State};
+use crate::record::{DeadLetter, DeadLetterId, ParkReason, State};
 
 use rampart_core::BoxFuture;
 
@@ -125,7 +125,7 @@ pub struct Filter {
     /// Only records in this state.
     pub state: Option<State>,
     /// Only records that failed this way.
-    pub kind: Option<FailureKind>,
+    pub kind: Option<ParkReason>,
     /// Only records parked by this service.
     pub service: Option<String>,
     /// Only records whose last failure was at or before this time.
@@ -145,7 +145,7 @@ impl Filter {
     }
 
     /// Only records that failed as `kind`.
-    pub fn kind(mut self, kind: FailureKind) -> Self {
+    pub fn kind(mut self, kind: ParkReason) -> Self {
         self.kind = Some(kind);
         self
     }
@@ -209,7 +209,7 @@ pub struct Stats {
     /// Records per state (states with none are left out).
     pub by_state: BTreeMap<State, u64>,
     /// Records per failure kind (kinds with none are left out).
-    pub by_kind: BTreeMap<FailureKind, u64>,
+    pub by_kind: BTreeMap<ParkReason, u64>,
     /// The earliest first failure among records still pending or redriving: the age of the
     /// backlog.
     pub oldest_pending: Option<SystemTime>,

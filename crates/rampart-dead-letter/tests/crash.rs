@@ -18,7 +18,7 @@ use std::{
 };
 
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Failure, FailureKind, RecordedBody, SqliteStore,
+    DeadLetter, DeadLetterId, DeadLetterStore, Failure, ParkReason, RecordedBody, SqliteStore,
     State, Target,
 };
 
@@ -38,10 +38,7 @@ fn record(task: usize, n: u64) -> DeadLetter {
             body: RecordedBody::whole(format!("{{\"task\":{task},\"n\":{n}}}").into()),
             query_redacted: false,
         },
-        Failure::from_status(
-            FailureKind::Transient,
-            http::StatusCode::SERVICE_UNAVAILABLE,
-        ),
+        Failure::from_status(ParkReason::Transient, http::StatusCode::SERVICE_UNAVAILABLE),
     )
 }
 

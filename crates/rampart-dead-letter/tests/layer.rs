@@ -14,8 +14,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use rampart_core::{body::ReplayBody, error::BoxError};
 use rampart_dead_letter::{
-    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, FailureKind, Filter, MemoryStore, ParkFailed,
-    ParkOn, Parked, ParkedAs, Query, State, conformance::FailingStore,
+    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, Filter, MemoryStore, ParkFailed, ParkOn,
+    ParkReason, Parked, ParkedAs, Query, State, conformance::FailingStore,
 };
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -100,7 +100,7 @@ async fn a_final_503_is_parked_with_the_request_redacted_and_marked_on_the_respo
     assert_eq!(r.state, State::Pending);
     assert_eq!(r.target.method, "POST");
     assert_eq!(r.target.uri, "http://127.0.0.1:9/charge");
-    assert_eq!(r.failure.kind, FailureKind::Transient);
+    assert_eq!(r.failure.kind, ParkReason::Transient);
     assert_eq!(r.failure.status, Some(503));
     assert_eq!(r.attempts, 1);
     assert_eq!(r.idempotency_key.as_deref(), Some("key-1"));
@@ -137,7 +137,7 @@ async fn a_fatal_4xx_is_not_parked_unless_configured() {
         .layer(answering(422, Arc::default()));
     svc.oneshot(post("x")).await.unwrap();
     let records = all(&*store).await;
-    assert_eq!(records[0].failure.kind, FailureKind::Fatal);
+    assert_eq!(records[0].failure.kind, ParkReason::Fatal);
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn a_transport_error_becomes_a_parked_error_that_keeps_its_source() {
     }));
     let err = svc.oneshot(post("x")).await.unwrap_err();
     let parked = err.downcast_ref::<Parked>().unwrap();
-    assert_eq!(parked.kind(), FailureKind::Transient);
+    assert_eq!(parked.kind(), ParkReason::Transient);
     let io = rampart_core::error::find_in::<std::io::Error>(&*err).unwrap();
     assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
     assert!(err.to_string().contains("dead-lettered as"), "{err}");
@@ -236,7 +236,7 @@ async fn when_every_store_fails_the_caller_gets_both_errors_and_the_original() {
     let err = svc.oneshot(post("x")).await.unwrap_err();
     let failed = err.downcast_ref::<ParkFailed>().unwrap();
     assert_eq!(failed.store_errors().len(), 2);
-    assert_eq!(failed.kind(), FailureKind::Transient);
+    assert_eq!(failed.kind(), ParkReason::Transient);
     let text = err.to_string();
     assert!(text.contains("response status 503"), "{text}");
     assert!(text.contains("could not be dead-lettered"), "{text}");
@@ -370,9 +370,9 @@ async fn an_open_circuit_is_parked_as_circuit_open() {
     let err = svc.oneshot(post("{}")).await.unwrap_err();
     assert_eq!(
         err.downcast_ref::<Parked>().unwrap().kind(),
-        FailureKind::CircuitOpen
+        ParkReason::CircuitOpen
     );
-    assert_eq!(all(&*store).await[0].failure.kind, FailureKind::CircuitOpen);
+    assert_eq!(all(&*store).await[0].failure.kind, ParkReason::CircuitOpen);
 }
 
 #[test]
@@ -416,7 +416,7 @@ async fn a_grpc_failure_in_the_head_is_parked_with_its_absolute_uri() {
     let res = svc.oneshot(req).await.unwrap();
     assert!(res.headers().contains_key(DEAD_LETTER_ID));
     let r = &all(&*store).await[0];
-    assert_eq!(r.failure.kind, FailureKind::Transient);
+    assert_eq!(r.failure.kind, ParkReason::Transient);
     assert_eq!(r.failure.chain, vec!["grpc-status 14: busy".to_owned()]);
     assert_eq!(
         r.target.uri,
@@ -473,7 +473,7 @@ async fn a_grpc_failure_reported_in_the_trailers_is_parked() {
     assert_eq!(parked.len(), 1, "parked from its trailers");
     assert_eq!(
         parked[0].failure.kind,
-        rampart_dead_letter::FailureKind::Transient
+        rampart_dead_letter::ParkReason::Transient
     );
     assert!(
         parked[0].failure.chain[0].contains("grpc-status 14"),

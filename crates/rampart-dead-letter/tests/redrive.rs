@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use rampart_dead_letter::{
-    BoxFuture, DeadLetter, DeadLetterStore, MemoryStore, Outcome, Redrive, Skip, State,
+    BoxFuture, DeadLetter, DeadLetterStore, MemoryStore, Redrive, RedriveOutcome, Skip, State,
     StoreErrorKind, Summary, conformance::record,
 };
 use tower::service_fn;
@@ -150,7 +150,7 @@ async fn failures_count_up_and_the_last_one_gives_up_and_alerts() {
     let outcome = redrive.one(records[0].id).await.unwrap();
     assert_eq!(
         outcome,
-        Outcome::Skipped {
+        RedriveOutcome::Skipped {
             state: State::GivenUp,
             why: Skip::Finished,
         }
@@ -169,7 +169,7 @@ async fn a_truncated_record_is_given_up_without_sending() {
         .build()
         .unwrap();
     let outcome = redrive.one(r.id).await.unwrap();
-    let Outcome::GivenUp { failure } = outcome else {
+    let RedriveOutcome::GivenUp { failure } = outcome else {
         panic!("{outcome:?}")
     };
     assert!(failure.chain[0].contains("truncated"), "{failure:?}");
@@ -349,7 +349,7 @@ async fn a_store_error_on_one_record_stops_nothing_else_and_its_lease_frees_it()
     let mut errored = Vec::new();
     let summary = redrive
         .all(|p| {
-            if let Outcome::Errored { error, sent } = p.outcome {
+            if let RedriveOutcome::Errored { error, sent } = p.outcome {
                 errored.push((p.id, error.clone(), *sent));
             }
         })
@@ -496,7 +496,7 @@ async fn a_grpc_failure_in_the_trailers_is_not_delivered() {
         State::Pending,
         "UNAVAILABLE in the trailers: still pending"
     );
-    assert_eq!(r.failure.kind, rampart_dead_letter::FailureKind::Transient);
+    assert_eq!(r.failure.kind, rampart_dead_letter::ParkReason::Transient);
     assert!(
         r.failure.chain[0].contains("grpc-status 14"),
         "{:?}",
@@ -524,7 +524,7 @@ async fn a_keyless_post_is_not_resent_unless_allowed_but_a_keyless_put_is() {
     let mut skipped = Vec::new();
     let summary = redrive
         .all(|p| {
-            if let Outcome::Skipped { why, .. } = p.outcome {
+            if let RedriveOutcome::Skipped { why, .. } = p.outcome {
                 skipped.push((p.id, why.clone()));
             }
         })
@@ -587,7 +587,7 @@ async fn a_record_whose_query_was_masked_is_given_up_with_the_reason() {
     let redrive = Redrive::builder(store.clone(), upstream(StatusCode::OK, seen.clone()))
         .build()
         .unwrap();
-    let Outcome::GivenUp { failure } = redrive.one(r.id).await.unwrap() else {
+    let RedriveOutcome::GivenUp { failure } = redrive.one(r.id).await.unwrap() else {
         panic!("not given up")
     };
     assert!(failure.chain[0].contains("keep_query"), "{failure:?}");
@@ -722,7 +722,7 @@ async fn a_record_both_stores_kept_is_sent_once() {
     let mut why = Vec::new();
     let summary = from_secondary
         .all(|p| {
-            if let Outcome::Skipped { why: w, .. } = p.outcome {
+            if let RedriveOutcome::Skipped { why: w, .. } = p.outcome {
                 why.push(w.clone());
             }
         })

@@ -262,6 +262,7 @@ impl RedisRateLimiterBuilder {
                 conn,
                 script,
                 keys: format!("{{{}:{}}}:", self.prefix, self.name),
+                name: Arc::from(self.name.as_str()),
                 describe,
                 interval,
                 burst,
@@ -293,6 +294,8 @@ struct Inner {
     script: Script,
     /// `{prefix:name}:`: every key of the limit in one hash slot.
     keys: String,
+    /// The limit's name: its metrics' `name` label.
+    name: Arc<str>,
     describe: String,
     interval: u64,
     burst: u64,
@@ -440,8 +443,11 @@ impl RedisRateLimiter {
                 "Redis did not decide: the fallback does"
             );
         }
-        metrics::counter!("rampart_rate_limit_backend_errors_total", "redis" => inner.describe.clone())
-            .increment(1);
+        metrics::counter!(
+            "rampart_rate_limit_backend_errors_total",
+            rampart_core::registry::INSTANCE_LABEL => inner.name.clone()
+        )
+        .increment(1);
         match &inner.local {
             Some(local) => local.check(&key.to_owned()),
             None => Err(RateLimited::new(

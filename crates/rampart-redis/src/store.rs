@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, fmt, future::Future, time::Duration};
 
 use rampart_dead_letter::{
-    BoxFuture, DeadLetter, DeadLetterId, DeadLetterStore, FailureKind, Filter, Query, State, Stats,
+    BoxFuture, DeadLetter, DeadLetterId, DeadLetterStore, Filter, ParkReason, Query, State, Stats,
     StoreError, StoreErrorKind, system_time_from_millis, unix_millis,
 };
 use redis::{ErrorKind, RedisResult, ServerErrorKind, aio::ConnectionManager};
@@ -463,7 +463,7 @@ impl DeadLetterStore for RedisDeadLetterStore {
                         }
                     }
                     Some(("kind", kind)) => {
-                        if let Ok(kind) = kind.parse::<FailureKind>() {
+                        if let Ok(kind) = kind.parse::<ParkReason>() {
                             stats.by_kind.insert(kind, n);
                         }
                     }

@@ -5,8 +5,8 @@ use std::{fmt, time::SystemTime};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Uri};
 use rampart_core::{attempt::AttemptCounter, error::Elapsed, key::IdempotencyKey};
 use rampart_dead_letter::{
-    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, FailedResponse, Failure, FailureKind,
-    ParkFailed, Parked, ParkedAs, Parker,
+    DEAD_LETTER_ID, DeadLetterLayer, DeadLetterStore, FailedResponse, Failure, ParkFailed,
+    ParkReason, Parked, ParkedAs, Parker,
 };
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next};
@@ -41,7 +41,7 @@ use crate::error::middleware_error;
 /// [`IdempotencyKey`] it left in the extensions: a redrive sends it again.
 ///
 /// A reqwest timeout (`RequestBuilder::timeout`) is judged as a rampart timeout
-/// (`FailureKind::Timeout`), like a per-attempt timeout of the retry.
+/// (`ParkReason::Timeout`), like a per-attempt timeout of the retry.
 ///
 /// **Costs.** Every request, failing or not, keeps a copy of its head (method, URL, headers)
 /// and a handle on its body until the response (`Request::try_clone`: a body in memory is
@@ -226,7 +226,7 @@ impl DeadLetterMiddleware {
 }
 
 /// The recorded failure of `err`: its chain, with the status of a response it carries.
-fn failure_of(kind: FailureKind, err: &Error) -> Failure {
+fn failure_of(kind: ParkReason, err: &Error) -> Failure {
     let mut failure = Failure::from_error(kind, err);
     if failure.status.is_none() {
         failure.status = err.status().map(|s| s.as_u16());

@@ -1,20 +1,5 @@
-//! How rampart's errors travel through reqwest-middleware, and [`find`].
-//!
-//! reqwest-middleware carries a middleware's error as `Error::Middleware(anyhow::Error)`, and
-//! its `source()` is transparent: it skips the top error of the `anyhow::Error` and starts at
-//! that error's own source. So every rampart middleware puts its typed error (a
-//! [`CircuitOpen`](rampart_circuit_breaker::CircuitOpen), a
-//! [`BulkheadFull`](rampart_bulkhead::BulkheadFull), a
-//! [`RetryError`](rampart_retry::RetryError), a
-//! [`Parked`](rampart_dead_letter::Parked)) *under* a context that repeats its message. Then:
-//!
-//! - `err.to_string()` is the typed error's message;
-//! - `rampart_core::error::find::<T>(&err)` finds it through the standard source chain,
-//!   through any number of rampart middlewares;
-//! - `anyhow`'s `downcast_ref::<T>()` on the `Error::Middleware` payload finds it too;
-//! - the cost: `{:#}` and `{:?}` print the top message twice (context, then the error).
-//!
-//! [`find`] looks everywhere at once, including inside `Error::Reqwest`.
+//! How rampart's errors travel through reqwest-middleware (the crate docs' "Errors"), and
+//! [`find`].
 
 use std::error::Error;
 
@@ -22,7 +7,7 @@ use rampart_core::{error::chain, rejection::Rejected};
 use reqwest_middleware::Error as MiddlewareError;
 
 /// Wraps a rampart error as reqwest-middleware's `Error::Middleware`, so that it stays
-/// findable through the source chain (see the [module docs](self)).
+/// findable through the source chain (see the crate docs' "Errors").
 pub(crate) fn middleware_error<E>(err: E) -> MiddlewareError
 where
     E: Error + Send + Sync + 'static,

@@ -50,7 +50,7 @@
 //! | middleware | does | core it drives |
 //! |---|---|---|
 //! | [`CircuitBreakerMiddleware`] | a breaker per `host:port` ([`ByHost`]) or any key, or one shared; rejects with [`CircuitOpen`](rampart_circuit_breaker::CircuitOpen) without sending | rampart-circuit-breaker's state machine and per-key registry ([`CircuitBreakerLayer::try_acquire`](rampart_circuit_breaker::CircuitBreakerLayer::try_acquire)) |
-//! | [`RetryMiddleware`] | backoff with jitter, budget, deadline, `Retry-After` / `grpc-retry-pushback-ms`, one idempotency key per logical request, non-idempotent requests only with a key, streaming bodies once | rampart-retry's [`RetryPolicy::decide`](rampart_retry::policy::RetryPolicy::decide), key makers and header parsers |
+//! | [`RetryMiddleware`] | backoff with jitter, budget, deadline, `Retry-After` / `grpc-retry-pushback-ms`, one idempotency key per logical request, non-idempotent requests only with a key, streaming bodies once | rampart-retry's [`RetryPolicy::decide`](rampart_retry::policy::RetryPolicy::decide) and [`HttpProtocol`](rampart_retry::protocol::HttpProtocol) (the server's delay, replay safety); rampart-idempotency's key makers |
 //! | [`BulkheadMiddleware`] | bounded concurrency, priority classes, bounded wait; rejects with [`BulkheadFull`](rampart_bulkhead::BulkheadFull) | rampart-bulkhead's permits ([`BulkheadLayer::acquire`](rampart_bulkhead::BulkheadLayer::acquire)) |
 //! | [`RateLimitMiddleware`] | a GCRA rate limit, one for every request or per host ([`ByHost`]) or any key, with costs and a bounded wait; rejects with [`RateLimited`](rampart_core::rejection::RateLimited) without sending | rampart-rate-limit's limits ([`RateLimitLayer::check`](rampart_rate_limit::RateLimitLayer::check)) |
 //! | [`DeadLetterMiddleware`] | parks what finally fails in a [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore), with fallback to a secondary store, and says so in the response or error | rampart-dead-letter's [`Parker`](rampart_dead_letter::Parker) |
@@ -108,7 +108,23 @@
 //! [`RetryError`](rampart_retry::RetryError)`<reqwest_middleware::Error>`,
 //! [`Parked`](rampart_dead_letter::Parked) or [`ParkFailed`](rampart_dead_letter::ParkFailed).
 //! [`find`] finds any of them, and the errors they wrap, through every layer;
-//! `rampart_core::error::find` does too (see the [`error`] module for how, and the price).
+//! `rampart_core::error::find` does too. How:
+//!
+//! reqwest-middleware carries a middleware's error as `Error::Middleware(anyhow::Error)`, and
+//! its `source()` is transparent: it skips the top error of the `anyhow::Error` and starts at
+//! that error's own source. So every rampart middleware puts its typed error (a
+//! [`CircuitOpen`](rampart_circuit_breaker::CircuitOpen), a
+//! [`BulkheadFull`](rampart_bulkhead::BulkheadFull), a
+//! [`RetryError`](rampart_retry::RetryError), a
+//! [`Parked`](rampart_dead_letter::Parked)) *under* a context that repeats its message. Then:
+//!
+//! - `err.to_string()` is the typed error's message;
+//! - `rampart_core::error::find::<T>(&err)` finds it through the standard source chain,
+//!   through any number of rampart middlewares;
+//! - `anyhow`'s `downcast_ref::<T>()` on the `Error::Middleware` payload finds it too;
+//! - the cost: `{:#}` and `{:?}` print the top message twice (context, then the error).
+//!
+//! [`find`] looks everywhere at once, including inside `Error::Reqwest`.
 //! An error the transport or another middleware returns, and that rampart neither retried nor
 //! parked, is passed on untouched.
 //!
@@ -154,7 +170,7 @@ mod breaker;
 mod bulkhead;
 mod classify;
 mod dead_letter;
-pub mod error;
+mod error;
 mod key;
 mod rate_limit;
 mod retry;

@@ -50,6 +50,10 @@ use crate::{
 ///   [`Sha256Key`](rampart_idempotency::Sha256Key) for deterministic keys) and sent unchanged
 ///   on every attempt. A key the caller set is never replaced. The key is also put in the
 ///   extensions as an [`IdempotencyKey`], where an outer [`DeadLetterMiddleware`] finds it.
+///   Why here, and not in a middleware of its own as in tower (where `IdempotencyKeyLayer`
+///   goes outside the dead-letter layer): reqwest-middleware hands the same `&mut Extensions`
+///   to every middleware and back, so a dead letter outside still records the key the retry
+///   made; a separate key middleware would be one more for every client, for nothing.
 /// - **Non-idempotent requests** (`POST`, `PATCH`, …) are retried only if they carry a key:
 ///   with [`without_idempotency_keys`](Self::without_idempotency_keys) and no key of the
 ///   caller's, a failed `POST` gets one attempt.
@@ -85,7 +89,7 @@ pub struct RetryMiddleware<C = ReqwestClassifier, M = KeyKind> {
     policy: Arc<RetryPolicy>,
     classifier: C,
     key_header: HeaderName,
-    hints: HttpProtocol,
+    protocol: HttpProtocol,
     keys: Option<Keys<M>>,
 }
 
@@ -102,7 +106,7 @@ impl<C: Clone, M: Clone> Clone for RetryMiddleware<C, M> {
             policy: self.policy.clone(),
             classifier: self.classifier.clone(),
             key_header: self.key_header.clone(),
-            hints: self.hints.clone(),
+            protocol: self.protocol.clone(),
             keys: self.keys.clone(),
         }
     }
@@ -126,7 +130,7 @@ impl RetryMiddleware {
         Self {
             policy: Arc::new(policy),
             classifier: ReqwestClassifier::for_retry(),
-            hints: HttpProtocol::default().key_header(key_header.clone()),
+            protocol: HttpProtocol::default().key_header(key_header.clone()),
             key_header,
             keys: Some(Keys {
                 methods: Arc::from([Method::POST, Method::PATCH]),
@@ -144,7 +148,7 @@ impl<C, M> RetryMiddleware<C, M> {
             policy: self.policy,
             classifier,
             key_header: self.key_header,
-            hints: self.hints,
+            protocol: self.protocol,
             keys: self.keys,
         }
     }
@@ -167,7 +171,7 @@ impl<C, M> RetryMiddleware<C, M> {
             policy: self.policy,
             classifier: self.classifier,
             key_header: self.key_header,
-            hints: self.hints,
+            protocol: self.protocol,
             keys: Some(Keys { methods, make }),
         }
     }
@@ -181,7 +185,7 @@ impl<C, M> RetryMiddleware<C, M> {
     /// Uses the header `name` for keys instead of `Idempotency-Key` (for the ones it makes,
     /// and to recognise the caller's).
     pub fn key_header(mut self, name: HeaderName) -> Self {
-        self.hints = HttpProtocol::default().key_header(name.clone());
+        self.protocol = HttpProtocol::default().key_header(name.clone());
         self.key_header = name;
         self
     }
@@ -260,7 +264,7 @@ where
             budget.deposit();
         }
         self.set_key(&mut req, extensions);
-        let replay_safe = self.hints.replay_safe_head(req.method(), req.headers());
+        let replay_safe = self.protocol.replay_safe_head(req.method(), req.headers());
         let deadline = Deadline::of(extensions).map(|d| d.instant());
         let counter = extensions.get::<AttemptCounter>().cloned();
         let started = Instant::now();

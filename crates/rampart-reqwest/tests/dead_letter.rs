@@ -10,8 +10,8 @@ use std::{sync::Arc, time::Duration};
 use common::{Script, client, reply};
 use rampart_circuit_breaker::{CircuitBreakerLayer, CircuitOpen};
 use rampart_dead_letter::{
-    DEAD_LETTER_ID, DeadLetter, DeadLetterLayer, DeadLetterStore, FailureKind, Filter, MemoryStore,
-    ParkFailed, Parked, ParkedAs, Query, SqliteStore,
+    DEAD_LETTER_ID, DeadLetter, DeadLetterLayer, DeadLetterStore, Filter, MemoryStore, ParkFailed,
+    ParkReason, Parked, ParkedAs, Query, SqliteStore,
 };
 use rampart_reqwest::{CircuitBreakerMiddleware, DeadLetterMiddleware, RetryMiddleware, find};
 use rampart_retry::{
@@ -102,7 +102,7 @@ async fn parks_a_post_that_every_attempt_failed(store: Arc<dyn DeadLetterStore>)
         .unwrap();
     assert!(auth.redacted, "credentials are never recorded");
     assert_eq!(record.attempts, 3);
-    assert_eq!(record.failure.kind, FailureKind::Transient);
+    assert_eq!(record.failure.kind, ParkReason::Transient);
     assert_eq!(record.failure.status, Some(503));
     assert_eq!(record.service, "webhooks");
 }
@@ -158,7 +158,7 @@ async fn an_error_is_parked_and_the_caller_told_as_what() {
         .await
         .unwrap_err();
     let parked = find::<Parked>(&err).expect("a Parked error");
-    assert_eq!(parked.kind(), FailureKind::Transient);
+    assert_eq!(parked.kind(), ParkReason::Transient);
     assert!(
         find::<reqwest::Error>(&err).unwrap().is_connect(),
         "the original error is kept"
@@ -197,9 +197,9 @@ async fn an_open_circuit_is_parked_as_such() {
     let err = http.get(&base).send().await.unwrap_err();
     assert!(find::<CircuitOpen>(&err).is_some());
     let parked = find::<Parked>(&err).unwrap();
-    assert_eq!(parked.kind(), FailureKind::CircuitOpen);
+    assert_eq!(parked.kind(), ParkReason::CircuitOpen);
     let kinds: Vec<_> = all(&*store).await.iter().map(|r| r.failure.kind).collect();
-    assert_eq!(kinds, [FailureKind::Transient, FailureKind::CircuitOpen]);
+    assert_eq!(kinds, [ParkReason::Transient, ParkReason::CircuitOpen]);
     assert_eq!(server.hits(), 1);
 }
 

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use common::{Script, client, reply};
 use rampart_bulkhead::BulkheadLayer;
 use rampart_circuit_breaker::{CircuitBreakerLayer, CircuitOpen, State};
-use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, FailureKind, MemoryStore, Parked};
+use rampart_dead_letter::{DeadLetterLayer, DeadLetterStore, MemoryStore, ParkReason, Parked};
 use rampart_reqwest::{
     BulkheadMiddleware, CircuitBreakerMiddleware, DeadLetterMiddleware, RetryMiddleware, find,
 };
@@ -83,7 +83,7 @@ async fn the_breaker_trips_during_the_retries_and_the_request_is_parked_once() {
 
     // Parked once, as an open circuit, with every attempt counted and the key they carried.
     let parked = find::<Parked>(&err).unwrap();
-    assert_eq!(parked.kind(), FailureKind::CircuitOpen);
+    assert_eq!(parked.kind(), ParkReason::CircuitOpen);
     let record = store.get(parked.id()).await.unwrap().unwrap();
     assert_eq!(record.attempts, 3);
     let key = server.seen()[0].headers["idempotency-key"].clone();

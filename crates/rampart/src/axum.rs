@@ -1,11 +1,14 @@
-//! Rejections as axum responses: `503 Service Unavailable` or `504 Gateway Timeout`, with
-//! `Retry-After` when known and an RFC 9457 `application/problem+json` body.
+//! Rejections as axum responses: `503 Service Unavailable`, `504 Gateway Timeout` or
+//! `429 Too Many Requests`, with `Retry-After` when known and an RFC 9457
+//! `application/problem+json` body.
 //!
 //! | rejection | status | headers | problem `type` |
 //! |---|---|---|---|
 //! | open circuit | `503 Service Unavailable` | `Retry-After: <seconds, rounded up, ≥ 1>` when known | `urn:rampart:circuit-open` |
 //! | full bulkhead | `503 Service Unavailable` | none | `urn:rampart:bulkhead-full` |
 //! | deadline passed | `504 Gateway Timeout` | none | `urn:rampart:timeout` |
+//! | rate limit | `429 Too Many Requests` | `Retry-After` when known | `urn:rampart:rate-limited` |
+//! | cost budget spent | `429 Too Many Requests` | `Retry-After` when known | `urn:rampart:budget-exhausted` |
 //!
 //! The body is a problem details document, e.g.
 //! `{"type":"urn:rampart:circuit-open","title":"Circuit open","status":503,"detail":"circuit breaker is open","retry_after":3}`. Any other error is the inner service's own failure:

@@ -134,7 +134,7 @@ pub use rampart_bulkhead as bulkhead;
 #[cfg(feature = "rate-limit")]
 pub use rampart_rate_limit as rate_limit;
 
-/// Retries with idempotency keys (the `rampart-retry` crate).
+/// Retries: backoff, budgets, server delays, body replay (the `rampart-retry` crate).
 #[cfg(feature = "retry")]
 pub use rampart_retry as retry;
 

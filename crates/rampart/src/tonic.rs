@@ -94,7 +94,7 @@ const fn code_of(kind: RejectionKind) -> Code {
 }
 
 /// The `Status` for a rejection: `UNAVAILABLE` (an open circuit), `RESOURCE_EXHAUSTED` (a full
-/// bulkhead) or `DEADLINE_EXCEEDED` (a deadline), with the
+/// bulkhead, a rate limit, a cost budget) or `DEADLINE_EXCEEDED` (a deadline), with the
 /// rejection's message, and the retry delay in `grpc-retry-pushback-ms` when it is known.
 ///
 /// A function rather than `From<Rejected> for Status`: both types are foreign to this crate.

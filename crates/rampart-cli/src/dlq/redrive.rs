@@ -16,7 +16,8 @@ use hyper_util::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterStore, Outcome, Progress, Redrive, Skip, State, Summary,
+    DeadLetter, DeadLetterId, DeadLetterStore, Progress, Redrive, RedriveOutcome, Skip, State,
+    Summary,
 };
 use tower::timeout::Timeout;
 
@@ -163,7 +164,7 @@ async fn one(
     let outcome = redrive.one::<Full<Bytes>, _>(id).await?;
     let mut summary = Summary::default();
     summary.add(&outcome);
-    if let Outcome::Skipped { state, why } = &outcome {
+    if let RedriveOutcome::Skipped { state, why } = &outcome {
         eprintln!("{id} was not sent: {}", skip_reason(*state, why));
     }
     if !quiet && let Some(line) = outcome_line(id, &outcome) {
@@ -278,18 +279,18 @@ fn unsendable(record: &DeadLetter) -> Option<String> {
 }
 
 /// A line for stderr about a record that did not get through.
-fn outcome_line(id: DeadLetterId, outcome: &Outcome) -> Option<String> {
+fn outcome_line(id: DeadLetterId, outcome: &RedriveOutcome) -> Option<String> {
     let (what, failure) = match outcome {
-        Outcome::Failed { failure } => ("failed   ", failure),
-        Outcome::GivenUp { failure } => ("given up ", failure),
-        Outcome::Errored { error, sent } => {
+        RedriveOutcome::Failed { failure } => ("failed   ", failure),
+        RedriveOutcome::GivenUp { failure } => ("given up ", failure),
+        RedriveOutcome::Errored { error, sent } => {
             let sent = if *sent { "sent, " } else { "" };
             return Some(format!(
                 "error    {id}  {}({sent}left to its lease)",
                 one_line(error) + " "
             ));
         }
-        Outcome::Skipped { state, why } => {
+        RedriveOutcome::Skipped { state, why } => {
             return Some(format!("skipped  {id}  {}", skip_reason(*state, why)));
         }
         _ => return None,
@@ -347,7 +348,7 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use rampart_dead_letter::{Failure, FailureKind, conformance};
+    use rampart_dead_letter::{Failure, ParkReason, conformance};
 
     use super::*;
 
@@ -371,15 +372,18 @@ mod tests {
     fn failures_get_a_line_with_their_cause() {
         let id = DeadLetterId::new();
         let failure = Failure {
-            kind: FailureKind::Transient,
+            kind: ParkReason::Transient,
             status: Some(503),
             chain: vec!["response status 503".into()],
         };
-        let line = outcome_line(id, &Outcome::Failed { failure }).unwrap();
+        let line = outcome_line(id, &RedriveOutcome::Failed { failure }).unwrap();
         assert_eq!(
             line,
             format!("failed   {id}  transient: response status 503")
         );
-        assert_eq!(outcome_line(id, &Outcome::Delivered { status: 200 }), None);
+        assert_eq!(
+            outcome_line(id, &RedriveOutcome::Delivered { status: 200 }),
+            None
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, process::ExitCode, sync::Arc, time::SystemTime};
 
 use rampart_dead_letter::{
-    DeadLetterStore, FailureKind, Filter, State, Stats, top_errors, unix_millis,
+    DeadLetterStore, Filter, ParkReason, State, Stats, top_errors, unix_millis,
 };
 
 use crate::{
@@ -70,7 +70,7 @@ fn json(store: &str, stats: &Stats, now: SystemTime) -> serde_json::Value {
         .iter()
         .map(|s| (s.as_str().to_owned(), stats.in_state(*s).into()))
         .collect();
-    let by_kind: serde_json::Map<String, serde_json::Value> = FailureKind::ALL
+    let by_kind: serde_json::Map<String, serde_json::Value> = ParkReason::ALL
         .iter()
         .map(|k| {
             let n = stats.by_kind.get(k).copied().unwrap_or(0);
@@ -105,7 +105,7 @@ fn human(store: &str, stats: &Stats, now: SystemTime) -> String {
         let _ = writeln!(s, "  {:<14} {}", state.as_str(), stats.in_state(state));
     }
     let _ = writeln!(s, "\nby kind");
-    for kind in FailureKind::ALL {
+    for kind in ParkReason::ALL {
         let n = stats.by_kind.get(&kind).copied().unwrap_or(0);
         let _ = writeln!(s, "  {:<14} {n}", kind.as_str());
     }

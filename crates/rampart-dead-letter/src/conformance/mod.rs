@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::{
     record::{
-        DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, RecordedBody, State,
+        DeadLetter, DeadLetterId, Failure, Header, ParkReason, Payload, RecordedBody, State,
         Target, system_time_from_millis, unix_millis,
     },
     store::{DeadLetterStore, Filter, Query, StoreErrorKind},
@@ -33,9 +33,9 @@ use crate::{
 /// are service `b`, even ones `a`).
 pub fn record(i: u32) -> DeadLetter {
     let kind = [
-        FailureKind::Transient,
-        FailureKind::Timeout,
-        FailureKind::CircuitOpen,
+        ParkReason::Transient,
+        ParkReason::Timeout,
+        ParkReason::CircuitOpen,
     ][(i % 3) as usize];
     let mut r = DeadLetter::new(
         if i.is_multiple_of(2) { "a" } else { "b" },
@@ -66,7 +66,7 @@ pub fn record(i: u32) -> DeadLetter {
         },
         Failure {
             kind,
-            status: (kind == FailureKind::Transient).then_some(503),
+            status: (kind == ParkReason::Transient).then_some(503),
             chain: vec![format!("failure {i}"), "cause".into()],
         },
     );
@@ -134,18 +134,18 @@ pub async fn run(store: &dyn DeadLetterStore) {
     assert_eq!(last.len(), 1, "{name}: the last page is short");
 
     let timeouts = store
-        .list(&Query::new(Filter::all().kind(FailureKind::Timeout), 100))
+        .list(&Query::new(Filter::all().kind(ParkReason::Timeout), 100))
         .await
         .unwrap();
     assert_eq!(timeouts.len(), 4, "{name}: filter by kind");
     assert!(
         timeouts
             .iter()
-            .all(|r| r.failure.kind == FailureKind::Timeout)
+            .all(|r| r.failure.kind == ParkReason::Timeout)
     );
     let b = store
         .list(&Query::new(
-            Filter::all().service("b").kind(FailureKind::Transient),
+            Filter::all().service("b").kind(ParkReason::Transient),
             100,
         ))
         .await
@@ -201,7 +201,7 @@ pub async fn run(store: &dyn DeadLetterStore) {
     assert_eq!(stats.in_state(State::Delivered), 1);
     assert_eq!(stats.in_state(State::GivenUp), 1);
     assert_eq!(stats.backlog(), 10);
-    assert_eq!(stats.by_kind.get(&FailureKind::CircuitOpen), Some(&4));
+    assert_eq!(stats.by_kind.get(&ParkReason::CircuitOpen), Some(&4));
     assert_eq!(
         stats.oldest_pending,
         Some(records[0].first_failed_at),

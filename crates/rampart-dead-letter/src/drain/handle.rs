@@ -9,7 +9,7 @@ use std::sync::{
 use rampart_core::sync::lock;
 use tokio::sync::Notify;
 
-use crate::{Outcome, Skip};
+use crate::{RedriveOutcome, Skip};
 
 /// What a drain worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,24 +83,24 @@ pub struct DrainStats {
     pub rejected: u64,
     /// Records skipped for another reason (held by another worker, unkeyed, finished).
     pub skipped: u64,
-    /// Records the store failed for (see [`Outcome::Errored`]).
+    /// Records the store failed for (see [`RedriveOutcome::Errored`]).
     pub errors: u64,
     /// The last error that ended a pass early (a store that could not list records).
     pub last_error: Option<String>,
 }
 
 impl DrainStats {
-    pub(super) fn add(&mut self, outcome: &Outcome) {
+    pub(super) fn add(&mut self, outcome: &RedriveOutcome) {
         match outcome {
-            Outcome::Delivered { .. } => self.delivered += 1,
-            Outcome::Failed { .. } => self.failed += 1,
-            Outcome::GivenUp { .. } => self.given_up += 1,
-            Outcome::Skipped {
+            RedriveOutcome::Delivered { .. } => self.delivered += 1,
+            RedriveOutcome::Failed { .. } => self.failed += 1,
+            RedriveOutcome::GivenUp { .. } => self.given_up += 1,
+            RedriveOutcome::Skipped {
                 why: Skip::Rejected { .. },
                 ..
             } => self.rejected += 1,
-            Outcome::Skipped { .. } => self.skipped += 1,
-            Outcome::Errored { .. } => self.errors += 1,
+            RedriveOutcome::Skipped { .. } => self.skipped += 1,
+            RedriveOutcome::Errored { .. } => self.errors += 1,
         }
     }
 }

@@ -24,7 +24,7 @@ pub use builder::{DEFAULT_POLL_INTERVAL, DrainBuilder};
 pub use handle::{DrainHandle, DrainState, DrainStats};
 
 use self::handle::Shared;
-use crate::{AnswerBody, Outcome, Redrive, RedriveService, Skip};
+use crate::{AnswerBody, Redrive, RedriveOutcome, RedriveService, Skip};
 
 /// Redrives parked requests by itself once their dependency takes calls again: the "drain on
 /// recovery" half of queue-for-later.
@@ -159,9 +159,8 @@ impl<S> Drain<S> {
         ResB: AnswerBody,
     {
         let name = self.name.to_string();
-        let passes =
-            metrics::counter!("rampart_dead_letter_drain_passes_total", "name" => name.clone());
-        let waiting = metrics::gauge!("rampart_dead_letter_drain_waiting", "name" => name);
+        let passes = metrics::counter!("rampart_dead_letter_drain_passes_total", rampart_core::registry::INSTANCE_LABEL => name.clone());
+        let waiting = metrics::gauge!("rampart_dead_letter_drain_waiting", rampart_core::registry::INSTANCE_LABEL => name);
         let shared = &*self.shared;
         tracing::info!(target: "rampart::dead_letter", drain = %self.name, "drain worker started");
         while !shared.stop_requested() {
@@ -184,7 +183,7 @@ impl<S> Drain<S> {
                 .redrive
                 .all_while(
                     |p| {
-                        if let Outcome::Skipped {
+                        if let RedriveOutcome::Skipped {
                             why: Skip::Rejected { .. },
                             ..
                         } = p.outcome

@@ -167,7 +167,7 @@ impl FromStr for State {
 /// What kind of failure parked a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FailureKind {
+pub enum ParkReason {
     /// A failure worth trying again later: a transport error, `5xx`, `408`, `429`.
     Transient,
     /// A failure that the same request will meet again (most `4xx`). Not parked by default.
@@ -180,24 +180,24 @@ pub enum FailureKind {
     Timeout,
 }
 
-impl FailureKind {
+impl ParkReason {
     /// Every kind, in order.
-    pub const ALL: [FailureKind; 5] = [
-        FailureKind::Transient,
-        FailureKind::Fatal,
-        FailureKind::CircuitOpen,
-        FailureKind::BulkheadFull,
-        FailureKind::Timeout,
+    pub const ALL: [ParkReason; 5] = [
+        ParkReason::Transient,
+        ParkReason::Fatal,
+        ParkReason::CircuitOpen,
+        ParkReason::BulkheadFull,
+        ParkReason::Timeout,
     ];
 
     /// The name used in the format, in filters and in metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
-            FailureKind::Transient => "transient",
-            FailureKind::Fatal => "fatal",
-            FailureKind::CircuitOpen => "circuit_open",
-            FailureKind::BulkheadFull => "bulkhead_full",
-            FailureKind::Timeout => "timeout",
+            ParkReason::Transient => "transient",
+            ParkReason::Fatal => "fatal",
+            ParkReason::CircuitOpen => "circuit_open",
+            ParkReason::BulkheadFull => "bulkhead_full",
+            ParkReason::Timeout => "timeout",
         }
     }
 
@@ -206,17 +206,17 @@ impl FailureKind {
     }
 }
 
-impl fmt::Display for FailureKind {
+impl fmt::Display for ParkReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for FailureKind {
+impl FromStr for ParkReason {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FailureKind::ALL
+        ParkReason::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| UnknownName {
@@ -358,7 +358,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// What kind of failure.
-    pub kind: FailureKind,
+    pub kind: ParkReason,
     /// The last HTTP status, if a response came back.
     #[serde(default)]
     pub status: Option<u16>,
@@ -370,7 +370,7 @@ pub struct Failure {
 impl Failure {
     /// A failure of `kind` described by `err` and its sources, each text with the URLs in it
     /// redacted ([`rampart_core::redact::text`]: no user info, no query values).
-    pub fn from_error(kind: FailureKind, err: &(dyn std::error::Error + 'static)) -> Self {
+    pub fn from_error(kind: ParkReason, err: &(dyn std::error::Error + 'static)) -> Self {
         let chain = rampart_core::error::chain_text(err)
             .iter()
             .map(|text| rampart_core::redact::text(text).into_owned())
@@ -383,7 +383,7 @@ impl Failure {
     }
 
     /// A failure response with `status`.
-    pub fn from_status(kind: FailureKind, status: http::StatusCode) -> Self {
+    pub fn from_status(kind: ParkReason, status: http::StatusCode) -> Self {
         Self {
             kind,
             status: Some(status.as_u16()),

@@ -21,7 +21,7 @@ fn sample() -> DeadLetter {
             body: RecordedBody::whole(Bytes::from_static(b"{\"amount\":5}")),
             query_redacted: false,
         },
-        Failure::from_status(FailureKind::Transient, http::StatusCode::BAD_GATEWAY),
+        Failure::from_status(ParkReason::Transient, http::StatusCode::BAD_GATEWAY),
     );
     r.idempotency_key = Some("k-1".into());
     r
@@ -71,8 +71,8 @@ fn names_parse_back_and_unknown_ones_say_what_is_allowed() {
     for s in State::ALL {
         assert_eq!(s.as_str().parse::<State>().unwrap(), s);
     }
-    for k in FailureKind::ALL {
-        assert_eq!(k.as_str().parse::<FailureKind>().unwrap(), k);
+    for k in ParkReason::ALL {
+        assert_eq!(k.as_str().parse::<ParkReason>().unwrap(), k);
     }
     let err = "done".parse::<State>().unwrap_err().to_string();
     assert!(err.contains("pending, redriving"), "{err}");

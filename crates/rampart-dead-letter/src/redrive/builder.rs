@@ -36,11 +36,13 @@ pub struct RedriveBuilder<S> {
     wall_clock: WallClock,
     allow_keyless: bool,
     primary: Option<Arc<dyn DeadLetterStore>>,
+    name: Arc<str>,
 }
 
 impl<S> fmt::Debug for RedriveBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedriveBuilder")
+            .field("name", &self.name)
             .field("store", &self.store.describe())
             .field("rate", &self.rate)
             .field("concurrency", &self.concurrency)
@@ -65,7 +67,15 @@ impl<S> RedriveBuilder<S> {
             wall_clock: Arc::new(SystemTime::now),
             allow_keyless: false,
             primary: None,
+            name: Arc::from("default"),
         }
+    }
+
+    /// The redrive's name: the `name` label of its `rampart_dead_letter_redriven_total`
+    /// counts (`default` by default), as a layer's `name` labels its metrics.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// At most `per_second` sends per second (unlimited by default). Must be finite and > 0.
@@ -213,6 +223,7 @@ impl<S> RedriveBuilder<S> {
                 owner,
                 allow_keyless: self.allow_keyless,
                 primary: self.primary,
+                name: self.name,
             }),
             service: self.service,
         })
@@ -234,9 +245,20 @@ pub(super) struct Inner {
     pub(super) owner: String,
     pub(super) allow_keyless: bool,
     pub(super) primary: Option<Arc<dyn DeadLetterStore>>,
+    pub(super) name: Arc<str>,
 }
 
 impl Inner {
+    /// Counts one record's outcome in `rampart_dead_letter_redriven_total{name, outcome}`.
+    pub(super) fn count(&self, outcome: &'static str) {
+        metrics::counter!(
+            "rampart_dead_letter_redriven_total",
+            rampart_core::registry::INSTANCE_LABEL => self.name.clone(),
+            "outcome" => outcome
+        )
+        .increment(1);
+    }
+
     /// The wall clock now, to the millisecond (as records keep times).
     pub(super) fn now(&self) -> SystemTime {
         crate::record::millis::truncate((self.wall_clock)())

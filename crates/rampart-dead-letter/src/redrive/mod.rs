@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use builder::Inner;
 pub use builder::{DEFAULT_LEASE, RedriveBuilder};
-pub use outcome::{Outcome, Progress, Skip, Summary};
+pub use outcome::{Progress, RedriveOutcome, Skip, Summary};
 pub use send::rebuild;
 
 use crate::{
@@ -85,7 +85,7 @@ impl<T> AnswerBody for T where T: Body<Error: Into<BoxError>> + Send + 'static {
 ///   redrive count kept. A request that was sent but whose outcome was not recorded is sent
 ///   again then, with the same idempotency key.
 /// - A store error on one record does not stop the others: it is reported as
-///   [`Outcome::Errored`] and counted in [`Summary::errors`]. A service that panics is
+///   [`RedriveOutcome::Errored`] and counted in [`Summary::errors`]. A service that panics is
 ///   reported the same way. Only a failure to list records ends a run early (after the sends
 ///   in flight have finished and been recorded).
 ///
@@ -130,10 +130,10 @@ impl<S> Redrive<S> {
 
     /// Redrives the record `id`, if it is claimable: `pending`, or `redriving` under a lease
     /// that has run out. A record that is `delivered`, `given_up` or held by another redrive
-    /// is [skipped](Outcome::Skipped).
+    /// is [skipped](RedriveOutcome::Skipped).
     ///
     /// `Err` if the record is not in the store, or the store failed for it.
-    pub async fn one<B, ResB>(&self, id: DeadLetterId) -> Result<Outcome, StoreError>
+    pub async fn one<B, ResB>(&self, id: DeadLetterId) -> Result<RedriveOutcome, StoreError>
     where
         S: RedriveService<B, ResB>,
         B: From<Bytes> + Send + 'static,
@@ -187,7 +187,7 @@ impl<S> Redrive<S> {
     /// time, so a large backlog is not loaded at once; each is read again before it is
     /// claimed, and only a claimable one is sent.
     ///
-    /// A store error on one record is reported for it ([`Outcome::Errored`]) and the run goes
+    /// A store error on one record is reported for it ([`RedriveOutcome::Errored`]) and the run goes
     /// on. `Err` only if a page of records cannot be listed: the run then stops taking new
     /// records, lets the sends in flight finish (each reported), and returns the error.
     pub async fn matching<B, ResB>(
@@ -225,7 +225,7 @@ impl<S> Redrive<S> {
             // The sends of the previous filter first: a record this run has claimed is
             // `redriving` until its send is done, and is not to be met again as another's.
             while !run.tasks.is_empty() {
-                run.join_one(&mut progress).await;
+                run.join_one(&self.inner, &mut progress).await;
             }
             let mut query = Query::new(filter.clone(), 256);
             loop {
@@ -240,7 +240,7 @@ impl<S> Redrive<S> {
                 query.after = Some(last.id);
                 for record in page {
                     while run.tasks.len() >= self.inner.concurrency {
-                        run.join_one(&mut progress).await;
+                        run.join_one(&self.inner, &mut progress).await;
                     }
                     if let Some(every) = self.inner.interval {
                         tokio::time::sleep_until(next_send).await;
@@ -260,7 +260,7 @@ impl<S> Redrive<S> {
             }
         }
         while !run.tasks.is_empty() {
-            run.join_one(&mut progress).await;
+            run.join_one(&self.inner, &mut progress).await;
         }
         listing.map(|()| run.summary)
     }
@@ -269,37 +269,38 @@ impl<S> Redrive<S> {
 /// A run's sends in flight, and what it has counted.
 struct Run {
     summary: Summary,
-    tasks: JoinSet<Result<Outcome, (StoreError, bool)>>,
+    tasks: JoinSet<Result<RedriveOutcome, (StoreError, bool)>>,
     ids: HashMap<TaskId, DeadLetterId>,
 }
 
 impl Run {
     /// Waits for one send to finish, and reports it.
-    async fn join_one(&mut self, progress: &mut impl FnMut(Progress<'_>)) {
+    async fn join_one(&mut self, inner: &Inner, progress: &mut impl FnMut(Progress<'_>)) {
         let Some(done) = self.tasks.join_next_with_id().await else {
             return;
         };
         let (task, outcome) = match done {
             Ok((task, Ok(outcome))) => (task, outcome),
-            Ok((task, Err((error, sent)))) => (task, errored(error.to_string(), sent)),
+            Ok((task, Err((error, sent)))) => (task, errored(inner, error.to_string(), sent)),
             // The task is gone, so its record keeps its claim (if it made one) until the lease
             // runs out.
             Err(join) if join.is_panic() => (
                 join.id(),
                 errored(
+                    inner,
                     "the service panicked while the record was redriven".into(),
                     true,
                 ),
             ),
             Err(join) => (
                 join.id(),
-                errored("the record's redrive was cancelled".into(), true),
+                errored(inner, "the record's redrive was cancelled".into(), true),
             ),
         };
         let Some(id) = self.ids.remove(&task) else {
             return;
         };
-        if let Outcome::Errored { error, sent } = &outcome {
+        if let RedriveOutcome::Errored { error, sent } = &outcome {
             tracing::warn!(
                 target: "rampart::dead_letter",
                 %id, %error, sent,
@@ -315,7 +316,7 @@ impl Run {
     }
 }
 
-fn errored(error: String, sent: bool) -> Outcome {
-    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "error").increment(1);
-    Outcome::Errored { error, sent }
+fn errored(inner: &Inner, error: String, sent: bool) -> RedriveOutcome {
+    inner.count("error");
+    RedriveOutcome::Errored { error, sent }
 }

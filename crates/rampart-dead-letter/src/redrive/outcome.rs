@@ -1,4 +1,4 @@
-//! What a redrive reports: each record's [`Outcome`] (and, when it was not sent, why:
+//! What a redrive reports: each record's [`RedriveOutcome`] (and, when it was not sent, why:
 //! [`Skip`]), the [`Summary`] of a run, and the [`Progress`] handed over after each record.
 
 use std::time::SystemTime;
@@ -10,7 +10,7 @@ use crate::record::{DeadLetterId, Failure, State};
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum RedriveOutcome {
     /// Sent, and the response was not a failure: the record is `delivered`.
     Delivered {
         /// The response's status.
@@ -97,20 +97,20 @@ pub struct Summary {
     pub given_up: u64,
     /// Skipped (already delivered or given up, or held by another redrive).
     pub skipped: u64,
-    /// Records the store (or the service, by panicking) failed for: see [`Outcome::Errored`].
+    /// Records the store (or the service, by panicking) failed for: see [`RedriveOutcome::Errored`].
     pub errors: u64,
 }
 
 impl Summary {
     /// Counts one more record with `outcome`.
-    pub fn add(&mut self, outcome: &Outcome) {
+    pub fn add(&mut self, outcome: &RedriveOutcome) {
         self.seen += 1;
         match outcome {
-            Outcome::Delivered { .. } => self.delivered += 1,
-            Outcome::Failed { .. } => self.failed += 1,
-            Outcome::GivenUp { .. } => self.given_up += 1,
-            Outcome::Skipped { .. } => self.skipped += 1,
-            Outcome::Errored { .. } => self.errors += 1,
+            RedriveOutcome::Delivered { .. } => self.delivered += 1,
+            RedriveOutcome::Failed { .. } => self.failed += 1,
+            RedriveOutcome::GivenUp { .. } => self.given_up += 1,
+            RedriveOutcome::Skipped { .. } => self.skipped += 1,
+            RedriveOutcome::Errored { .. } => self.errors += 1,
         }
     }
 }
@@ -121,7 +121,7 @@ pub struct Progress<'a> {
     /// The record just done.
     pub id: DeadLetterId,
     /// What happened to it.
-    pub outcome: &'a Outcome,
+    pub outcome: &'a RedriveOutcome,
     /// Counts so far.
     pub summary: &'a Summary,
 }

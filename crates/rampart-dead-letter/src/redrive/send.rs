@@ -17,11 +17,11 @@ use tower_service::Service;
 
 use super::{
     builder::Inner,
-    outcome::{Outcome, Skip},
+    outcome::{RedriveOutcome, Skip},
 };
 use crate::{
     kind::{error_kind, outcome_kind, trailers_failure},
-    record::{DeadLetter, DeadLetterId, Failure, FailureKind, Lease, State},
+    record::{DeadLetter, DeadLetterId, Failure, Lease, ParkReason, State},
     store::{StoreError, StoreErrorKind},
 };
 
@@ -60,13 +60,13 @@ pub fn rebuild<B: From<Bytes>>(
     Ok(req)
 }
 
-/// Redrives the record `id`: `Err` if the store failed for it (see [`Outcome::Errored`]; the
+/// Redrives the record `id`: `Err` if the store failed for it (see [`RedriveOutcome::Errored`]; the
 /// second field says whether the request had been sent).
 pub(super) async fn redrive_record<S, B, ResB>(
     inner: Arc<Inner>,
     service: S,
     id: DeadLetterId,
-) -> Result<Outcome, (StoreError, bool)>
+) -> Result<RedriveOutcome, (StoreError, bool)>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Send + 'static,
     S::Error: Into<BoxError>,
@@ -97,7 +97,7 @@ where
             },
             _ => Skip::Finished,
         };
-        return Ok(Outcome::Skipped {
+        return Ok(RedriveOutcome::Skipped {
             state: record.state,
             why,
         });
@@ -112,7 +112,7 @@ where
                     target: "rampart::dead_letter", id = %record.id, primary = %primary.describe(),
                     "a fallback copy the primary also kept was removed; the primary's is sent"
                 );
-                return Ok(Outcome::Skipped {
+                return Ok(RedriveOutcome::Skipped {
                     state: record.state,
                     why: Skip::Duplicate,
                 });
@@ -126,7 +126,7 @@ where
             target: "rampart::dead_letter", id = %record.id, method = %record.target.method,
             "not redriven: a non-idempotent request without an idempotency key may have run"
         );
-        return Ok(Outcome::Skipped {
+        return Ok(RedriveOutcome::Skipped {
             state: record.state,
             why: Skip::Unkeyed,
         });
@@ -156,7 +156,7 @@ where
     match store.update(&record).await {
         Ok(()) => record.revision += 1,
         Err(e) if e.kind() == StoreErrorKind::Stale => {
-            return Ok(Outcome::Skipped {
+            return Ok(RedriveOutcome::Skipped {
                 state: State::Redriving,
                 why: Skip::Contended,
             });
@@ -182,7 +182,7 @@ where
             Failure::from_error(error_kind(&*e), &*e)
         }
         Err(_) => Failure {
-            kind: FailureKind::Timeout,
+            kind: ParkReason::Timeout,
             status: None,
             chain: vec![format!(
                 "no answer within {:?} (four fifths of the redrive's lease)",
@@ -209,8 +209,8 @@ where
         id = %record.id, redrives = record.redrive_count, kind = %failure.kind,
         "redrive failed; dead letter pending again"
     );
-    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "failed").increment(1);
-    Ok(Outcome::Failed { failure })
+    inner.count("failed");
+    Ok(RedriveOutcome::Failed { failure })
 }
 
 /// The kind of `err` if a layer of the redrive's own service refused the request before it
@@ -234,7 +234,7 @@ async fn release(
     inner: &Inner,
     mut record: DeadLetter,
     kind: RejectionKind,
-) -> Result<Outcome, StoreError> {
+) -> Result<RedriveOutcome, StoreError> {
     record.state = State::Pending;
     record.lease = None;
     record.updated_at = inner.now();
@@ -243,8 +243,8 @@ async fn release(
         target: "rampart::dead_letter", id = %record.id, %kind,
         "redrive refused by a layer of its own service; dead letter released"
     );
-    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "rejected").increment(1);
-    Ok(Outcome::Skipped {
+    inner.count("rejected");
+    Ok(RedriveOutcome::Skipped {
         state: State::Pending,
         why: Skip::Rejected { kind },
     })
@@ -280,7 +280,7 @@ where
         return Ok((
             status,
             Some(Failure {
-                kind: FailureKind::Fatal,
+                kind: ParkReason::Fatal,
                 status: Some(status.as_u16()),
                 chain: vec![format!(
                     "response status {status}: redirected{to}, and the redirect was not followed"
@@ -327,7 +327,7 @@ async fn deliver(
     inner: &Inner,
     mut record: DeadLetter,
     status: StatusCode,
-) -> Result<Outcome, StoreError> {
+) -> Result<RedriveOutcome, StoreError> {
     record.redrive_count += 1;
     record.state = State::Delivered;
     record.lease = None;
@@ -337,8 +337,8 @@ async fn deliver(
         target: "rampart::dead_letter",
         id = %record.id, status = status.as_u16(), "dead letter delivered"
     );
-    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "delivered").increment(1);
-    Ok(Outcome::Delivered {
+    inner.count("delivered");
+    Ok(RedriveOutcome::Delivered {
         status: status.as_u16(),
     })
 }
@@ -349,7 +349,7 @@ async fn give_up(
     mut record: DeadLetter,
     failure: Failure,
     claimed: bool,
-) -> Result<Outcome, StoreError> {
+) -> Result<RedriveOutcome, StoreError> {
     record.failure = failure.clone();
     record.state = State::GivenUp;
     record.lease = None;
@@ -359,7 +359,7 @@ async fn give_up(
         // Not claimed yet (a record that cannot be resent), and another redrive got there
         // first: it decides.
         Err(e) if e.kind() == StoreErrorKind::Stale && !claimed => {
-            return Ok(Outcome::Skipped {
+            return Ok(RedriveOutcome::Skipped {
                 state: State::Pending,
                 why: Skip::Contended,
             });
@@ -371,11 +371,11 @@ async fn give_up(
         id = %record.id, redrives = record.redrive_count, reason = ?failure.chain.first(),
         "dead letter given up"
     );
-    metrics::counter!("rampart_dead_letter_redriven_total", "outcome" => "given_up").increment(1);
+    inner.count("given_up");
     if let Some(alert) = &inner.on_give_up {
         alert(&record);
     }
-    Ok(Outcome::GivenUp { failure })
+    Ok(RedriveOutcome::GivenUp { failure })
 }
 
 /// Records the outcome of a claimed record: a compare-and-set on the claim's revision, which

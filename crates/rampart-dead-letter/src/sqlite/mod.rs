@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, types::
 use tokio::sync::oneshot;
 
 use crate::{
-    record::{DeadLetter, DeadLetterId, FailureKind, State, system_time_from_millis, unix_millis},
+    record::{DeadLetter, DeadLetterId, ParkReason, State, system_time_from_millis, unix_millis},
     store::{DeadLetterStore, Filter, Query, Stats, StoreError, StoreErrorKind},
 };
 
@@ -37,7 +37,7 @@ const COMPONENT: &str = "sqlite dead-letter store";
 /// Dead letters in a SQLite file: durable, embedded, readable with `sqlite3`.
 ///
 /// ```
-/// use rampart_dead_letter::{DeadLetter, DeadLetterStore, Failure, FailureKind, SqliteStore, Target};
+/// use rampart_dead_letter::{DeadLetter, DeadLetterStore, Failure, ParkReason, SqliteStore, Target};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,7 +48,7 @@ const COMPONENT: &str = "sqlite dead-letter store";
 /// let record = DeadLetter::new(
 ///     "billing",
 ///     Target { method: "POST".into(), uri: "http://billing/charge".into(), ..Default::default() },
-///     Failure::from_status(FailureKind::Transient, http::StatusCode::BAD_GATEWAY),
+///     Failure::from_status(ParkReason::Transient, http::StatusCode::BAD_GATEWAY),
 /// );
 /// store.append(&record).await?; // committed and fsynced
 /// assert_eq!(store.get(record.id).await?, Some(record));
@@ -340,7 +340,7 @@ impl DeadLetterStore for SqliteStore {
                 stats.by_state.insert(state, n);
             }
             for (kind, n) in by_kind {
-                let kind: FailureKind = kind.parse().map_err(|_| corrupt("kind", &kind))?;
+                let kind: ParkReason = kind.parse().map_err(|_| corrupt("kind", &kind))?;
                 stats.by_kind.insert(kind, u64::try_from(n).unwrap_or(0));
             }
             stats.oldest_pending =

@@ -314,7 +314,7 @@ async fn filters_match_the_memory_store() {
         Filter::all().failed_before(t),
         Filter::all().failed_before(t - Duration::from_millis(1)),
         Filter::all().failed_before(t + Duration::from_micros(500)),
-        Filter::all().service("a").kind(FailureKind::Timeout),
+        Filter::all().service("a").kind(ParkReason::Timeout),
         Filter::all().state(State::Pending).service("b"),
         Filter::all().state(State::GivenUp),
     ];

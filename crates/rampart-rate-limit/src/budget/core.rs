@@ -58,6 +58,13 @@ struct State {
     /// Spent in the period (for a rolling window: in the slots still in the window).
     spent: u64,
     /// A rolling window's slots still in it, oldest first: (slot number, spent in it).
+    ///
+    /// Not core's `RollingCounts`, on purpose: that ring counts lock-free on the monotonic
+    /// clock from a per-process epoch, so its slot numbers mean nothing after a restart. A
+    /// budget's slots are numbered in wall-clock time (Unix seconds over the slot length),
+    /// because they are what a [`BudgetStore`] keeps and a restarted replica reads back; and
+    /// they change only under `state`'s lock, which the thresholds and reservations need
+    /// anyway. A window holds at most `ROLLING_SLOTS` (60) slots, so a deque is enough.
     slots: std::collections::VecDeque<(i64, u64)>,
     /// Thresholds already fired this period (bit i for `thresholds[i]`).
     fired: u32,
