@@ -2,7 +2,7 @@
 //! headers and a 512-byte JSON body (about 1.2 KB of JSON).
 
 use rampart_dead_letter::{
-    DeadLetter, DeadLetterId, Failure, FailureKind, Header, Payload, RecordedBody, Target,
+    DeadLetter, DeadLetterId, Failure, Header, ParkReason, Payload, RecordedBody, Target,
 };
 
 /// A JSON body of about 512 bytes.
@@ -40,10 +40,7 @@ pub(crate) fn template() -> DeadLetter {
             body: RecordedBody::whole(body().into()),
             query_redacted: false,
         },
-        Failure::from_status(
-            FailureKind::Transient,
-            http::StatusCode::SERVICE_UNAVAILABLE,
-        ),
+        Failure::from_status(ParkReason::Transient, http::StatusCode::SERVICE_UNAVAILABLE),
     );
     r.idempotency_key = Some("9c2e4a8e-2a3b-4f7a-b1d5-5c6e7f8091a2".into());
     r.attempts = 3;
