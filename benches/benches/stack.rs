@@ -23,6 +23,8 @@
 //! the overhead of a stack shows at least as much here as it would under `wrk`. Latencies are
 //! the load generator's (send to the end of the body).
 
+#![allow(clippy::print_stdout, reason = "the report is the bench's output")]
+
 use std::{
     future::Future,
     net::SocketAddr,
@@ -159,7 +161,9 @@ impl Caller for Connection {
         if self.send.ready().await.is_err() {
             return false;
         }
-        let mut req = Request::builder().uri(self.path).header("host", "127.0.0.1");
+        let mut req = Request::builder()
+            .uri(self.path)
+            .header("host", "127.0.0.1");
         let body = if self.post {
             let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
             req = req
@@ -219,7 +223,10 @@ async fn serve(app: Router) -> SocketAddr {
 }
 
 /// The server stack of the issue: bulkhead + breaker + timeout, then idempotency.
-fn guarded<S>(route: axum::routing::MethodRouter<S>, store: Arc<dyn IdempotencyStore>) -> axum::routing::MethodRouter<S>
+fn guarded<S>(
+    route: axum::routing::MethodRouter<S>,
+    store: Arc<dyn IdempotencyStore>,
+) -> axum::routing::MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -333,23 +340,19 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
     let server = serve(app).await;
 
     let flaky_count = Arc::new(AtomicU64::new(0));
-    let upstream = serve(
-        Router::new()
-            .route("/fast", post(|| async { "ok" }))
-            .route(
-                "/flaky",
-                post(move || {
-                    let n = flaky_count.fetch_add(1, Ordering::Relaxed);
-                    async move {
-                        if n % 10 == 9 {
-                            (StatusCode::SERVICE_UNAVAILABLE, "try later")
-                        } else {
-                            (StatusCode::OK, "ok")
-                        }
-                    }
-                }),
-            ),
-    )
+    let upstream = serve(Router::new().route("/fast", post(|| async { "ok" })).route(
+        "/flaky",
+        post(move || {
+            let n = flaky_count.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n % 10 == 9 {
+                    (StatusCode::SERVICE_UNAVAILABLE, "try later")
+                } else {
+                    (StatusCode::OK, "ok")
+                }
+            }
+        }),
+    ))
     .await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sqlite: Arc<dyn DeadLetterStore> =
@@ -360,8 +363,8 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
         max_concurrent: 256,
         ..Default::default()
     };
-    let (stack, _) = rampart_examples::stack::client(dead_letters, &settings, |_| {})
-        .expect("the client stack");
+    let (stack, _) =
+        rampart_examples::stack::client(dead_letters, &settings, |_| {}).expect("the client stack");
     let (stack_sqlite, _) =
         rampart_examples::stack::client(sqlite.clone(), &settings, |_| {}).expect("the stack");
     let bare: Client<HttpConnector, Full<Bytes>> =
@@ -383,7 +386,9 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
         ("client_stack_sqlite_flaky", Some("client_bare_flaky")),
     ]);
     if let Some(f) = &filter {
-        cases.retain(|(name, base)| name.contains(f.as_str()) || base.is_some_and(|b| b.contains(f.as_str())));
+        cases.retain(|(name, base)| {
+            name.contains(f.as_str()) || base.is_some_and(|b| b.contains(f.as_str()))
+        });
         // Keep each kept case's baseline.
         let names: Vec<_> = cases.iter().filter_map(|(_, b)| *b).collect();
         for b in names {
@@ -418,7 +423,11 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
                     drive(callers, secs).await
                 }
                 "client_bare" | "client_bare_flaky" => {
-                    let path = if *name == "client_bare" { "/fast" } else { "/flaky" };
+                    let path = if *name == "client_bare" {
+                        "/fast"
+                    } else {
+                        "/flaky"
+                    };
                     let callers = (0..connections)
                         .map(|_| ClientCaller {
                             svc: bare.clone(),
@@ -466,7 +475,8 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
     for (i, (name, base)) in cases.iter().enumerate() {
         let s = &mut results[i].1;
         s.latencies.sort_unstable();
-        let (per_sec, p50, p99, failed) = (s.per_sec(), s.percentile(0.5), s.percentile(0.99), s.failed);
+        let (per_sec, p50, p99, failed) =
+            (s.per_sec(), s.percentile(0.5), s.percentile(0.99), s.failed);
         let total = s.ok + s.failed;
         let base = base.and_then(|b| results.iter().position(|(n, _)| *n == b));
         let (ratio, p99_ratio) = match base {
@@ -474,7 +484,11 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
                 let b = &results[j].1;
                 let mut lat = b.latencies.clone();
                 lat.sort_unstable();
-                let b99 = Sample { latencies: lat, ..Sample::default() }.percentile(0.99);
+                let b99 = Sample {
+                    latencies: lat,
+                    ..Sample::default()
+                }
+                .percentile(0.99);
                 (
                     format!("{:.2}×", per_sec / b.per_sec()),
                     format!("{:.2}×", p99.as_secs_f64() / b99.as_secs_f64().max(1e-9)),
