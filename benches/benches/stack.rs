@@ -215,6 +215,16 @@ where
     }
 }
 
+/// `n` callers through clones of `svc`, to `uri`.
+fn clients<S: Clone>(svc: &S, uri: http::Uri, n: usize) -> Vec<ClientCaller<S>> {
+    (0..n)
+        .map(|_| ClientCaller {
+            svc: svc.clone(),
+            uri: uri.clone(),
+        })
+        .collect()
+}
+
 async fn serve(app: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("an address");
@@ -422,36 +432,17 @@ async fn run(secs: Duration, rounds: usize, connections: usize, filter: Option<S
                     }
                     drive(callers, secs).await
                 }
-                "client_bare" | "client_bare_flaky" => {
-                    let path = if *name == "client_bare" {
-                        "/fast"
-                    } else {
-                        "/flaky"
-                    };
-                    let callers = (0..connections)
-                        .map(|_| ClientCaller {
-                            svc: bare.clone(),
-                            uri: uri(upstream, path),
-                        })
-                        .collect();
-                    drive(callers, secs).await
+                "client_bare" => {
+                    drive(clients(&bare, uri(upstream, "/fast"), connections), secs).await
+                }
+                "client_bare_flaky" => {
+                    drive(clients(&bare, uri(upstream, "/flaky"), connections), secs).await
                 }
                 "client_stack" => {
-                    let callers = (0..connections)
-                        .map(|_| ClientCaller {
-                            svc: stack.clone(),
-                            uri: uri(upstream, "/fast"),
-                        })
-                        .collect();
-                    drive(callers, secs).await
+                    drive(clients(&stack, uri(upstream, "/fast"), connections), secs).await
                 }
                 _ => {
-                    let callers = (0..connections)
-                        .map(|_| ClientCaller {
-                            svc: stack_sqlite.clone(),
-                            uri: uri(upstream, "/flaky"),
-                        })
-                        .collect();
+                    let callers = clients(&stack_sqlite, uri(upstream, "/flaky"), connections);
                     drive(callers, secs).await
                 }
             };
