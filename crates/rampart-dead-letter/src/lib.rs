@@ -121,6 +121,7 @@ mod body;
 mod drain;
 mod error;
 mod errors;
+mod head;
 mod kind;
 mod layer;
 mod memory;

@@ -15,6 +15,7 @@ use rampart_core::{
 };
 
 use crate::{
+    head::HeadCopy,
     kind::{ParkOn, error_kind, outcome_kind},
     record::{
         DeadLetter, DeadLetterId, Failure, Header, ParkReason, Payload, RecordedBody, Target,
@@ -60,8 +61,8 @@ pub(crate) type ParkFailedHook = Arc<dyn Fn(&DeadLetter, &[StoreError]) + Send +
 /// What is kept of a request while it is in flight, to record it if it fails.
 pub(crate) struct Snapshot {
     method: http::Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
+    /// The URI and headers, copied into one buffer (not cloned: see [`HeadCopy`]).
+    head: HeadCopy,
     body: RecordedBodyParts,
     started: SystemTime,
     attempts: AttemptCounter,
@@ -95,8 +96,7 @@ impl Snapshot {
         };
         Self {
             method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+            head: HeadCopy::of(&parts.uri, &parts.headers),
             body,
             started: SystemTime::now(),
             attempts,
@@ -176,22 +176,23 @@ impl Shared {
         // Noted by a rampart retry layer inside; none means one attempt.
         let attempts = snap.attempts.get().max(1);
         let key = snap
-            .headers
-            .get(&self.key_header)
-            .and_then(|v| v.to_str().ok())
+            .head
+            .header(self.key_header.as_str())
+            .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::to_owned);
         let headers = snap
-            .headers
-            .iter()
+            .head
+            .headers()
             .map(|(name, value)| {
-                let redacted = self.redact.contains(name)
-                    || (is_credential_header(name.as_str()) && !self.keep_headers.contains(name));
+                let listed = |list: &[HeaderName]| list.iter().any(|h| h.as_str() == name);
+                let redacted = listed(&self.redact)
+                    || (is_credential_header(name) && !listed(&self.keep_headers));
                 Header {
-                    name: name.as_str().to_owned(),
+                    name: name.to_owned(),
                     value: Payload(if redacted {
                         Bytes::from_static(REDACTED.as_bytes())
                     } else {
-                        Bytes::copy_from_slice(value.as_bytes())
+                        Bytes::copy_from_slice(value)
                     }),
                     redacted,
                 }
@@ -204,14 +205,14 @@ impl Shared {
                 RecordedBody::truncated(b)
             }
         };
-        let sent = match (&self.base_uri, snap.uri.authority()) {
-            (Some(base), None) => format!(
+        let sent = match &self.base_uri {
+            Some(base) if !snap.head.has_authority() => format!(
                 "{}://{}{}",
                 base.scheme_str().unwrap_or("http"),
                 base.authority().map_or("", |a| a.as_str()),
-                snap.uri.path_and_query().map_or("/", |p| p.as_str())
+                snap.head.path_and_query()
             ),
-            _ => snap.uri.to_string(),
+            _ => snap.head.uri().to_owned(),
         };
         let (uri, query_redacted) = rampart_core::redact::request_uri(&sent, &self.query);
         let mut record = DeadLetter::new(

@@ -141,8 +141,15 @@ where
 
 /// Reads a body into memory up to a limit: the reading step of rampart-retry's `BufferFuture`, for any
 /// future that must hold a request's body before calling on.
+///
+/// A body that arrives in one data frame (a `Full`, most small requests through hyper) is kept
+/// as that frame's `Bytes`, not copied; only a second frame starts a buffer that the frames
+/// are copied into.
 pub struct ReadBody<B> {
     body: Option<B>,
+    /// The first data frame, kept as it came while it is the only one.
+    first: Option<Bytes>,
+    /// The frames copied together, once there is more than one.
     buf: BytesMut,
     trailers: Option<HeaderMap>,
     limit: usize,
@@ -151,7 +158,7 @@ pub struct ReadBody<B> {
 impl<B> fmt::Debug for ReadBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadBody")
-            .field("read", &self.buf.len())
+            .field("read", &self.read_len())
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
@@ -166,6 +173,7 @@ where
     pub fn new(body: B, limit: usize) -> Self {
         Self {
             body: Some(body),
+            first: None,
             buf: BytesMut::new(),
             trailers: None,
             limit,
@@ -180,20 +188,21 @@ where
     /// If polled again after it returned `Ready`.
     pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<ReplayBody<B>> {
         loop {
+            let empty = self.read_len() == 0;
             let body = self
                 .body
                 .as_mut()
                 .expect("ReadBody polled after completion");
-            if self.buf.is_empty() && body.size_hint().lower() > self.limit as u64 {
+            if empty && body.size_hint().lower() > self.limit as u64 {
                 let rest = self.body.take().expect("checked above");
                 return Poll::Ready(ReplayBody::Streaming { prefix: None, rest });
             }
             match ready!(Pin::new(body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        self.buf.extend_from_slice(&data);
-                        if self.buf.len() > self.limit {
-                            let read = self.buf.split().freeze();
+                        self.keep(data);
+                        if self.read_len() > self.limit {
+                            let read = self.take_read();
                             let rest = self.body.take().expect("checked above");
                             return Poll::Ready(ReplayBody::Streaming {
                                 prefix: Some(read),
@@ -211,7 +220,7 @@ where
                 // body fail exactly as it would have.
                 Some(Err(e)) => {
                     self.body = None;
-                    let read = self.buf.split().freeze();
+                    let read = self.take_read();
                     return Poll::Ready(ReplayBody::Failed {
                         prefix: (!read.is_empty()).then_some(read),
                         error: Some(e.into()),
@@ -219,13 +228,45 @@ where
                 }
                 None => {
                     self.body = None;
-                    let read = self.buf.split().freeze();
+                    let read = self.take_read();
                     return Poll::Ready(ReplayBody::Buffered {
                         data: (!read.is_empty()).then_some(read),
                         trailers: self.trailers.take(),
                     });
                 }
             }
+        }
+    }
+}
+
+impl<B> ReadBody<B> {
+    /// How many bytes have been read.
+    fn read_len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+
+    /// Keeps a data frame: as it is while it is the only one, copied after the others once
+    /// there are two.
+    fn keep(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if self.buf.is_empty() && self.first.is_none() {
+            self.first = Some(data);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.buf.reserve(first.len() + data.len());
+            self.buf.extend_from_slice(&first);
+        }
+        self.buf.extend_from_slice(&data);
+    }
+
+    /// What was read, as one `Bytes`.
+    fn take_read(&mut self) -> Bytes {
+        match self.first.take() {
+            Some(first) => first,
+            None => self.buf.split().freeze(),
         }
     }
 }
@@ -300,6 +341,8 @@ where
 mod tests {
     use std::future::poll_fn;
 
+    use std::convert::Infallible;
+
     use http_body_util::{BodyExt, Full};
 
     use super::*;
@@ -317,6 +360,62 @@ mod tests {
             Some(&BufferedBody(Bytes::from_static(b"abc")))
         );
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
+    }
+
+    /// A body that sends the given data frames, one per poll.
+    struct Frames(std::collections::VecDeque<Bytes>);
+
+    impl Frames {
+        fn of(frames: &[&'static str]) -> Self {
+            Self(
+                frames
+                    .iter()
+                    .map(|f| Bytes::from_static(f.as_bytes()))
+                    .collect(),
+            )
+        }
+    }
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    /// A body of one frame is kept as that frame (the same bytes, not a copy); a body of
+    /// several is read whole, in order.
+    #[tokio::test]
+    async fn one_frame_is_kept_as_it_came_and_several_are_joined() {
+        let frame = Bytes::from(vec![7u8; 64]);
+        let mut read = ReadBody::new(Full::new(frame.clone()), 1024);
+        let body = poll_fn(|cx| read.poll_read(cx)).await;
+        let ReplayBody::Buffered {
+            data: Some(data), ..
+        } = body
+        else {
+            panic!("a small body is buffered");
+        };
+        assert_eq!(
+            data.as_ptr(),
+            frame.as_ptr(),
+            "the frame itself, not a copy"
+        );
+
+        let mut read = ReadBody::new(Frames::of(&["ab", "", "cd", "ef"]), 1024);
+        let body = poll_fn(|cx| read.poll_read(cx)).await;
+        assert!(body.is_buffered());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcdef");
+
+        let mut read = ReadBody::new(Frames::of(&["abc", "def", "gh"]), 5);
+        let body = poll_fn(|cx| read.poll_read(cx)).await;
+        assert!(!body.is_buffered(), "over the limit: streamed");
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcdefgh");
     }
 
     #[tokio::test]
