@@ -2,7 +2,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -74,13 +74,14 @@ pub struct MemoryStats {
     pub evicted: u64,
 }
 
+/// The maps share each key (one allocation per key, not one per map).
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Arc<str>, Entry>,
     /// In-flight entries by expiry: `(expires, seq)` → key.
-    leases: BTreeMap<(Instant, u64), String>,
+    leases: BTreeMap<(Instant, u64), Arc<str>>,
     /// Completed entries by expiry.
-    completed: BTreeMap<(Instant, u64), String>,
+    completed: BTreeMap<(Instant, u64), Arc<str>>,
     bytes: usize,
     seq: u64,
     evicted: u64,
@@ -88,6 +89,8 @@ struct Inner {
 
 #[derive(Debug)]
 struct Entry {
+    /// The key, as the expiry maps hold it.
+    key: Arc<str>,
     fingerprint: Fingerprint,
     expires: Instant,
     seq: u64,
@@ -237,10 +240,12 @@ impl MemoryStore {
         }
         let expires = saturating_add(now, lease.ttl);
         let seq = inner.next_seq();
-        inner.leases.insert((expires, seq), key.as_str().to_owned());
+        let shared: Arc<str> = Arc::from(key.as_str());
+        inner.leases.insert((expires, seq), shared.clone());
         inner.entries.insert(
-            key.as_str().to_owned(),
+            shared.clone(),
             Entry {
+                key: shared,
                 fingerprint: *fingerprint,
                 expires,
                 seq,
@@ -260,51 +265,51 @@ impl MemoryStore {
         let now = self.clock.now();
         let mut inner = self.lock();
         inner.expire(now);
-        let (old_expires, old_seq) = match inner.entries.get(key.as_str()) {
-            Some(Entry {
-                state: State::InFlight(t),
-                expires,
-                seq,
-                ..
-            }) if *t == token => (*expires, *seq),
-            _ => return Ok(false),
-        };
         let size = response.encoded_len() + key.as_str().len();
-        if size > self.max_bytes {
-            return Err(self.error(
-                StoreErrorKind::Full,
-                format!(
-                    "a response of {size} bytes exceeds max_bytes ({})",
-                    self.max_bytes
-                ),
-            ));
-        }
-        while inner.bytes + size > self.max_bytes {
-            if !(self.evict_completed && inner.evict_oldest()) {
+        let held = |e: &Entry| matches!(e.state, State::InFlight(t) if t == token);
+        if inner.bytes + size > self.max_bytes {
+            // Room must be made first; a lost lease is told before anything is evicted.
+            if !inner.entries.get(key.as_str()).is_some_and(held) {
+                return Ok(false);
+            }
+            if size > self.max_bytes {
                 return Err(self.error(
                     StoreErrorKind::Full,
                     format!(
-                        "{} of {} bytes used; {size} more needed",
-                        inner.bytes, self.max_bytes
+                        "a response of {size} bytes exceeds max_bytes ({})",
+                        self.max_bytes
                     ),
                 ));
             }
+            while inner.bytes + size > self.max_bytes {
+                if !(self.evict_completed && inner.evict_oldest()) {
+                    return Err(self.error(
+                        StoreErrorKind::Full,
+                        format!(
+                            "{} of {} bytes used; {size} more needed",
+                            inner.bytes, self.max_bytes
+                        ),
+                    ));
+                }
+            }
         }
-        inner.leases.remove(&(old_expires, old_seq));
         let expires = saturating_add(now, retention);
         let seq = inner.next_seq();
-        inner
-            .completed
-            .insert((expires, seq), key.as_str().to_owned());
+        let inner = &mut *inner;
+        // One lookup on the common path (no room to make): eviction removes completed entries
+        // only, so a lease held above is still held here.
+        let Some(e) = inner.entries.get_mut(key.as_str()).filter(|e| held(e)) else {
+            return Ok(false);
+        };
+        inner.leases.remove(&(e.expires, e.seq));
+        inner.completed.insert((expires, seq), e.key.clone());
         inner.bytes += size;
-        if let Some(e) = inner.entries.get_mut(key.as_str()) {
-            e.expires = expires;
-            e.seq = seq;
-            e.state = State::Completed {
-                response: Box::new(response.clone()),
-                size,
-            };
-        }
+        e.expires = expires;
+        e.seq = seq;
+        e.state = State::Completed {
+            response: Box::new(response.clone()),
+            size,
+        };
         Ok(true)
     }
 
