@@ -8,7 +8,7 @@
 //!
 //! | case | baseline | what it is |
 //! |---|---|---|
-//! | `server_get_stack` | `server_get_bare` | a trivial axum GET route behind `HandleErrorLayer` + bulkhead + breaker + timeout + `IdempotencyLayer` (memory store; a GET passes through) |
+//! | `server_get_stack` | `server_get_bare` | a trivial axum GET route behind `RespondToErrorsLayer` + bulkhead + breaker + timeout + `IdempotencyLayer` (memory store; a GET passes through) |
 //! | `server_post_memory` | `server_post_bare` | a POST with a fresh `Idempotency-Key` each, through the memory idempotency store (bounded, so keys churn) |
 //! | `server_post_redis` | `server_post_bare` | the same with the Redis store, if Redis answers at `REDIS_URL` (default `redis://127.0.0.1:6379`) |
 //! | `client_stack` | `client_bare` | `rampart_examples::stack::client` (keys, dead letters on the memory store, total deadline, retry, breaker, bulkhead, attempt timeout) over hyper-util's client, vs that client bare, both against a fast loopback server |
@@ -35,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, error_handling::HandleErrorLayer, routing::get, routing::post};
+use axum::{Router, routing::get, routing::post};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -258,7 +258,7 @@ where
         .expect("an idempotency layer");
     route.layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+            .layer(rampart::axum::RespondToErrorsLayer::new())
             .bulkhead(bulkhead)
             .circuit_breaker(breaker)
             .timeouts(TimeoutLayer::new(Duration::from_secs(1)).expect("a timeout"))

@@ -20,7 +20,6 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    error_handling::HandleErrorLayer,
     extract::State,
     routing::{get, post},
 };
@@ -184,7 +183,7 @@ pub fn app(
             "/exports",
             post(export).layer(
                 ServiceBuilder::new()
-                    .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+                    .layer(rampart::axum::RespondToErrorsLayer::new())
                     .layer(credits.clone()),
             ),
         )
@@ -192,7 +191,7 @@ pub fn app(
         .layer(
             ServiceBuilder::new()
                 .layer(SuccessRateLayer::new(success_rate.clone()))
-                .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+                .layer(rampart::axum::RespondToErrorsLayer::new())
                 .timeouts(timeouts)
                 .bulkhead(bulkhead.clone()),
         );

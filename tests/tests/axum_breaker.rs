@@ -72,7 +72,7 @@ fn app(backend: Backend, breaker: CircuitBreakerLayer<HttpClassifier>) -> Router
         )
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+                .layer(rampart::axum::RespondToErrorsLayer::new())
                 .circuit_breaker(breaker),
         )
         .with_state(backend)

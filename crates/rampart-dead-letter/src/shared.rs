@@ -199,10 +199,12 @@ impl Shared {
             })
             .collect();
         let body = match snap.body {
-            RecordedBodyParts::Whole(b) => RecordedBody::whole(b),
-            RecordedBodyParts::Prefix(mut b) => {
-                b.truncate(self.max_body);
-                RecordedBody::truncated(b)
+            // Copied: the body read from a connection is a slice of its read buffer, which a
+            // record kept in memory (or waiting for a slow store) would otherwise keep whole.
+            RecordedBodyParts::Whole(b) => RecordedBody::whole(Bytes::copy_from_slice(&b)),
+            RecordedBodyParts::Prefix(b) => {
+                let kept = b.len().min(self.max_body);
+                RecordedBody::truncated(Bytes::copy_from_slice(&b[..kept]))
             }
         };
         let sent = match &self.base_uri {

@@ -80,6 +80,31 @@ impl StoredResponse {
         (self.status, self.headers, self.body, self.trailers)
     }
 
+    /// A copy that owns its bytes: the body and every header value in allocations of their
+    /// own. A body or header read from a connection is a slice of that connection's read
+    /// buffer (8 KiB or more); a response kept for its retention as such a slice would keep
+    /// the whole buffer alive, so a store of 50 000 small responses would hold hundreds of
+    /// megabytes while counting a few. The memory store keeps this copy; a store that
+    /// encodes ([`encode`](Self::encode)) copies anyway.
+    pub(crate) fn compacted(&self) -> Self {
+        fn headers(map: &HeaderMap) -> HeaderMap {
+            let mut out = HeaderMap::with_capacity(map.len());
+            for (name, value) in map {
+                let mut copy =
+                    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+                copy.set_sensitive(value.is_sensitive());
+                out.append(name.clone(), copy);
+            }
+            out
+        }
+        Self {
+            status: self.status,
+            headers: headers(&self.headers),
+            body: Bytes::copy_from_slice(&self.body),
+            trailers: self.trailers.as_ref().map(headers),
+        }
+    }
+
     /// The length of [`encode`](Self::encode)'s output, without encoding: what a store
     /// counts against a size limit.
     pub fn encoded_len(&self) -> usize {

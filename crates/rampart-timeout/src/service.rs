@@ -105,7 +105,9 @@ where
         ResponseFuture {
             state: State::Running {
                 fut: self.inner.call(req),
-                sleep: tokio::time::sleep_until(deadline.instant()),
+                timer: Timer::Idle {
+                    deadline: deadline.instant(),
+                },
                 error,
             },
         }
@@ -119,11 +121,25 @@ pin_project! {
             #[pin]
             fut: F,
             #[pin]
-            sleep: Sleep,
+            timer: Timer,
             error: DeadlineExceeded,
         },
         Expired {
             error: Option<DeadlineExceeded>,
+        },
+    }
+}
+
+pin_project! {
+    /// The deadline's timer, made only once the inner future is pending: a call answered in
+    /// its first poll (a cache hit, a health check, a trivial route) never touches tokio's
+    /// timer or its runtime handle (whose reference count every worker thread would share).
+    #[project = TimerProj]
+    enum Timer {
+        Idle { deadline: tokio::time::Instant },
+        Armed {
+            #[pin]
+            sleep: Sleep,
         },
     }
 }
@@ -150,11 +166,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Running { fut, sleep, error } => {
+            StateProj::Running {
+                fut,
+                mut timer,
+                error,
+            } => {
                 if let Poll::Ready(out) = fut.poll(cx) {
                     return Poll::Ready(out.map_err(PolicyError::Inner));
                 }
-                if sleep.poll(cx).is_ready() {
+                if let TimerProj::Idle { deadline } = timer.as_mut().project() {
+                    let sleep = tokio::time::sleep_until(*deadline);
+                    timer.set(Timer::Armed { sleep });
+                }
+                if let TimerProj::Armed { sleep } = timer.project()
+                    && sleep.poll(cx).is_ready()
+                {
                     return Poll::Ready(Err(elapsed(*error)));
                 }
                 Poll::Pending

@@ -26,7 +26,6 @@ use std::{
 
 use axum::{
     Router,
-    error_handling::HandleErrorLayer,
     routing::{get, post},
 };
 use bytes::Bytes;
@@ -147,7 +146,7 @@ async fn main() -> Result<(), BoxError> {
             })
             .layer(
                 ServiceBuilder::new()
-                    .layer(HandleErrorLayer::new(rampart::axum::handle_error))
+                    .layer(rampart::axum::RespondToErrorsLayer::new())
                     .bulkhead(bulkhead),
             ),
         )

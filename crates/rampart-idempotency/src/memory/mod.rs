@@ -307,7 +307,8 @@ impl MemoryStore {
         e.expires = expires;
         e.seq = seq;
         e.state = State::Completed {
-            response: Box::new(response.clone()),
+            // Its own bytes, not slices of a connection's buffer: see `compacted`.
+            response: Box::new(response.compacted()),
             size,
         };
         Ok(true)

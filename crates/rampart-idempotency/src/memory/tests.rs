@@ -253,3 +253,40 @@ fn bounds_are_checked() {
     let e = MemoryStore::bounded(0).unwrap_err();
     assert_eq!(e.field(), "max_entries");
 }
+
+/// A response whose body and headers are slices of a larger buffer (as a connection's reads
+/// are) is stored in bytes of its own: the buffer is not kept alive by the stored entry.
+#[test]
+fn a_stored_response_owns_its_bytes() {
+    let store = MemoryStore::bounded(10).unwrap();
+    let k = StoreKey::global("k");
+    let buffer = Bytes::from(vec![b'a'; 64 * 1024]);
+    let range = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-from-upstream",
+        http::HeaderValue::from_maybe_shared(buffer.slice(100..110)).unwrap(),
+    );
+    let res = StoredResponse::new(StatusCode::OK, headers, buffer.slice(0..16));
+    assert_eq!(
+        store.begin_now(&k, &fp(1), lease(1)).unwrap(),
+        Begin::Acquired
+    );
+    assert!(
+        store
+            .complete_now(&k, LeaseToken::from_u128(1), &res, SEC)
+            .unwrap()
+    );
+    drop(res);
+    let Begin::Completed(stored) = store.begin_now(&k, &fp(1), lease(2)).unwrap() else {
+        panic!("the response is stored");
+    };
+    assert_eq!(stored.body(), &buffer.slice(0..16), "the same bytes");
+    assert!(
+        !range.contains(&(stored.body().as_ptr() as usize)),
+        "not a slice of the buffer"
+    );
+    let value = stored.headers().get("x-from-upstream").unwrap();
+    assert_eq!(value.as_bytes(), &b"aaaaaaaaaa"[..]);
+    assert!(!range.contains(&(value.as_bytes().as_ptr() as usize)));
+}
