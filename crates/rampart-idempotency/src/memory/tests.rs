@@ -290,3 +290,40 @@ fn a_stored_response_owns_its_bytes() {
     assert_eq!(value.as_bytes(), &b"aaaaaaaaaa"[..]);
     assert!(!range.contains(&(value.as_bytes().as_ptr() as usize)));
 }
+
+/// A large store is sharded: it still holds its bound (each shard a share), evicts to make
+/// room, and finds every key it keeps.
+#[test]
+fn a_sharded_store_keeps_its_bound_and_finds_its_keys() {
+    let store = MemoryStore::bounded(32_768).unwrap();
+    assert_eq!(store.shards.len(), 16);
+    for n in 0..40_000u32 {
+        let k = StoreKey::global(&format!("key-{n}"));
+        assert_eq!(
+            store.begin_now(&k, &fp(1), lease(n.into())).unwrap(),
+            Begin::Acquired
+        );
+        assert!(
+            store
+                .complete_now(&k, LeaseToken::from_u128(n.into()), &response(8), SEC)
+                .unwrap()
+        );
+    }
+    let stats = store.stats();
+    assert!(stats.completed <= 32_768, "{stats:?}");
+    assert!(
+        stats.completed > 30_000,
+        "the shards fill nearly evenly: {stats:?}"
+    );
+    assert_eq!(stats.evicted, 40_000 - stats.completed as u64);
+    let last = StoreKey::global("key-39999");
+    assert!(matches!(
+        store.begin_now(&last, &fp(1), lease(1)).unwrap(),
+        Begin::Completed(_)
+    ));
+    assert!(
+        !MemoryStore::bounded(16_383)
+            .map(|s| s.shards.len() > 1)
+            .unwrap()
+    );
+}
