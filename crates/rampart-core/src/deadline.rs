@@ -63,12 +63,19 @@ impl Deadline {
     /// it: a deadline is only ever tightened.
     #[cfg(feature = "http")]
     pub fn tighten(self, extensions: &mut http::Extensions) -> Deadline {
-        let effective = match extensions.get::<Deadline>() {
-            Some(outer) if *outer <= self => *outer,
-            _ => self,
-        };
-        extensions.insert(effective);
-        effective
+        // In place when an outer layer set one (no new allocation for the extension).
+        match extensions.get_mut::<Deadline>() {
+            Some(outer) => {
+                if self < *outer {
+                    *outer = self;
+                }
+                *outer
+            }
+            None => {
+                extensions.insert(self);
+                self
+            }
+        }
     }
 }
 
