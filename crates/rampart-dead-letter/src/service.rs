@@ -90,13 +90,27 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The service made ready is the one called; a clone takes its place.
-        let fresh = self.inner.clone();
-        let svc = std::mem::replace(&mut self.inner, fresh);
+        let state = match ReadRequest::read_now(req, self.shared.max_body) {
+            // The body is all there (a `Full`, a body in memory): call on at once.
+            Ok((mut parts, body)) => {
+                let snap = Snapshot::of(&mut parts, &body);
+                State::Calling {
+                    fut: self.inner.call(Request::from_parts(parts, body)),
+                    snap: Some(snap),
+                }
+            }
+            // The body streams in: the service made ready is held while it does, and a clone
+            // takes its place (the only clone of the inner stack this layer makes).
+            Err(read) => {
+                let fresh = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, fresh);
+                State::Reading {
+                    read: read.with_service(svc),
+                }
+            }
+        };
         ResponseFuture {
-            state: State::Reading {
-                read: ReadRequest::new(svc, req, self.shared.max_body),
-            },
+            state,
             shared: self.shared.clone(),
             mode: self.mode.clone(),
         }

@@ -175,7 +175,7 @@ impl<C, H, R, A> RetryLayer<C, H, R, A> {
     }
 }
 
-impl<S, C: Clone, H: Clone, R: Clone, A: Clone> Layer<S> for RetryLayer<C, H, R, A> {
+impl<S: Clone, C: Clone, H: Clone, R: Clone, A: Clone> Layer<S> for RetryLayer<C, H, R, A> {
     type Service = Retry<S, C, H, R, A>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -32,8 +32,19 @@ use crate::{
 /// Requests are sent again as the [`Replay`] `R` says (by `Clone` by default), and each retry
 /// calls a clone of the inner service, made ready first. The first attempt uses the service
 /// `poll_ready` made ready.
+///
+/// A retry's clone is made from a copy of the inner service kept when the layer was applied,
+/// shared by every call's future: a call costs one reference-count increment, not a clone of
+/// the whole stack inside (for a breaker, a bulkhead, a timeout and a hyper-util client, a
+/// dozen increments on counters every worker thread shares). The trade-off: a retry calls a
+/// clone of the service as it was then, so a change made through
+/// [`get_mut`](Self::get_mut) reaches first attempts only. Services whose clones share their
+/// state (every rampart layer, hyper's and reqwest's clients, tower's `Buffer`) behave the
+/// same either way.
 pub struct Retry<S, C, H, R = ByClone, A = NoHook> {
     inner: S,
+    /// The copy retries clone, with the policy: one `Arc` per call's future.
+    shared: Arc<Template<S>>,
     policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
@@ -45,6 +56,7 @@ impl<S: Clone, C: Clone, H: Clone, R: Clone, A: Clone> Clone for Retry<S, C, H, 
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            shared: self.shared.clone(),
             policy: self.policy.clone(),
             classifier: self.classifier.clone(),
             hints: self.hints.clone(),
@@ -63,7 +75,14 @@ impl<S: fmt::Debug, C, H, R, A> fmt::Debug for Retry<S, C, H, R, A> {
     }
 }
 
-impl<S, C, H, R, A> Retry<S, C, H, R, A> {
+/// What a call's future shares with every other: the copy of the inner service retries
+/// clone, and the policy.
+struct Template<S> {
+    svc: S,
+    policy: Arc<RetryPolicy>,
+}
+
+impl<S: Clone, C, H, R, A> Retry<S, C, H, R, A> {
     pub(crate) fn from_parts(
         inner: S,
         policy: Arc<RetryPolicy>,
@@ -73,6 +92,10 @@ impl<S, C, H, R, A> Retry<S, C, H, R, A> {
         hook: A,
     ) -> Self {
         Self {
+            shared: Arc::new(Template {
+                svc: inner.clone(),
+                policy: policy.clone(),
+            }),
             inner,
             policy,
             classifier,
@@ -81,7 +104,9 @@ impl<S, C, H, R, A> Retry<S, C, H, R, A> {
             hook,
         }
     }
+}
 
+impl<S, C, H, R, A> Retry<S, C, H, R, A> {
     rampart_core::inner_service_accessors!();
 }
 
@@ -122,11 +147,10 @@ where
                 .attempt_timeout()
                 .map(|d| Box::pin(tokio::time::sleep(d))),
             ctx: Ctx {
-                svc: self.inner.clone(),
+                shared: self.shared.clone(),
                 stored,
                 replay: self.replay.clone(),
                 hook: self.hook.clone(),
-                policy: self.policy.clone(),
                 classifier: self.classifier.clone(),
                 hints: self.hints.clone(),
                 attempts: 0,
@@ -141,11 +165,10 @@ where
 
 /// What the future carries between attempts.
 struct Ctx<S, Req, C, H, R: Replay<Req>, A> {
-    svc: S,
+    shared: Arc<Template<S>>,
     stored: Option<R::Stored>,
     replay: R,
     hook: A,
-    policy: Arc<RetryPolicy>,
     classifier: C,
     hints: H,
     attempts: u32,
@@ -221,7 +244,7 @@ where
                 .deadline
                 .map(|d| d.saturating_duration_since(Instant::now())),
         };
-        let decision = self.policy.decide(&attempt);
+        let decision = self.shared.policy.decide(&attempt);
         match decision {
             Decision::Retry { after } => {
                 tracing::debug!(
@@ -230,7 +253,7 @@ where
                 );
                 metrics::counter!(
                     "rampart_retry_retries_total",
-                    rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone()
+                    rampart_core::registry::INSTANCE_LABEL => self.shared.policy.name().clone()
                 )
                 .increment(1);
                 self.previous_nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
@@ -254,7 +277,7 @@ where
                 );
                 metrics::counter!(
                     "rampart_retry_give_ups_total",
-                    rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone(),
+                    rampart_core::registry::INSTANCE_LABEL => self.shared.policy.name().clone(),
                     "reason" => reason.as_str()
                 )
                 .increment(1);
@@ -272,7 +295,7 @@ where
         );
         metrics::counter!(
             "rampart_retry_give_ups_total",
-            rampart_core::registry::INSTANCE_LABEL => self.policy.name().clone(),
+            rampart_core::registry::INSTANCE_LABEL => self.shared.policy.name().clone(),
             "reason" => GiveUp::HookFailed.as_str()
         )
         .increment(1);
@@ -441,7 +464,7 @@ where
                 }
                 // Drop the attempt (cancelling it) before deciding.
                 state.set(State::TimedOut);
-                Err(ctx.policy.attempt_timeout().unwrap_or_default())
+                Err(ctx.shared.policy.attempt_timeout().unwrap_or_default())
             }
         };
         match ctx.after_attempt(result) {
@@ -466,9 +489,9 @@ fn send<S, Req, C, H, R, A>(
     H: RetryProtocol<Req, S::Response, S::Error>,
 {
     ctx.hints.note_attempt(&req, ctx.attempts + 1);
-    let fut = Oneshot::new(ctx.svc.clone(), req);
+    let fut = Oneshot::new(ctx.shared.svc.clone(), req);
     state.set(State::Again { fut });
-    if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.policy.attempt_timeout()) {
+    if let (Some(t), Some(d)) = (timeout.as_mut(), ctx.shared.policy.attempt_timeout()) {
         t.as_mut()
             .reset(rampart_core::clock::saturating_add(Instant::now(), d));
     }

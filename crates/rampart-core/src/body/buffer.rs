@@ -288,6 +288,44 @@ pub struct ReadRequest<S, B> {
     read: ReadBody<B>,
 }
 
+impl<B> ReadRequest<(), B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Reads `req`'s body at once if that takes no waiting (a `Full`, a body already in
+    /// memory): the head, with a [`BufferedBody`] in its extensions as
+    /// [`poll_read`](Self::poll_read) leaves it, and the body to send. Else the read so far,
+    /// to go on with [`with_service`](ReadRequest::with_service) and `poll_read`.
+    ///
+    /// A layer that must hold the body before it calls on uses this to call the service
+    /// `poll_ready` made ready straight away when the body is already there, and to clone the
+    /// service (to hold it while the body streams in) only when it is not.
+    #[allow(clippy::type_complexity)]
+    pub fn read_now(
+        req: http::Request<B>,
+        limit: usize,
+    ) -> Result<(http::request::Parts, ReplayBody<B>), ReadRequest<(), B>> {
+        let mut read = ReadRequest::new((), req, limit);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match read.poll_read(&mut cx) {
+            Poll::Ready(((), parts, body)) => Ok((parts, body)),
+            Poll::Pending => Err(read),
+        }
+    }
+}
+
+impl<B> ReadRequest<(), B> {
+    /// The read [`read_now`](ReadRequest::read_now) could not finish, to go on for `svc`.
+    pub fn with_service<S>(self, svc: S) -> ReadRequest<S, B> {
+        ReadRequest {
+            svc: Some(svc),
+            parts: self.parts,
+            read: self.read,
+        }
+    }
+}
+
 impl<S, B> fmt::Debug for ReadRequest<S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadRequest")
@@ -416,6 +454,60 @@ mod tests {
         let body = poll_fn(|cx| read.poll_read(cx)).await;
         assert!(!body.is_buffered(), "over the limit: streamed");
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abcdefgh");
+    }
+
+    /// A body already there is read at once; one that must be waited for is handed back,
+    /// and reads on, with what it had, once given a service.
+    #[tokio::test]
+    async fn a_body_already_there_is_read_at_once() {
+        let (parts, body) =
+            ReadRequest::read_now(request(Full::new(Bytes::from_static(b"abc"))), 16).unwrap();
+        assert!(parts.extensions.get::<BufferedBody>().is_some());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
+
+        let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+        let later = Later {
+            first: Some(Bytes::from_static(b"ab")),
+            rest: rx,
+        };
+        let Err(pending) = ReadRequest::read_now(request(later), 16) else {
+            panic!("the rest of the body is not there yet");
+        };
+        let mut read = pending.with_service("svc");
+        tx.send("cd").unwrap();
+        let (svc, _, body) = poll_fn(|cx| read.poll_read(cx)).await;
+        assert_eq!(svc, "svc");
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcd");
+    }
+
+    /// A body whose first frame is there and whose second comes from a channel.
+    struct Later {
+        first: Option<Bytes>,
+        rest: tokio::sync::oneshot::Receiver<&'static str>,
+    }
+
+    impl Body for Later {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if let Some(first) = self.first.take() {
+                return Poll::Ready(Some(Ok(Frame::data(first))));
+            }
+            if self.rest.is_terminated() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.rest).poll(cx) {
+                Poll::Ready(Ok(s)) => {
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(s.as_bytes())))))
+                }
+                Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        }
     }
 
     #[tokio::test]

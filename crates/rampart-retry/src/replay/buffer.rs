@@ -81,14 +81,22 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The service made ready is the one called; a clone takes its place.
-        let fresh = self.inner.clone();
-        let svc = std::mem::replace(&mut self.inner, fresh);
-        BufferFuture {
-            state: BufferState::Reading {
-                read: ReadRequest::new(svc, req, self.limit),
+        let state = match ReadRequest::read_now(req, self.limit) {
+            // The body is all there: the service made ready is called at once.
+            Ok((parts, body)) => BufferState::Calling {
+                fut: self.inner.call(Request::from_parts(parts, body)),
             },
-        }
+            // The body streams in: the service made ready is held while it does, and a clone
+            // takes its place.
+            Err(read) => {
+                let fresh = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, fresh);
+                BufferState::Reading {
+                    read: read.with_service(svc),
+                }
+            }
+        };
+        BufferFuture { state }
     }
 }
 
