@@ -14,7 +14,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use rampart_core::{
     BoxFuture,
-    body::{ReadRequest, ReplayBody},
+    body::{ReadNow, ReadRequest, ReplayBody},
     error::BoxError,
 };
 use tower_service::Service;
@@ -92,7 +92,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let state = match ReadRequest::read_now(req, self.shared.max_body) {
             // The body is all there (a `Full`, a body in memory): call on at once.
-            Ok((mut parts, body)) => {
+            ReadNow::Read(mut parts, body) => {
                 let snap = Snapshot::of(&mut parts, &body);
                 State::Calling {
                     fut: self.inner.call(Request::from_parts(parts, body)),
@@ -101,7 +101,7 @@ where
             }
             // The body streams in: the service made ready is held while it does, and a clone
             // takes its place (the only clone of the inner stack this layer makes).
-            Err(read) => {
+            ReadNow::Pending(read) => {
                 let fresh = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, fresh);
                 State::Reading {

@@ -288,6 +288,16 @@ pub struct ReadRequest<S, B> {
     read: ReadBody<B>,
 }
 
+/// What [`ReadRequest::read_now`] did.
+#[derive(Debug)]
+pub enum ReadNow<B> {
+    /// The body was all there: the request's head and the body to send.
+    Read(http::request::Parts, ReplayBody<B>),
+    /// The body must be waited for: the read so far, to go on with
+    /// [`with_service`](ReadRequest::with_service).
+    Pending(ReadRequest<(), B>),
+}
+
 impl<B> ReadRequest<(), B>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -301,16 +311,12 @@ where
     /// A layer that must hold the body before it calls on uses this to call the service
     /// `poll_ready` made ready straight away when the body is already there, and to clone the
     /// service (to hold it while the body streams in) only when it is not.
-    #[allow(clippy::type_complexity)]
-    pub fn read_now(
-        req: http::Request<B>,
-        limit: usize,
-    ) -> Result<(http::request::Parts, ReplayBody<B>), ReadRequest<(), B>> {
+    pub fn read_now(req: http::Request<B>, limit: usize) -> ReadNow<B> {
         let mut read = ReadRequest::new((), req, limit);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match read.poll_read(&mut cx) {
-            Poll::Ready(((), parts, body)) => Ok((parts, body)),
-            Poll::Pending => Err(read),
+            Poll::Ready(((), parts, body)) => ReadNow::Read(parts, body),
+            Poll::Pending => ReadNow::Pending(read),
         }
     }
 }
@@ -460,8 +466,11 @@ mod tests {
     /// and reads on, with what it had, once given a service.
     #[tokio::test]
     async fn a_body_already_there_is_read_at_once() {
-        let (parts, body) =
-            ReadRequest::read_now(request(Full::new(Bytes::from_static(b"abc"))), 16).unwrap();
+        let ReadNow::Read(parts, body) =
+            ReadRequest::read_now(request(Full::new(Bytes::from_static(b"abc"))), 16)
+        else {
+            panic!("a Full body is there at once");
+        };
         assert!(parts.extensions.get::<BufferedBody>().is_some());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
 
@@ -470,7 +479,7 @@ mod tests {
             first: Some(Bytes::from_static(b"ab")),
             rest: rx,
         };
-        let Err(pending) = ReadRequest::read_now(request(later), 16) else {
+        let ReadNow::Pending(pending) = ReadRequest::read_now(request(later), 16) else {
             panic!("the rest of the body is not there yet");
         };
         let mut read = pending.with_service("svc");

@@ -8,5 +8,5 @@
 mod buffer;
 mod guarded;
 
-pub use self::buffer::{BufferedBody, ReadBody, ReadRequest, ReplayBody};
+pub use self::buffer::{BufferedBody, ReadBody, ReadNow, ReadRequest, ReplayBody};
 pub use self::guarded::GuardedBody;

@@ -13,7 +13,7 @@ use http::Request;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use rampart_core::{
-    body::{ReadRequest, ReplayBody},
+    body::{ReadNow, ReadRequest, ReplayBody},
     error::BoxError,
 };
 use tower_layer::Layer;
@@ -83,12 +83,12 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let state = match ReadRequest::read_now(req, self.limit) {
             // The body is all there: the service made ready is called at once.
-            Ok((parts, body)) => BufferState::Calling {
+            ReadNow::Read(parts, body) => BufferState::Calling {
                 fut: self.inner.call(Request::from_parts(parts, body)),
             },
             // The body streams in: the service made ready is held while it does, and a clone
             // takes its place.
-            Err(read) => {
+            ReadNow::Pending(read) => {
                 let fresh = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, fresh);
                 BufferState::Reading {
