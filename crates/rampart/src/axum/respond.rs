@@ -163,12 +163,12 @@ where
             StateProj::Calling { fut } => fut.poll(cx).map(|out| {
                 Ok(match out {
                     Ok(res) => res.into_response(),
-                    Err(e) => super::error_response(&*e.into()),
+                    Err(e) => super::response::error_response(&*e.into()),
                 })
             }),
             StateProj::NotReady { error } => {
                 let error = error.take().expect("polled after completion");
-                Poll::Ready(Ok(super::error_response(&*error)))
+                Poll::Ready(Ok(super::response::error_response(&*error)))
             }
         }
     }
