@@ -14,7 +14,7 @@
 //! `{"type":"urn:rampart:circuit-open","title":"Circuit open","status":503,"detail":"circuit breaker is open","retry_after":3}`. Any other error is the inner service's own failure:
 //! [`handle_error`] answers `500 Internal Server Error` for it, without leaking its text.
 //!
-//! This module needs only `axum-core` (for [`IntoResponse`]), not axum itself.
+//! This module needs only `axum-core` (for [`IntoResponse`](axum_core::response::IntoResponse)), not axum itself.
 //!
 //! # Why a full bulkhead has no `Retry-After`
 //!
