@@ -112,7 +112,7 @@
 //! untouched. A rejection never allocates. Map it:
 //!
 //! - **axum**: `503 Service Unavailable` with `Retry-After` =
-//!   [`CircuitOpen::retry_after_secs`]: `rampart::axum::handle_error` in a `HandleErrorLayer`
+//!   [`CircuitOpen::retry_after_secs`]: `rampart::axum::RespondToErrorsLayer` (or `handle_error` in a `HandleErrorLayer`)
 //!   (see this workspace's `tests/tests/axum_breaker.rs`);
 //! - **tonic**: `Status::unavailable(..)` with `grpc-retry-pushback-ms`, so a gRPC client's
 //!   retry policy treats it as retryable: `rampart::tonic::MapRejectionLayer`.

@@ -94,8 +94,10 @@
 //!
 //! # axum
 //!
-//! axum routes must not fail, so a layer that rejects needs a `HandleErrorLayer` in front of
-//! it; `rampart::axum::handle_error` is a ready-made handler. axum calls `layer` once per
+//! axum routes must not fail, so a layer that rejects needs something in front of it that
+//! turns its errors into responses: `rampart::axum::RespondToErrorsLayer` (no boxing, no
+//! per-request clone of the stack), or axum's `HandleErrorLayer` with
+//! `rampart::axum::handle_error` or a handler of your own. axum calls `layer` once per
 //! route: the breaker's and the bulkhead's state live in their layers, so every route shares
 //! one breaker and one set of permits (use `route_layer` or separate layers to separate them).
 //! A bulkhead fails fast in its response future rather than in `poll_ready`, because axum
