@@ -105,7 +105,8 @@ where
                 let fresh = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, fresh);
                 State::Reading {
-                    read: read.with_service(svc),
+                    read,
+                    svc: Some(svc),
                 }
             }
         };
@@ -123,8 +124,11 @@ pin_project! {
     where
         S: Service<Request<ReplayBody<B>>>,
     {
+        // Boxed (by `read_now`), so that the future is no larger than the call's on the
+        // path where the body is already there.
         Reading {
-            read: ReadRequest<S, B>,
+            read: Box<ReadRequest<(), B>>,
+            svc: Option<S>,
         },
         Calling {
             #[pin]
@@ -175,8 +179,9 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Reading { read } => {
-                    let (mut svc, mut parts, body) = ready!(read.poll_read(cx));
+                StateProj::Reading { read, svc } => {
+                    let ((), mut parts, body) = ready!(read.poll_read(cx));
+                    let mut svc = svc.take().expect("polled after completion");
                     let snap = Snapshot::of(&mut parts, &body);
                     let fut = svc.call(Request::from_parts(parts, body));
                     this.state.set(State::Calling {

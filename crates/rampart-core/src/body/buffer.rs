@@ -294,8 +294,10 @@ pub enum ReadNow<B> {
     /// The body was all there: the request's head and the body to send.
     Read(http::request::Parts, ReplayBody<B>),
     /// The body must be waited for: the read so far, to go on with
-    /// [`with_service`](ReadRequest::with_service).
-    Pending(ReadRequest<(), B>),
+    /// [`poll_read`](ReadRequest::poll_read) (or [`with_service`](ReadRequest::with_service)).
+    /// Boxed: it holds the request's head, and a future that keeps it in place would be as
+    /// large on the path where the body is already there, and moved at that size.
+    Pending(Box<ReadRequest<(), B>>),
 }
 
 impl<B> ReadRequest<(), B>
@@ -311,12 +313,24 @@ where
     /// A layer that must hold the body before it calls on uses this to call the service
     /// `poll_ready` made ready straight away when the body is already there, and to clone the
     /// service (to hold it while the body streams in) only when it is not.
+    ///
+    /// The head is not moved into a [`ReadRequest`] unless the body must be waited for: on the
+    /// path where it is all there, the request's parts go straight back to the caller.
+    #[inline]
     pub fn read_now(req: http::Request<B>, limit: usize) -> ReadNow<B> {
-        let mut read = ReadRequest::new((), req, limit);
+        let (mut parts, body) = req.into_parts();
+        let mut read = ReadBody::new(body, limit);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match read.poll_read(&mut cx) {
-            Poll::Ready(((), parts, body)) => ReadNow::Read(parts, body),
-            Poll::Pending => ReadNow::Pending(read),
+            Poll::Ready(body) => {
+                note_buffered(&mut parts, &body);
+                ReadNow::Read(parts, body)
+            }
+            Poll::Pending => ReadNow::Pending(Box::new(ReadRequest {
+                svc: Some(()),
+                parts: Some(parts),
+                read,
+            })),
         }
     }
 }
@@ -369,15 +383,21 @@ where
         let body = ready!(self.read.poll_read(cx));
         match (self.svc.take(), self.parts.take()) {
             (Some(svc), Some(mut parts)) => {
-                if let ReplayBody::Buffered { data, .. } = &body {
-                    parts
-                        .extensions
-                        .insert(BufferedBody(data.clone().unwrap_or_default()));
-                }
+                note_buffered(&mut parts, &body);
                 Poll::Ready((svc, parts, body))
             }
             _ => panic!("ReadRequest polled after completion"),
         }
+    }
+}
+
+/// Leaves a body read whole in the head's extensions as a [`BufferedBody`].
+#[inline]
+fn note_buffered<B>(parts: &mut http::request::Parts, body: &ReplayBody<B>) {
+    if let ReplayBody::Buffered { data, .. } = body {
+        parts
+            .extensions
+            .insert(BufferedBody(data.clone().unwrap_or_default()));
     }
 }
 
@@ -482,7 +502,7 @@ mod tests {
         let ReadNow::Pending(pending) = ReadRequest::read_now(request(later), 16) else {
             panic!("the rest of the body is not there yet");
         };
-        let mut read = pending.with_service("svc");
+        let mut read = (*pending).with_service("svc");
         tx.send("cd").unwrap();
         let (svc, _, body) = poll_fn(|cx| read.poll_read(cx)).await;
         assert_eq!(svc, "svc");

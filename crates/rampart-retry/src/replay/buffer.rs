@@ -92,7 +92,8 @@ where
                 let fresh = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, fresh);
                 BufferState::Reading {
-                    read: read.with_service(svc),
+                    read,
+                    svc: Some(svc),
                 }
             }
         };
@@ -117,8 +118,11 @@ pin_project! {
     where
         S: Service<Request<ReplayBody<B>>>,
     {
+        // Boxed (by `read_now`), so that the future is no larger than the call's on the
+        // path where the body is already there.
         Reading {
-            read: ReadRequest<S, B>,
+            read: Box<ReadRequest<(), B>>,
+            svc: Option<S>,
         },
         Calling {
             #[pin]
@@ -149,8 +153,9 @@ where
         loop {
             match state.as_mut().project() {
                 BufferStateProj::Calling { fut } => return fut.poll(cx),
-                BufferStateProj::Reading { read } => {
-                    let (mut svc, parts, body) = ready!(read.poll_read(cx));
+                BufferStateProj::Reading { read, svc } => {
+                    let ((), parts, body) = ready!(read.poll_read(cx));
+                    let mut svc = svc.take().expect("BufferFuture polled after completion");
                     let fut = svc.call(Request::from_parts(parts, body));
                     state.set(BufferState::Calling { fut });
                 }
