@@ -315,7 +315,7 @@ where
             let stored =
                 StoredResponse::new(head.status, headers, data.clone().unwrap_or_default());
             match trailers {
-                Some(t) => stored.with_trailers(t.clone()),
+                Some(t) => stored.with_trailers((**t).clone()),
                 None => stored,
             }
         }
@@ -426,7 +426,7 @@ fn replay<B>(stored: StoredResponse) -> Response<ReplayBody<B>> {
     let (status, headers, body, trailers) = stored.into_parts();
     let mut res = Response::new(ReplayBody::Buffered {
         data: (!body.is_empty()).then_some(body),
-        trailers,
+        trailers: trailers.map(Box::new),
     });
     *res.status_mut() = status;
     *res.headers_mut() = headers;

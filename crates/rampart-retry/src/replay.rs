@@ -70,7 +70,7 @@ mod http_replay {
         headers: HeaderMap,
         extensions: http::Extensions,
         data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
     }
 
     impl<B: Send + 'static> Replay<Request<ReplayBody<B>>> for HttpReplay {

@@ -25,7 +25,8 @@ pin_project! {
     /// attempt only).
     ///
     /// `Buffered { data, trailers }`: the data (`None` once sent, or if empty) and the
-    /// trailers, if any. `Streaming { prefix, rest }`: what was read before the limit was
+    /// trailers, if any (boxed: requests rarely have them, and the body is moved through
+    /// every layer at its full size). `Streaming { prefix, rest }`: what was read before the limit was
     /// passed, then the rest of the original body. `Failed { prefix, error }`: what was
     /// read before the original body failed, then its error (never lost: the inner
     /// service reads it as the body's error).
@@ -35,7 +36,7 @@ pin_project! {
         /// The whole body, read into memory.
         Buffered {
             data: Option<Bytes>,
-            trailers: Option<HeaderMap>,
+            trailers: Option<Box<HeaderMap>>,
         },
         /// Too large (or unreadable) to hold: what was read, then the rest as it streams.
         Streaming {
@@ -92,7 +93,7 @@ where
                 if let Some(d) = data.take() {
                     return Poll::Ready(Some(Ok(Frame::data(d))));
                 }
-                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
             ReplayBodyProj::Streaming { prefix, rest } => {
                 if let Some(p) = prefix.take() {
@@ -151,7 +152,7 @@ pub struct ReadBody<B> {
     first: Option<Bytes>,
     /// The frames copied together, once there is more than one.
     buf: BytesMut,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
     limit: usize,
 }
 
@@ -212,7 +213,7 @@ where
                     }
                     Err(frame) => {
                         if let Ok(t) = frame.into_trailers() {
-                            self.trailers = Some(t);
+                            self.trailers = Some(Box::new(t));
                         }
                     }
                 },
