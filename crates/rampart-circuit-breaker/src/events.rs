@@ -64,6 +64,12 @@ pub enum Reason {
     HalfOpenNoVerdict,
     /// Changed through the handle (force open / closed, reset, …).
     Manual,
+    /// Opened on what other replicas reported, by the breaker's
+    /// [`Decision`](crate::shared::Decision) (see [`shared`](crate::shared)).
+    Peers,
+    /// Closed because the replica that owned the cluster's probe found the dependency
+    /// recovered (see [`shared`](crate::shared)).
+    PeersRecovered,
 }
 
 impl Reason {
@@ -79,7 +85,27 @@ impl Reason {
             Reason::HalfOpenTimeout => "half_open_timeout",
             Reason::HalfOpenNoVerdict => "half_open_no_verdict",
             Reason::Manual => "manual",
+            Reason::Peers => "peers",
+            Reason::PeersRecovered => "peers_recovered",
         }
+    }
+
+    /// The reason named `name` (as [`as_str`](Self::as_str) writes it).
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        const ALL: [Reason; 11] = [
+            Reason::FailureRate,
+            Reason::SlowCallRate,
+            Reason::ConsecutiveFailures,
+            Reason::OpenTimeElapsed,
+            Reason::ProbeFailed,
+            Reason::ProbesSucceeded,
+            Reason::HalfOpenTimeout,
+            Reason::HalfOpenNoVerdict,
+            Reason::Manual,
+            Reason::Peers,
+            Reason::PeersRecovered,
+        ];
+        ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 

@@ -154,6 +154,7 @@ mod policy;
 mod readiness;
 mod registry;
 mod service;
+pub mod shared;
 
 pub use crate::{
     config::{

@@ -45,12 +45,14 @@ use crate::{
 
 mod guard;
 mod observe;
+mod peers;
 mod state;
 mod timer;
 mod window;
 
 use self::{observe::*, state::*, timer::*, window::*};
 
+pub(crate) use self::peers::{GATE_LOCAL, GATE_OWNER, GATE_PEER, LocalView, PeerLink};
 pub use self::{guard::CallGuard, observe::Stats, state::Mode};
 pub(crate) use self::{
     guard::{Lane, Lanes, lanes},
@@ -112,6 +114,8 @@ pub(crate) struct Core {
     mode_changed: Arc<tokio::sync::Notify>,
     metrics: Metrics,
     labels: MetricLabels,
+    /// Set once the breaker joins a `SharedBreakers`.
+    peers: std::sync::OnceLock<Arc<PeerLink>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -202,11 +206,13 @@ impl Core {
                 probe_ok: 0,
                 probe_bad: 0,
                 probe_ignored: 0,
+                reason: Reason::Manual,
             }),
             events,
             mode_changed: Arc::default(),
             metrics,
             labels,
+            peers: std::sync::OnceLock::new(),
             cfg,
         })
     }
@@ -325,6 +331,16 @@ impl Core {
                         shard,
                         mode,
                         CircuitOpen::new(RejectedBy::Open, Some(left)),
+                    );
+                }
+                // Another replica probes for the cluster: stay open until it reports.
+                if let Some(recheck) = self.probe_held_elsewhere() {
+                    let mode = m.mode;
+                    drop(m);
+                    return self.reject(
+                        shard,
+                        mode,
+                        CircuitOpen::new(RejectedBy::Open, Some(recheck)),
                     );
                 }
                 events.push(self.transition(&mut m, State::HalfOpen, Reason::OpenTimeElapsed, now));

@@ -124,6 +124,7 @@ impl Core {
             self.arm_open_timer(t.generation, d);
         }
         let _ = self.events.send(t);
+        self.note_transition();
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
@@ -136,7 +137,7 @@ impl Core {
     }
 
     /// What is left of the open time at `now` (zero once it is over: the next call probes).
-    fn open_left(&self, now: Instant) -> Duration {
+    pub(super) fn open_left(&self, now: Instant) -> Duration {
         let until = self.open_until.load(Ordering::Acquire);
         Duration::from_nanos(until.saturating_sub(self.nanos(now)))
     }

@@ -86,6 +86,9 @@ pub(super) struct Machine {
     pub(super) probe_bad: u32,
     /// Probes of this half-open period whose outcome was ignored (they judge nothing).
     pub(super) probe_ignored: u32,
+    /// Why the machine entered its state (published to peers: an open judged here, or
+    /// followed from them).
+    pub(super) reason: Reason,
 }
 
 impl Core {
@@ -98,8 +101,22 @@ impl Core {
         reason: Reason,
         now: Instant,
     ) -> Transition {
+        self.transition_for(m, to, reason, now, None)
+    }
+
+    /// As [`transition`](Self::transition); a move to open stays open for `open_for` if given
+    /// (a time peers reported), else for the configured open time.
+    pub(super) fn transition_for(
+        &self,
+        m: &mut Machine,
+        to: State,
+        reason: Reason,
+        now: Instant,
+        open_for: Option<Duration>,
+    ) -> Transition {
         let from = m.state;
         m.generation += 1;
+        m.reason = reason;
         m.state = to;
         m.entered = now;
         m.probes_in_flight = 0;
@@ -107,6 +124,7 @@ impl Core {
         m.probe_ok = 0;
         m.probe_bad = 0;
         m.probe_ignored = 0;
+        let given = open_for;
         let mut open_for = None;
         if to == State::Open {
             if from == State::HalfOpen {
@@ -114,10 +132,11 @@ impl Core {
             } else {
                 m.reopens = 0;
             }
-            let d = self
-                .cfg
-                .open_duration
-                .with_jitter(m.reopens, fastrand::f64());
+            let d = given.unwrap_or_else(|| {
+                self.cfg
+                    .open_duration
+                    .with_jitter(m.reopens, fastrand::f64())
+            });
             self.open_until.store(
                 self.nanos(now)
                     .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),

@@ -128,7 +128,10 @@ impl Core {
     pub(super) fn timer_fired(self: &Arc<Self>, generation: u64) {
         let t = {
             let mut m = lock(&self.machine);
-            if m.generation != generation || m.state != State::Open {
+            if m.generation != generation
+                || m.state != State::Open
+                || self.probe_held_elsewhere().is_some()
+            {
                 return;
             }
             let now = self.clock.now();

@@ -207,7 +207,11 @@ impl Core {
     }
 
     pub(super) fn judge(&self, now: Option<Instant>) -> Option<Reason> {
-        let c = self.window_counts(now);
+        self.judge_counts(self.window_counts(now))
+    }
+
+    /// Whether window counts `c` trip the breaker, and why.
+    pub(super) fn judge_counts(&self, c: Counts) -> Option<Reason> {
         if c.total < u64::from(self.cfg.minimum_calls) {
             return None;
         }

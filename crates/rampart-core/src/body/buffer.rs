@@ -291,6 +291,8 @@ pub struct ReadRequest<S, B> {
 
 /// What [`ReadRequest::read_now`] did.
 #[derive(Debug)]
+// The large variant is the common one, handed straight back; the rare one is boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum ReadNow<B> {
     /// The body was all there: the request's head and the body to send.
     Read(http::request::Parts, ReplayBody<B>),
