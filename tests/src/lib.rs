@@ -18,6 +18,10 @@
 
 use std::{
     net::{SocketAddr, TcpStream, ToSocketAddrs},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -143,5 +147,64 @@ mod tests {
                 None
             );
         }
+    }
+}
+
+/// A loopback TCP proxy (to Redis, NATS, …) that can be cut: while cut, it closes every connection,
+/// open or new.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where it listens: connect here instead of to Redis.
+    pub addr: SocketAddr,
+    /// Set to cut every connection, open or new; clear to let them through again.
+    pub cut: Arc<AtomicBool>,
+}
+
+/// The `host:port` of a `redis://host:port` URL, for the proxy to forward to.
+pub fn redis_addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a redis://host:port URL for this test")
+}
+
+impl Proxy {
+    /// Listens on `127.0.0.1:0` and forwards to `to`.
+    pub async fn start(to: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            () = tokio::time::sleep(Duration::from_millis(10)) => {
+                                if flag.load(Ordering::SeqCst) {
+                                    return; // both ends dropped
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
     }
 }

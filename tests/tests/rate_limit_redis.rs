@@ -10,14 +10,14 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use rampart_rate_limit::Quota;
 use rampart_redis::{RateLimiterErrorKind, RedisFallback, RedisRateLimiter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 fn unique() -> String {
     format!(
@@ -93,66 +93,13 @@ async fn three_replicas_share_one_limit_within_one_percent() {
     );
 }
 
-/// A loopback TCP proxy to Redis that can be cut: while cut, it closes every connection,
-/// open or new.
-struct Proxy {
-    addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-}
-
-/// The `host:port` of a `redis://host:port` URL, for the proxy to forward to.
-fn redis_addr(url: &str) -> SocketAddr {
-    url.trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a redis://host:port URL for this test")
-}
-
-impl Proxy {
-    async fn start(to: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        let flag = cut.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if flag.load(Ordering::SeqCst) {
-                    continue; // dropped: closed at once
-                }
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(to).await else {
-                        return;
-                    };
-                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    tokio::pin!(copy);
-                    loop {
-                        tokio::select! {
-                            _ = &mut copy => return,
-                            () = tokio::time::sleep(Duration::from_millis(10)) => {
-                                if flag.load(Ordering::SeqCst) {
-                                    return; // both ends dropped
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_cut_off_the_local_fallback_decides_and_the_limiter_recovers() {
     let Some(url) = rampart_tests::redis_url() else {
         return;
     };
-    let redis = redis_addr(&url);
-    let proxy = Proxy::start(redis).await;
+    let redis = rampart_tests::redis_addr(&url);
+    let proxy = rampart_tests::Proxy::start(redis).await;
     let limiter = RedisRateLimiter::builder(
         format!("redis://{}", proxy.addr),
         Quota::per_minute(1000).burst(1000),
@@ -358,9 +305,9 @@ async fn a_refused_hot_key_is_refused_again_without_a_round_trip() {
     let Some(url) = rampart_tests::redis_url() else {
         return;
     };
-    let redis = redis_addr(&url);
+    let redis = rampart_tests::redis_addr(&url);
     for cache in [10_000, 0] {
-        let proxy = Proxy::start(redis).await;
+        let proxy = rampart_tests::Proxy::start(redis).await;
         let limiter = RedisRateLimiter::builder(
             format!("redis://{}", proxy.addr),
             Quota::per_minute(1).burst(1),

@@ -6,7 +6,10 @@
 //!   that every replica of a service shares, so that a retry landing on another replica is
 //!   still answered from the first response: see [Idempotency store](#idempotency-store);
 //! - [`RedisRateLimiter`] (feature `rate-limit`), one rate limit shared by every replica, and
-//!   [`RedisBudgetStore`], cost budgets kept across restarts.
+//!   [`RedisBudgetStore`], cost budgets kept across restarts;
+//! - [`RedisBreakerState`] (feature `breaker`), circuit-breaker state every replica shares
+//!   (rampart-circuit-breaker's [`SharedBreakers`](rampart_circuit_breaker::shared::SharedBreakers)):
+//!   see its [layout](RedisBreakerState#layout).
 //!
 //! ```no_run
 //! use rampart_dead_letter::{DeadLetterStore, Filter, Query, State};
@@ -173,6 +176,8 @@
 //! [`describe`](rampart_idempotency::IdempotencyStore::describe) (in every error) names the
 //! server, database and prefix, never a password.
 
+#[cfg(feature = "breaker")]
+mod breaker_state;
 #[cfg(feature = "rate-limit")]
 mod budget;
 #[cfg(feature = "dead-letter")]
@@ -180,7 +185,8 @@ mod builder;
 #[cfg(any(
     feature = "dead-letter",
     feature = "idempotency",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "breaker"
 ))]
 mod connect;
 #[cfg(any(
@@ -202,6 +208,8 @@ mod scripts;
 #[cfg(feature = "dead-letter")]
 mod store;
 
+#[cfg(feature = "breaker")]
+pub use breaker_state::{RedisBreakerState, RedisBreakerStateBuilder};
 #[cfg(feature = "rate-limit")]
 pub use budget::{RedisBudgetStore, RedisBudgetStoreBuilder};
 #[cfg(feature = "dead-letter")]

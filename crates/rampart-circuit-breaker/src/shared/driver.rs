@@ -24,8 +24,9 @@ use crate::{
 };
 
 /// At most this many peers' snapshots are read per breaker; more are ignored (and counted as
-/// bad), so a flood of replica names cannot make a round unbounded.
-pub(crate) const MAX_PEERS: usize = 256;
+/// bad), so a flood of replica names cannot make a round unbounded. A backend may return
+/// fewer.
+pub const MAX_PEERS: usize = 256;
 
 /// The driver of a [`SharedBreakers`](super::SharedBreakers), from
 /// [`SharedBreakersBuilder::build`](super::SharedBreakersBuilder::build): spawn it on a tokio

@@ -101,7 +101,7 @@ mod snapshot;
 pub use self::{
     backend::{BackendError, MemoryBackend, PeerSnapshots, StateBackend},
     decision::Decision,
-    driver::Driver,
+    driver::{Driver, MAX_PEERS},
     snapshot::{MAX_OPEN_LEFT, MAX_SNAPSHOT_LEN, Snapshot},
 };
 
