@@ -1,9 +1,10 @@
-//! Circuit breakers as components: [`BreakerCheck`] and [`KeyedBreakerCheck`].
+//! Circuit breakers as components: [`BreakerCheck`], [`KeyedBreakerCheck`] and
+//! [`SharedBreakersCheck`].
 
 use std::{fmt, hash::Hash};
 
 use rampart_circuit_breaker::{
-    CircuitBreakerHandle, KeyedCircuitBreakerHandle, Mode, State, Stats,
+    CircuitBreakerHandle, KeyedCircuitBreakerHandle, Mode, State, Stats, shared::SharedBreakers,
 };
 
 use crate::{
@@ -162,6 +163,55 @@ where
     }
 }
 
+/// Breakers' shared state ([`SharedBreakers`]): healthy while the store answers, *degraded*
+/// while it does not (every breaker decides alone then: nothing fails, but replicas no longer
+/// learn together), with the last failure as the reason.
+///
+/// Details: `replica`, `backend`, `breakers`, `probes_owned`, `probes_deferred`, `errors`,
+/// `bad_snapshots`, `opened_by_peers`, `closed_by_peers`, and `degraded_for_ms` while degraded.
+#[derive(Debug, Clone)]
+pub struct SharedBreakersCheck {
+    shared: SharedBreakers,
+}
+
+impl SharedBreakersCheck {
+    /// A check of `shared`.
+    pub fn new(shared: SharedBreakers) -> Self {
+        Self { shared }
+    }
+}
+
+impl Component for SharedBreakersCheck {
+    fn kind(&self) -> &'static str {
+        "shared_breakers"
+    }
+
+    fn check(&self) -> BoxFuture<'_, ComponentHealth> {
+        let s = self.shared.status();
+        let mut health = match &s.degraded {
+            None => ComponentHealth::healthy(),
+            Some((reason, since)) => {
+                let ms = since.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                ComponentHealth::degraded(format!(
+                    "shared breaker state unreachable, each breaker decides alone: {reason}"
+                ))
+                .detail("degraded_for_ms", ms)
+            }
+        };
+        health = health
+            .detail("replica", s.replica)
+            .detail("backend", s.backend)
+            .detail("breakers", s.breakers)
+            .detail("probes_owned", s.probes_owned)
+            .detail("probes_deferred", s.probes_deferred)
+            .detail("errors", s.errors)
+            .detail("bad_snapshots", s.bad_snapshots)
+            .detail("opened_by_peers", s.opened_by_peers)
+            .detail("closed_by_peers", s.closed_by_peers);
+        Box::pin(std::future::ready(health))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +229,30 @@ mod tests {
             assert_eq!(judge(state, ForcedOpen), Some("circuit forced open"));
             assert_eq!(judge(state, ForcedClosed), None);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_breakers_are_degraded_while_their_store_is_unreachable() {
+        use rampart_circuit_breaker::shared::MemoryBackend;
+        let backend = MemoryBackend::new();
+        let shared = SharedBreakers::builder(backend.clone())
+            .replica("a")
+            .spawn()
+            .unwrap();
+        let breaker = rampart_circuit_breaker::CircuitBreakerLayer::builder()
+            .name("payments")
+            .layer()
+            .unwrap();
+        assert!(shared.join(&breaker.handle()));
+        let check = SharedBreakersCheck::new(shared);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let health = check.check().await;
+        assert_eq!(health.status, crate::Status::Healthy);
+        backend.set_unavailable(true);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let health = check.check().await;
+        assert_eq!(health.status, crate::Status::Degraded);
+        let reason = health.reason.unwrap_or_default();
+        assert!(reason.contains("decides alone"), "{reason}");
     }
 }

@@ -129,7 +129,7 @@ mod status;
 mod success_rate;
 
 #[cfg(feature = "circuit-breaker")]
-pub use crate::breaker::{BreakerCheck, KeyedBreakerCheck};
+pub use crate::breaker::{BreakerCheck, KeyedBreakerCheck, SharedBreakersCheck};
 #[cfg(feature = "rate-limit")]
 pub use crate::budget::BudgetCheck;
 #[cfg(feature = "bulkhead")]
