@@ -174,7 +174,7 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().expect("a bound address");
         let cut = Arc::new(AtomicBool::new(false));
         let flag = cut.clone();
         tokio::spawn(async move {

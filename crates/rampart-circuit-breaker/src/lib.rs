@@ -106,6 +106,13 @@
 //! # let _: &rampart_circuit_breaker::KeyedCircuitBreakerLayer<_, http::uri::Authority, _> = &per_host;
 //! ```
 //!
+//! # Across replicas
+//!
+//! [`shared::SharedBreakers`] shares breakers' state between the replicas of a service
+//! through a store (Redis: `rampart_redis::RedisBreakerState`), so that they open together
+//! (by a [`shared::Decision`]: follow, quorum, pooled windows) and one replica probes for all
+//! — without a network round trip on any call. See the [`shared`] module.
+//!
 //! # Errors and protocol mappings
 //!
 //! The service's error is [`BreakerError<E>`]: `Rejected(CircuitOpen)` or the inner error
