@@ -1,16 +1,16 @@
 //! [`NatsDeadLetterStoreBuilder`]: the settings of a [`NatsDeadLetterStore`] and how it
 //! connects.
 
-use std::{fmt, str::FromStr as _, time::Duration};
+use std::{fmt, time::Duration};
 
 use async_nats::{
-    ConnectOptions, ServerAddr,
+    ConnectOptions,
     jetstream::{
         self,
         stream::{self, DiscardPolicy, StorageType},
     },
 };
-use rampart_core::error::{ConfigError, chain_line};
+use rampart_core::error::ConfigError;
 use rampart_dead_letter::{StoreError, StoreErrorKind};
 
 use crate::{
@@ -179,35 +179,8 @@ impl NatsDeadLetterStoreBuilder {
             StoreError::new(early_name.clone(), StoreErrorKind::Config).with_source(why)
         };
         self.validate().map_err(|e| config_error(e.to_string()))?;
-        let mut addrs = Vec::new();
-        for part in self.url.split(',').map(str::trim) {
-            let addr = ServerAddr::from_str(part).map_err(|e| {
-                config_error(format!(
-                    "not a NATS URL: {:?} ({}); expected nats://[user:password@]host[:port] \
-                     (several separated by commas)",
-                    rampart_core::redact::connection_url(part),
-                    rampart_core::redact::text(&e.to_string())
-                ))
-            })?;
-            addrs.push(addr);
-        }
-        let describe = format!(
-            "{} (bucket {})",
-            addrs
-                .iter()
-                .map(|a| {
-                    let host = a.host();
-                    let host = if host.contains(':') {
-                        format!("[{host}]")
-                    } else {
-                        host.to_owned()
-                    };
-                    format!("{}://{host}:{}", a.scheme(), a.port())
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            self.bucket
-        );
+        let (addrs, servers) = crate::connect::addrs(&self.url).map_err(config_error)?;
+        let describe = format!("{servers} (bucket {})", self.bucket);
 
         let options = ConnectOptions::new()
             .name("rampart-dead-letter")
@@ -224,44 +197,29 @@ impl NatsDeadLetterStoreBuilder {
             .ack_timeout(self.response_timeout)
             .build(client.clone());
 
-        let open = async {
-            if let Ok(kv) = jetstream.get_key_value(&self.bucket).await {
-                return Ok::<_, String>(kv);
-            }
-            // The stream a key-value bucket is (what `nats kv add` and async-nats'
-            // `create_key_value` make), created directly: `create_key_value` first reads the
-            // account's JetStream info in a form nats-server 2.9 does not send.
-            let config = stream::Config {
-                name: format!("KV_{}", self.bucket),
-                description: Some("rampart dead letters: record id -> record JSON".to_owned()),
-                subjects: vec![format!("$KV.{}.>", self.bucket)],
-                max_messages_per_subject: 1,
-                max_bytes: self
-                    .max_bytes
-                    .and_then(|b| i64::try_from(b).ok())
-                    .unwrap_or(-1),
-                max_message_size: -1,
-                storage: StorageType::File,
-                num_replicas: self.replicas,
-                allow_rollup: true,
-                deny_delete: true,
-                deny_purge: false,
-                allow_direct: true,
-                discard: DiscardPolicy::New,
-                ..Default::default()
-            };
-            match jetstream.create_stream(config).await {
-                Ok(_) => jetstream
-                    .get_key_value(&self.bucket)
-                    .await
-                    .map_err(|e| e.to_string()),
-                // Created by another process meanwhile, or refused: open it, or say why not.
-                Err(create) => jetstream
-                    .get_key_value(&self.bucket)
-                    .await
-                    .map_err(|_| chain_line(&create)),
-            }
+        // The stream a key-value bucket is (what `nats kv add` and async-nats'
+        // `create_key_value` make), created directly: `create_key_value` first reads the
+        // account's JetStream info in a form nats-server 2.9 does not send.
+        let config = stream::Config {
+            name: format!("KV_{}", self.bucket),
+            description: Some("rampart dead letters: record id -> record JSON".to_owned()),
+            subjects: vec![format!("$KV.{}.>", self.bucket)],
+            max_messages_per_subject: 1,
+            max_bytes: self
+                .max_bytes
+                .and_then(|b| i64::try_from(b).ok())
+                .unwrap_or(-1),
+            max_message_size: -1,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            ..Default::default()
         };
+        let open = crate::connect::open_bucket(&jetstream, &self.bucket, config);
         let kv = match tokio::time::timeout(self.response_timeout * 2, open).await {
             Ok(Ok(kv)) => kv,
             Ok(Err(text)) => {

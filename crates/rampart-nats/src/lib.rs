@@ -1,6 +1,9 @@
-//! NATS backends for rampart: [`NatsDeadLetterStore`], a
-//! [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore) on a NATS JetStream key-value
-//! bucket (nats-server 2.9 or later, started with JetStream: `nats-server -js`).
+//! NATS backends for rampart (nats-server 2.9 or later, started with JetStream:
+//! `nats-server -js`): [`NatsDeadLetterStore`], a
+//! [`DeadLetterStore`](rampart_dead_letter::DeadLetterStore) on a JetStream key-value bucket,
+//! and [`NatsBreakerState`], circuit-breaker state every replica shares (rampart-circuit-breaker's
+//! [`SharedBreakers`](rampart_circuit_breaker::shared::SharedBreakers), watched, not polled: see
+//! its [layout](NatsBreakerState#layout)).
 //!
 //! ```no_run
 //! use rampart_dead_letter::{DeadLetterStore, Filter, Query, State};
@@ -74,9 +77,12 @@
 //! [`Full`](rampart_dead_letter::StoreErrorKind::Full). TLS (`tls://`) is supported with the
 //! server's certificate checked against the system's roots.
 
+mod breaker;
 mod builder;
+mod connect;
 mod error;
 mod store;
 
+pub use breaker::{NatsBreakerState, NatsBreakerStateBuilder};
 pub use builder::NatsDeadLetterStoreBuilder;
 pub use store::NatsDeadLetterStore;
