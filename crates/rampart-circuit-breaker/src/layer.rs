@@ -288,6 +288,28 @@ where
     K: Hash + Eq + Clone + fmt::Debug,
     C: Clone,
 {
+    /// Every breaker of the registry (the keyless one included) while it lives, for shared
+    /// state: held weakly, so sharing does not keep a dropped layer alive.
+    pub(crate) fn cores(&self) -> impl Fn() -> Vec<Arc<crate::policy::Core>> + Send + Sync + 'static
+    where
+        K: Send + Sync + 'static,
+        C: Send + Sync + 'static,
+    {
+        let registry = Arc::downgrade(&self.registry);
+        move || {
+            let Some(registry) = registry.upgrade() else {
+                return Vec::new();
+            };
+            let mut cores: Vec<_> = registry
+                .entries()
+                .into_iter()
+                .map(|(_, h)| h.core)
+                .collect();
+            cores.push(registry.fallback().core);
+            cores
+        }
+    }
+
     /// The breaker of `key`, if it exists.
     pub fn get(&self, key: &K) -> Option<CircuitBreakerHandle> {
         self.registry.get(key)

@@ -16,7 +16,6 @@ pub(crate) const GATE_OWNER: u8 = 1;
 pub(crate) const GATE_PEER: u8 = 2;
 
 /// The link of a breaker to the [`SharedBreakers`](crate::shared::SharedBreakers) it joined.
-#[derive(Debug)]
 pub(crate) struct PeerLink {
     /// Who probes: one of the `GATE_*` values.
     pub(crate) gate: AtomicU8,
@@ -26,6 +25,17 @@ pub(crate) struct PeerLink {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// The retry-after of a call rejected while another replica probes: the driver's period.
     pub(crate) recheck: Duration,
+    /// Keeps the sharing (and its driver) alive while this breaker is.
+    pub(crate) _keep: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for PeerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLink")
+            .field("gate", &self.gate)
+            .field("dirty", &self.dirty)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a breaker publishes of itself.

@@ -30,8 +30,8 @@ pub const MAX_PEERS: usize = 256;
 
 /// The driver of a [`SharedBreakers`](super::SharedBreakers), from
 /// [`SharedBreakersBuilder::build`](super::SharedBreakersBuilder::build): spawn it on a tokio
-/// runtime (as `tower::buffer::Buffer::pair` hands back its worker). It ends when every clone
-/// of its `SharedBreakers` is dropped.
+/// runtime (as `tower::buffer::Buffer::pair` hands back its worker). It runs while a clone of
+/// its `SharedBreakers` or a breaker that joined it lives, and ends after both are gone.
 #[must_use = "the driver does nothing unless spawned or awaited"]
 pub struct Driver {
     fut: BoxFuture<'static, ()>,

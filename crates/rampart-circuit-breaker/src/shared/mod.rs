@@ -208,13 +208,7 @@ impl SharedBreakers {
         K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
         C: Clone + Send + Sync + 'static,
     {
-        let handle = breakers.clone();
-        lock(&self.inner.keyed).push(Box::new(move || {
-            let mut cores: Vec<Arc<Core>> =
-                handle.breakers().into_iter().map(|(_, h)| h.core).collect();
-            cores.push(handle.fallback().core);
-            cores
-        }));
+        lock(&self.inner.keyed).push(Box::new(breakers.cores()));
         self.inner.wake.notify_one();
     }
 
@@ -252,18 +246,20 @@ impl SharedBreakers {
 }
 
 impl Inner {
-    /// Links `core` to this `SharedBreakers`; `false` if it is linked already.
-    fn link(&self, core: &Arc<Core>) -> bool {
+    /// Links `core` to this `SharedBreakers` (which the link keeps alive); `false` if it is
+    /// linked already.
+    fn link(self: &Arc<Self>, core: &Arc<Core>) -> bool {
         core.join(Arc::new(PeerLink {
             gate: std::sync::atomic::AtomicU8::new(GATE_LOCAL),
             dirty: std::sync::atomic::AtomicBool::new(true),
             wake: self.wake.clone(),
             recheck: self.every,
+            _keep: self.clone(),
         }))
     }
 
     /// Every joined breaker alive now; keyed breakers made since the last call are linked.
-    fn members(&self) -> Vec<Arc<Core>> {
+    fn members(self: &Arc<Self>) -> Vec<Arc<Core>> {
         let mut cores: Vec<Arc<Core>> = {
             let mut singles = lock(&self.singles);
             singles.retain(|w| w.strong_count() > 0);

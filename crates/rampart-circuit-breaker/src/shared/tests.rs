@@ -225,6 +225,68 @@ async fn per_key_breakers_share_per_key() {
     assert_eq!(state("cache"), State::Closed, "cache's is its own");
 }
 
+#[tokio::test(start_paused = true)]
+async fn pooled_windows_trip_what_no_replica_could_alone() {
+    let backend = MemoryBackend::new();
+    let replica = |name: &str| {
+        let shared = SharedBreakers::builder(backend.clone())
+            .replica(name)
+            .decision(Decision::pooled(3))
+            .spawn()
+            .unwrap();
+        let breaker = CircuitBreakerLayer::builder()
+            .name("search")
+            .failure_rate_threshold(50.0)
+            .minimum_calls(10)
+            .layer()
+            .unwrap();
+        assert!(shared.join(&breaker.handle()));
+        // `shared` is dropped here: the joined breaker keeps the sharing alive.
+        breaker
+    };
+    let all = ["a", "b", "c"].map(replica);
+    // Four calls each, three failed: 75 %, but under the minimum of 10 calls alone.
+    for breaker in &all {
+        for outcome in [
+            Outcome::TRANSIENT,
+            Outcome::TRANSIENT,
+            Outcome::TRANSIENT,
+            Outcome::Success,
+        ] {
+            breaker.try_acquire().unwrap().record(outcome);
+        }
+        assert_eq!(breaker.handle().state(), State::Closed);
+    }
+    periods(2).await;
+    // Summed, 12 calls at 75 %: every replica opens on the pool.
+    for breaker in &all {
+        assert_eq!(breaker.handle().state(), State::Open);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_driver_ends_once_the_sharing_and_its_breakers_are_gone() {
+    let (shared, driver) = SharedBreakers::builder(MemoryBackend::new())
+        .replica("a")
+        .build()
+        .unwrap();
+    let driver = tokio::spawn(driver);
+    let single = CircuitBreakerLayer::builder().name("one").layer().unwrap();
+    let keyed = CircuitBreakerLayer::builder()
+        .name("many")
+        .keyed::<(), &'static str>(())
+        .unwrap();
+    drop(keyed.try_acquire(Some("db")).unwrap());
+    shared.join(&single.handle());
+    shared.join_keyed(&keyed.handle());
+    drop(shared);
+    periods(2).await;
+    assert!(!driver.is_finished(), "the joined breakers keep it running");
+    drop((single, keyed));
+    periods(2).await;
+    assert!(driver.is_finished(), "nothing left to share: it ended");
+}
+
 #[test]
 fn bad_configuration_is_an_error_naming_the_field() {
     let b = || SharedBreakers::builder(MemoryBackend::new());
