@@ -5,7 +5,12 @@
 //! Groups:
 //! - `circuit_breaker/closed`: the cost of one call (`poll_ready` + `call` + the future driven to
 //!   completion) through a closed breaker.
+//!   `rampart_shared`: the same breaker joined to a `SharedBreakers` (over its in-memory
+//!   backend, its driver running on the runtime's worker): what sharing state across replicas
+//!   adds to a call (nothing but the driver's own work on another thread).
 //! - `circuit_breaker/open_rejection`: the cost of one call rejected by an open breaker.
+//!   `rampart_shared_deferred`: open past its time while another replica holds the cluster's
+//!   probe lease (the one extra atomic load of that path).
 //! - `circuit_breaker/contended`: calls through clones of ONE shared breaker from 1 and from 2
 //!   threads; the time reported is wall time per call, so `thrpt` is the combined throughput.
 //!
@@ -34,7 +39,10 @@ use failsafe::futures::CircuitBreaker as _;
 use rampart_benches::{
     bench_calls, bench_threads, block_on, configure, configure_contended, ready_call, runtime,
 };
-use rampart_circuit_breaker::{BreakerError, CircuitBreakerLayer, State};
+use rampart_circuit_breaker::{
+    BreakerError, CircuitBreakerLayer, State,
+    shared::{MemoryBackend, SharedBreakers, StateBackend},
+};
 use tower::{Layer, Service, limit::ConcurrencyLimitLayer, service_fn};
 use tower_resilience_circuitbreaker::{
     CircuitBreakerError, CircuitBreakerHandle as TrHandle, CircuitBreakerLayer as TrLayer,
@@ -119,6 +127,19 @@ fn closed(c: &mut Criterion) {
     assert!(matches!(ready_call(&mut svc, 1), Ok(1)));
     bench_calls(&mut group, "rampart", svc);
 
+    let layer = rampart(Duration::from_secs(30));
+    let shared = rt.block_on(async {
+        SharedBreakers::builder(MemoryBackend::new())
+            .replica("bench")
+            .spawn()
+            .expect("shared breakers")
+    });
+    assert!(shared.join(&layer.handle()));
+    let mut svc = layer.layer(service_fn(echo));
+    assert!(matches!(ready_call(&mut svc, 1), Ok(1)));
+    bench_calls(&mut group, "rampart_shared", svc);
+    drop(shared);
+
     let (layer, _handle) = tower_resilience();
     let mut svc = layer.layer(service_fn(echo));
     assert!(matches!(ready_call(&mut svc, 1), Ok(1)));
@@ -162,6 +183,39 @@ fn open_rejection(c: &mut Criterion) {
         Err(BreakerError::Rejected(_))
     ));
     bench_calls(&mut group, "rampart_forced_open", svc);
+
+    // Open past its time, and another replica holds the probe lease: held open.
+    let backend = MemoryBackend::new();
+    let layer = rampart(Duration::from_millis(20));
+    let shared = rt.block_on(async {
+        assert!(
+            backend
+                .acquire_probe("bench", "other", Duration::from_secs(3600))
+                .await
+                .expect("a lease")
+        );
+        SharedBreakers::builder(backend.clone())
+            .replica("bench")
+            .publish_every(Duration::from_millis(10))
+            .timeout(Duration::from_millis(10))
+            .spawn()
+            .expect("shared breakers")
+    });
+    assert!(shared.join(&layer.handle()));
+    layer.handle().transition_to(State::Open);
+    rt.block_on(tokio::time::sleep(Duration::from_millis(100)));
+    assert_eq!(
+        shared.status().probes_deferred,
+        1,
+        "the other replica probes"
+    );
+    let mut svc = layer.layer(service_fn(echo));
+    assert!(matches!(
+        ready_call(&mut svc, 1),
+        Err(BreakerError::Rejected(_))
+    ));
+    bench_calls(&mut group, "rampart_shared_deferred", svc);
+    drop(shared);
 
     let (layer, handle) = tower_resilience();
     block_on(handle.force_open());

@@ -279,13 +279,13 @@ impl Core {
                             CircuitOpen::until(RejectedBy::Open, until),
                         );
                     }
-                    return self.probe(self.clock.now(), shard);
+                    return self.probe_unless_held(shard, mode);
                 }
                 let now = self.clock.now();
                 let n = self.nanos(now);
                 let until = self.open_until.load(Ordering::Acquire);
                 if n >= until {
-                    self.probe(now, shard)
+                    self.probe_unless_held(shard, mode)
                 } else {
                     let left = Duration::from_nanos(until - n);
                     self.reject(shard, mode, CircuitOpen::new(RejectedBy::Open, Some(left)))
@@ -313,6 +313,24 @@ impl Core {
         }
         tracing::trace!(target: "rampart::circuit_breaker", breaker = %self.name, by = ?rejection.rejected_by(), "call rejected");
         Err(rejection)
+    }
+
+    /// An open breaker whose time is over: held open without the lock while another replica
+    /// probes for the cluster, else [`probe`](Self::probe).
+    #[inline]
+    fn probe_unless_held(
+        self: &Arc<Self>,
+        shard: usize,
+        mode: Mode,
+    ) -> Result<Permit, CircuitOpen> {
+        match self.probe_held_elsewhere() {
+            Some(recheck) => self.reject(
+                shard,
+                mode,
+                CircuitOpen::new(RejectedBy::Open, Some(recheck)),
+            ),
+            None => self.probe(self.clock.now(), shard),
+        }
     }
 
     /// Half-open admission (and the lazy open → half-open move), under the machine lock.
