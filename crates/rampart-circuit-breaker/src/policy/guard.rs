@@ -109,3 +109,18 @@ impl<C> Drop for CallGuard<C> {
         }
     }
 }
+
+impl Core {
+    /// A call's future or response body was dropped before it completed.
+    pub(crate) fn cancel(&self, shard: usize, permit: Permit) {
+        self.shard(shard).ignored.fetch_add(1, Ordering::Relaxed);
+        self.metrics.ignored.increment(1);
+        if permit.kind == PermitKind::Probe {
+            let mut m = lock(&self.machine);
+            if m.generation == permit.generation && m.state == State::HalfOpen {
+                m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
+                m.probes_admitted = m.probes_admitted.saturating_sub(1);
+            }
+        }
+    }
+}

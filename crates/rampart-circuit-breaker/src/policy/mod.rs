@@ -315,26 +315,12 @@ impl Core {
         Err(rejection)
     }
 
-    /// An open breaker whose time is over: held open without the lock while another replica
-    /// probes for the cluster, else [`probe`](Self::probe).
-    #[inline]
-    fn probe_unless_held(
-        self: &Arc<Self>,
-        shard: usize,
-        mode: Mode,
-    ) -> Result<Permit, CircuitOpen> {
-        match self.probe_held_elsewhere() {
-            Some(recheck) => self.reject(
-                shard,
-                mode,
-                CircuitOpen::new(RejectedBy::Open, Some(recheck)),
-            ),
-            None => self.probe(self.clock.now(), shard),
-        }
-    }
-
     /// Half-open admission (and the lazy open → half-open move), under the machine lock.
-    fn probe(self: &Arc<Self>, now: Instant, shard: usize) -> Result<Permit, CircuitOpen> {
+    pub(super) fn probe(
+        self: &Arc<Self>,
+        now: Instant,
+        shard: usize,
+    ) -> Result<Permit, CircuitOpen> {
         let mut events = Vec::new();
         let result = {
             let mut m = lock(&self.machine);
@@ -596,19 +582,6 @@ impl Core {
                 min_success_rate, ..
             } => (min_success_rate * 10_000.0).round() as u64,
             ClosePolicy::Successes(_) => 1_000_000,
-        }
-    }
-
-    /// A call's future or response body was dropped before it completed.
-    pub(crate) fn cancel(&self, shard: usize, permit: Permit) {
-        self.shard(shard).ignored.fetch_add(1, Ordering::Relaxed);
-        self.metrics.ignored.increment(1);
-        if permit.kind == PermitKind::Probe {
-            let mut m = lock(&self.machine);
-            if m.generation == permit.generation && m.state == State::HalfOpen {
-                m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
-                m.probes_admitted = m.probes_admitted.saturating_sub(1);
-            }
         }
     }
 }

@@ -71,6 +71,24 @@ impl Core {
             .map(|l| l.recheck)
     }
 
+    /// An open breaker whose time is over: held open without the lock while another replica
+    /// probes for the cluster, else [`probe`](Self::probe).
+    #[inline]
+    pub(super) fn probe_unless_held(
+        self: &Arc<Self>,
+        shard: usize,
+        mode: Mode,
+    ) -> Result<Permit, CircuitOpen> {
+        match self.probe_held_elsewhere() {
+            Some(recheck) => self.reject(
+                shard,
+                mode,
+                CircuitOpen::new(RejectedBy::Open, Some(recheck)),
+            ),
+            None => self.probe(self.clock.now(), shard),
+        }
+    }
+
     /// Tells the driver a transition happened.
     pub(super) fn note_transition(&self) {
         if let Some(link) = self.peers.get() {
