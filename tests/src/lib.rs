@@ -160,12 +160,32 @@ pub struct Proxy {
     pub cut: Arc<AtomicBool>,
 }
 
-/// The `host:port` of a `redis://host:port` URL, for the proxy to forward to.
+/// The address a service listens on, from its URL (`scheme://[auth@]host[:port][/…]`), with
+/// `default_port` if it names none: what a [`Proxy`] forwards to.
+pub fn service_addr(url: &str, default_port: u16) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let host_port = if host_port.contains(':') && !host_port.ends_with(']') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("no address for {url:?}"))
+}
+
+/// The address of the Redis at `url`.
 pub fn redis_addr(url: &str) -> SocketAddr {
-    url.trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a redis://host:port URL for this test")
+    service_addr(url, 6379)
+}
+
+/// The address of the NATS server at `url`.
+pub fn nats_addr(url: &str) -> SocketAddr {
+    service_addr(url, 4222)
 }
 
 impl Proxy {

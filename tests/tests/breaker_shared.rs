@@ -75,8 +75,8 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// a opens on its failures; b and c follow; only a probes past the open time; its recovery
-/// closes b and c.
+/// a opens on its failures; b and c follow; only the lease's owner probes past the open time;
+/// its recovery closes the other two.
 async fn learn_together(a: Replica, b: Replica, c: Replica) {
     let mut b_events = b.breaker.handle().subscribe();
     tokio::time::sleep(PERIOD * 2).await;
@@ -93,27 +93,46 @@ async fn learn_together(a: Replica, b: Replica, c: Replica) {
     let t = b_events.recv().await.unwrap();
     assert_eq!((t.to, t.reason), (State::Open, Reason::Peers));
 
-    until("a holds the lease, b and c wait on it", || {
-        a.shared.status().probes_owned == 1
-            && [&b, &c]
+    // One replica holds the lease (a, which opened first, unless a follower's round came
+    // between a's open and its ask); the other two wait on it.
+    let all = [&a, &b, &c];
+    until("one holds the lease, the others wait on it", || {
+        all.iter()
+            .filter(|r| r.shared.status().probes_owned == 1)
+            .count()
+            == 1
+            && all
                 .iter()
-                .all(|r| r.shared.status().probes_deferred == 1)
+                .filter(|r| r.shared.status().probes_deferred == 1)
+                .count()
+                == 2
     })
     .await;
+    let owner = *all
+        .iter()
+        .find(|r| r.shared.status().probes_owned == 1)
+        .unwrap();
     tokio::time::sleep(OPEN).await;
-    for r in [&b, &c] {
+    for r in all.iter().filter(|r| !std::ptr::eq(**r, owner)) {
         assert!(r.breaker.try_acquire().is_err(), "only the owner probes");
     }
-    let probe = a.breaker.try_acquire().expect("a probes for the cluster");
+    let probe = owner
+        .breaker
+        .try_acquire()
+        .expect("the owner probes for the cluster");
     probe.record(Outcome::Success);
-    assert_eq!(a.breaker.handle().state(), State::Closed);
-    until("a's recovery closes b and c", || {
-        [&b, &c]
-            .iter()
+    assert_eq!(owner.breaker.handle().state(), State::Closed);
+    until("the owner's recovery closes the others", || {
+        all.iter()
             .all(|r| r.breaker.handle().state() == State::Closed)
     })
     .await;
-    assert_eq!(c.shared.status().closed_by_peers, 1);
+    assert_eq!(
+        all.iter()
+            .map(|r| r.shared.status().closed_by_peers)
+            .sum::<u64>(),
+        2
+    );
     assert_eq!(a.shared.status().degraded, None);
 }
 
@@ -246,4 +265,36 @@ async fn with_redis_cut_off_a_replica_goes_local_only_and_rejoins() {
         r.shared.status().degraded.is_none()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_cut_off_a_replica_goes_local_only_and_rejoins() {
+    let Some(url) = rampart_tests::nats_url() else {
+        return;
+    };
+    let proxy = rampart_tests::Proxy::start(rampart_tests::nats_addr(&url)).await;
+    let bucket = unique_bucket();
+    let r = replica(nats(&format!("nats://{}", proxy.addr), &bucket).await, "a");
+    tokio::time::sleep(PERIOD * 2).await;
+    assert_eq!(r.shared.status().degraded, None);
+
+    proxy.cut.store(true, Ordering::SeqCst);
+    until("degraded once NATS is gone", || {
+        r.shared.status().degraded.is_some()
+    })
+    .await;
+    for _ in 0..100 {
+        r.breaker.try_acquire().unwrap().record(Outcome::Success);
+    }
+    assert_eq!(r.breaker.handle().stats().successes, 100);
+
+    proxy.cut.store(false, Ordering::SeqCst);
+    until("rejoined once NATS is back", || {
+        r.shared.status().degraded.is_none()
+    })
+    .await;
+    let js = async_nats::jetstream::new(async_nats_client(&url).await);
+    for name in [bucket.clone(), format!("{bucket}_probes")] {
+        let _ = js.delete_key_value(&name).await;
+    }
 }

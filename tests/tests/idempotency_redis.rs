@@ -387,20 +387,6 @@ fn via(url: &str, addr: SocketAddr) -> String {
     format!("redis://{}{addr}{tail}", auth.unwrap_or_default())
 }
 
-/// The address Redis listens on, from `url`.
-fn redis_addr(url: &str) -> SocketAddr {
-    use std::net::ToSocketAddrs as _;
-    let rest = url.split_once("://").unwrap().1;
-    let authority = rest.split(['/', '?']).next().unwrap();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let host_port = if host_port.contains(':') && !host_port.ends_with(']') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:6379")
-    };
-    host_port.to_socket_addrs().unwrap().next().unwrap()
-}
-
 #[test]
 fn resp_commands_are_split_however_the_bytes_arrive() {
     let wire = b"*2\r\n$7\r\nEVALSHA\r\n$4\r\na\r\nb\r\n*1\r\n$4\r\nping\r\n";
@@ -435,7 +421,7 @@ async fn a_replay_costs_one_round_trip_and_a_first_execution_two() {
     let Some(url) = redis_url() else {
         return;
     };
-    let proxy = CommandProxy::start(redis_addr(&url)).await;
+    let proxy = CommandProxy::start(rampart_tests::redis_addr(&url)).await;
     let store = Arc::new(store(&via(&url, proxy.addr), &unique_prefix()).await);
     let connect = proxy.take();
     assert!(
@@ -504,7 +490,7 @@ async fn an_outage_is_unavailable_quickly_and_the_store_recovers() {
     let Some(url) = redis_url() else {
         return;
     };
-    let mut proxy = CommandProxy::start(redis_addr(&url)).await;
+    let mut proxy = CommandProxy::start(rampart_tests::redis_addr(&url)).await;
     let store = RedisIdempotencyStore::builder(via(&url, proxy.addr))
         .prefix(unique_prefix())
         .connect_timeout(Duration::from_millis(300))

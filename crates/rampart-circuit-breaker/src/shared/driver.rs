@@ -115,6 +115,11 @@ impl Inner {
         };
         let dirty = link.dirty.swap(false, Ordering::AcqRel);
         let mut view = core.local_view();
+        // A fresh open asks for the probe lease before peers can see it open, so that the
+        // replica that opened first (not one that followed it) usually gets it.
+        if view.state == State::Open && t.asked != Some(view.generation) {
+            self.keep_lease(core, t, &view, false).await?;
+        }
         if dirty || full {
             let snapshot = Snapshot::of(&view).encode();
             let published = self

@@ -34,7 +34,9 @@
 //!   default), with a liveness TTL of three periods: a replica that stops publishing drops
 //!   out. On each period it reads the peers' snapshots and judges them.
 //! - **One probe for the cluster.** When a breaker opens, its replica asks for the breaker's
-//!   probe lease (Redis `SET NX PX`, a KV create): the replica that gets it probes when the
+//!   probe lease (Redis `SET NX PX`, a KV create) before it publishes the open, so the replica
+//!   that opened first usually gets it (a follower whose round falls in between may win it
+//!   instead: still one owner). The replica that holds it probes when the
 //!   open time is over, as a lone breaker would; the others stay open (rejecting with a
 //!   retry-after of one period) until the owner reports. When the owner's probes close its
 //!   breaker, the replicas that waited on it (or followed peers into open) close too
