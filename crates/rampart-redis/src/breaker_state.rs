@@ -151,22 +151,15 @@ impl RedisBreakerStateBuilder {
             Script::new(ACQUIRE),
             Script::new(RELEASE),
         ];
-        let load = async {
-            for s in &scripts {
-                s.load_async(&mut conn).await?;
-            }
-            Ok::<_, RedisError>(())
-        };
-        match tokio::time::timeout(self.response_timeout, load).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(redis_error(&describe, e)),
-            Err(_) => {
-                return Err(BackendError::new(format!(
+        crate::connect::load_scripts(&mut conn, &scripts, self.response_timeout)
+            .await
+            .map_err(|failure| match failure {
+                ConnectFailure::Redis(e) => redis_error(&describe, e),
+                _ => BackendError::new(format!(
                     "{describe}: loading the scripts took over {:?}",
                     self.response_timeout
-                )));
-            }
-        }
+                )),
+            })?;
         let [publish, peers, acquire, release] = scripts;
         Ok(RedisBreakerState {
             conn,

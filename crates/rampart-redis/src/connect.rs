@@ -83,6 +83,27 @@ pub(crate) fn describe(info: &ConnectionInfo, prefix: &str) -> String {
     format!("{addr} (prefix {prefix})")
 }
 
+/// Loads `scripts` into Redis (so that each operation is one `EVALSHA`), within `limit`. (The
+/// dead-letter store loads its own, in one step with its check of the keys' types.)
+#[cfg(any(feature = "idempotency", feature = "rate-limit", feature = "breaker"))]
+pub(crate) async fn load_scripts<'a>(
+    conn: &mut ConnectionManager,
+    scripts: impl IntoIterator<Item = &'a redis::Script>,
+    limit: Duration,
+) -> Result<(), ConnectFailure> {
+    let load = async {
+        for script in scripts {
+            script.load_async(conn).await?;
+        }
+        Ok::<_, RedisError>(())
+    };
+    match tokio::time::timeout(limit, load).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ConnectFailure::Redis(e)),
+        Err(_) => Err(ConnectFailure::TimedOut(limit)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

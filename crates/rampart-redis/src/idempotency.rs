@@ -156,17 +156,12 @@ impl RedisIdempotencyStoreBuilder {
         })?;
 
         let scripts = Scripts::new();
-        let load = async {
-            for script in scripts.all() {
-                script.load_async(&mut conn).await?;
-            }
-            Ok::<_, RedisError>(())
-        };
-        match tokio::time::timeout(self.response_timeout, load).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(from_redis(&describe, e)),
-            Err(_) => return Err(timed_out(&describe, "connect", self.response_timeout)),
-        }
+        crate::connect::load_scripts(&mut conn, scripts.all(), self.response_timeout)
+            .await
+            .map_err(|failure| match failure {
+                ConnectFailure::Redis(e) => from_redis(&describe, e),
+                _ => timed_out(&describe, "connect", self.response_timeout),
+            })?;
         // Best effort: managed Redis often refuses CONFIG.
         let policy = tokio::time::timeout(
             self.response_timeout,

@@ -236,10 +236,14 @@ impl RedisRateLimiterBuilder {
             }
         })?;
         let script = Script::new(GCRA);
-        script
-            .load_async(&mut conn)
+        let limit = self.response_timeout.max(Duration::from_millis(500));
+        crate::connect::load_scripts(&mut conn, [&script], limit)
             .await
-            .map_err(|e| from_redis(&describe, e))?;
+            .map_err(|failure| match failure {
+                ConnectFailure::Redis(e) => from_redis(&describe, e),
+                _ => StoreError::new(describe.clone(), RateLimiterErrorKind::Unavailable)
+                    .with_source(format!("load the script: no answer within {limit:?}")),
+            })?;
         let local = match self.fallback {
             RedisFallback::Local { replicas } => {
                 let share = |n: u64| (n / u64::from(replicas)).max(1);
